@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m devstack demo
+	$(BIN)/python -m devstack up --airflow 3
 
 check: $(STAMP)
 	$(BIN)/ruff check .
@@ -21,6 +21,7 @@ check: $(STAMP)
 	$(BIN)/mypy consumer
 
 test: check
+	$(BIN)/python -m devstack prepare
 	$(BIN)/python -m pytest
 
 format: $(STAMP)

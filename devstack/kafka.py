@@ -196,7 +196,9 @@ class KafkaBroker:
         from kafka.errors import KafkaError  # noqa: PLC0415
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000
+            )
         except (KafkaError, OSError):
             return False
         try:
@@ -221,7 +223,7 @@ class KafkaBroker:
 
 def start_broker(work: Path, *, tie_to_parent: bool) -> KafkaBroker:
     """Format and start a fresh broker in ``work`` on free ports, retrying with new ones."""
-    error: procs.StackError | None = None
+    error: procs.StackError | None = None  # the last attempt's, re-raised after the last try
     for _ in range(START_ATTEMPTS):
         shutil.rmtree(work, ignore_errors=True)
         broker = KafkaBroker(work=work, port=procs.free_port(), ctrl_port=procs.free_port())
@@ -232,5 +234,4 @@ def start_broker(work: Path, *, tie_to_parent: bool) -> KafkaBroker:
             error = exc
             continue
         return broker
-    assert error is not None
-    raise error
+    raise error or procs.StackError("Kafka did not start")

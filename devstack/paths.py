@@ -1,4 +1,4 @@
-"""Where the local stack keeps downloads (a cache that survives) and running servers (a temp dir)."""
+"""Where the local stack keeps downloads (a cache) and its running servers (a temp dir)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -138,10 +139,8 @@ def stop(pid: int, *, sig: int = signal.SIGTERM, grace: float = 30.0) -> None:
             break
         time.sleep(0.1)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         kill_deadline = time.monotonic() + 10
         while _group_alive(pid) and time.monotonic() < kill_deadline:
             time.sleep(0.1)

@@ -20,14 +20,31 @@ from typing import Any
 
 from devstack import procs
 from devstack.airflow import AirflowServer, new_airflow
+from devstack.airflow import venv_dir as airflow_venv
 from devstack.kafka import KafkaBroker, start_broker
+from devstack.kafka import libs_dir as kafka_libs
 from devstack.paths import run_dir
 from devstack.postgres import PostgresServer
+from devstack.postgres import bin_dir as postgres_bin
 
 
 def say(message: str) -> None:
     """Progress for humans, on stderr so that stdout stays one JSON document."""
     print(f"devstack: {message}", file=sys.stderr, flush=True)
+
+
+def prepare() -> None:
+    """Install everything the stack needs, in parallel, without starting anything."""
+    began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = [
+            pool.submit(kafka_libs),
+            pool.submit(postgres_bin),
+            *(pool.submit(airflow_venv, major) for major in ("3", "2")),
+        ]
+        for job in jobs:
+            job.result()
+    say(f"prepared in {time.monotonic() - began:.1f} s")
 
 
 class Stack:
@@ -94,7 +111,9 @@ class Stack:
         self._state_file.write_text(json.dumps(state, indent=2))
 
     # -- start ------------------------------------------------------------------------------
-    def up(self, *, kafka: bool = True, airflow: tuple[str, ...] = (), dags: tuple[Path, ...] = ()) -> dict[str, Any]:
+    def up(
+        self, *, kafka: bool = True, airflow: tuple[str, ...] = (), dags: tuple[Path, ...] = ()
+    ) -> dict[str, Any]:
         """Start whatever of Kafka and the named Airflow versions is not running yet.
 
         Args:
@@ -152,7 +171,8 @@ class Stack:
             return
         if server is not None:
             server.stop()
-        assert self.postgres is not None
+        if self.postgres is None:
+            raise procs.StackError("PostgreSQL must run before Airflow")
         begin = time.monotonic()
         database = f"airflow{major}"
         self.postgres.create_database(database)
@@ -217,10 +237,10 @@ class Stack:
             for major in list(self.airflow):
                 if not only_started or f"airflow{major}" in self.started:
                     self.airflow.pop(major).stop()
-            if self.postgres is not None and (not only_started or "postgres" in self.started):
-                if not self.airflow:
-                    self.postgres.stop()
-                    self.postgres = None
+            stop_postgres = not only_started or "postgres" in self.started
+            if self.postgres is not None and stop_postgres and not self.airflow:
+                self.postgres.stop()
+                self.postgres = None
             if self.kafka is not None and (not only_started or "kafka" in self.started):
                 self.kafka.stop()
                 self.kafka = None
