@@ -1,0 +1,244 @@
+"""Settings: one frozen, typed object built once from the environment and a TOML file (spec §6).
+
+Names are flat and match the environment variables users type (``TRIGGER_CONSUMER_`` +
+the field name in upper case). Secrets are ``SecretStr`` and may also come from a file
+named by the ``..._FILE`` variant. Only this module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from consumer.errors import ConfigError
+
+ENV_PREFIX = "TRIGGER_CONSUMER_"
+# Variables of the test harness (e.g. TRIGGER_CONSUMER_TEST_KAFKA_BOOTSTRAP), not settings.
+RESERVED_PREFIXES = (f"{ENV_PREFIX}TEST_",)
+SECRET_FIELDS = ("kafka_sasl_password", "airflow_password", "airflow_token")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> Any:
+    """Turn ``"30s"``, ``"5m"``, ``"7d"``, ``"250ms"`` or a number of seconds into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError("a duration like 30s, 5m, 2h or 7d")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def split_commas(value: Any) -> Any:
+    """Turn ``"a, b,c"`` into ``("a", "b", "c")``; lists from TOML pass through."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_commas)]
+
+
+class Settings(BaseSettings):
+    """Every setting of the worker; ``trigger-consumer run --help`` lists them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", case_sensitive=False
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field("localhost:9092", description="Kafka brokers")
+    kafka_group_id: str = Field("airflow-trigger-consumer", description="consumer group")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (or _FILE)")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for the Kafka brokers")
+    request_topic: str = Field("dag-trigger-requests", description="topic of trigger requests")
+    reply_topic: str = Field("dag-trigger-replies", description="default topic of replies")
+    dlq_topic: str = Field("dag-trigger-dlq", description="dead-letter topic")
+    reply_topic_allowlist: CommaList = Field(
+        (), description="extra topics a request may name in reply_topic (comma-separated)"
+    )
+    # Policy
+    dag_allowlist: CommaList = Field(
+        description="required: comma-separated glob patterns of DAGs that may be triggered"
+    )
+    # Airflow
+    airflow_url: str = Field("http://localhost:8080", description="Airflow base URL")
+    airflow_api_version: Literal["auto", "v1", "v2"] = Field("auto", description="REST API")
+    airflow_username: str | None = Field(None, description="basic auth (v1) or JWT login (v2)")
+    airflow_password: SecretStr | None = Field(None, description="Airflow password (or _FILE)")
+    airflow_token: SecretStr | None = Field(None, description="static bearer token (or _FILE)")
+    airflow_ca_bundle: Path | None = Field(None, description="CA bundle for HTTPS to Airflow")
+    airflow_connect_timeout: Duration = Field(timedelta(seconds=5), description="connect timeout")
+    airflow_read_timeout: Duration = Field(timedelta(seconds=30), description="read timeout")
+    airflow_retry_budget: Duration = Field(
+        timedelta(minutes=2), description="how long one request retries while Airflow answers"
+    )
+    # Store and limits
+    store_url: str = Field("sqlite:///./trigger-consumer.db", description="idempotency store")
+    dedup_retention: Duration = Field(timedelta(days=7), description="how long keys are kept")
+    max_in_flight: int = Field(64, ge=1, le=4096, description="concurrent requests in flight")
+    max_message_bytes: int = Field(1024 * 1024, ge=1, description="largest message value")
+    max_conf_bytes: int = Field(64 * 1024, ge=2, description="largest serialized conf")
+    max_conf_depth: int = Field(32, ge=1, le=1000, description="deepest nesting of conf")
+    shutdown_timeout: Duration = Field(
+        timedelta(seconds=30), description="how long SIGTERM waits for in-flight work"
+    )
+    # Operations
+    http_port: int = Field(9464, ge=0, le=65535, description="metrics and health (0 = off)")
+    config_file: Path | None = Field(None, description="optional TOML config file")
+    log_format: Literal["auto", "json", "console"] = Field("auto", description="log format")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="level")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        """Fill ``x`` from the file named by ``x_file`` (env or TOML) when ``x`` is unset."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in SECRET_FIELDS:
+            path = data.pop(f"{name}_file", None)
+            if path and not data.get(name):
+                try:
+                    data[name] = Path(path).read_text().rstrip("\r\n")
+                except OSError as exc:
+                    raise ValueError(f"{name}_file: cannot read {path}: {exc.strerror}") from exc
+        return data
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if not self.dag_allowlist:
+            raise ValueError("dag_allowlist must name at least one pattern ('*' allows all)")
+        if self.airflow_password is not None and self.airflow_username is None:
+            raise ValueError("airflow_password needs airflow_username")
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"{self.kafka_security_protocol} needs kafka_sasl_mechanism, "
+                "kafka_sasl_username and kafka_sasl_password"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments, then the environment, then the TOML file: env wins over file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _config_file_from(init_settings, env_settings)
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def _config_file_from(*sources: PydanticBaseSettingsSource) -> Path | None:
+    for source in sources:
+        value = source().get("config_file")
+        if value:
+            return Path(value)
+    return None
+
+
+def _file_variants() -> set[str]:
+    return {f"{ENV_PREFIX}{name.upper()}_FILE" for name in SECRET_FIELDS}
+
+
+def known_variables() -> set[str]:
+    """Every environment variable name the settings accept."""
+    fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    return fields | _file_variants()
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """``TRIGGER_CONSUMER_*`` variables that are no setting (typos must not pass silently)."""
+    names = (environ if environ is not None else os.environ).keys()
+    known = known_variables()
+    return sorted(
+        name
+        for name in names
+        if name.upper().startswith(ENV_PREFIX)
+        and name.upper() not in known
+        and not name.upper().startswith(RESERVED_PREFIXES)
+    )
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from ``overrides``, the environment and the TOML file.
+
+    Args:
+        config_file: a TOML file (``--config``); ``TRIGGER_CONSUMER_CONFIG_FILE`` otherwise.
+        overrides: explicit values that win over everything (tests, CLI flags).
+
+    Raises:
+        ConfigError: naming every unknown variable, bad value or missing required setting.
+    """
+    unknown = unknown_variables()
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    # the env source only looks up fields; the *_FILE variants are passed in explicitly
+    values: dict[str, Any] = {
+        f"{name}_file": os.environ[f"{ENV_PREFIX}{name.upper()}_FILE"]
+        for name in SECRET_FIELDS
+        if f"{ENV_PREFIX}{name.upper()}_FILE" in os.environ
+    }
+    values.update(overrides)
+    if config_file is not None:
+        values["config_file"] = config_file
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the environment variable; never echoes a value."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"])
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        lines.append(f"{name}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting, for ``run --help``."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default())
+        if isinstance(field.get_default(), timedelta):
+            default = f"{field.get_default().total_seconds():g}s"
+        variable = f"{ENV_PREFIX}{name.upper()}"
+        if name in SECRET_FIELDS:
+            variable += "[_FILE]"
+        rows.append((variable, default, field.description or ""))
+    return rows
