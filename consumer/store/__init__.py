@@ -1,0 +1,244 @@
+"""The idempotency store: idempotency key → fingerprint → outcome (spec §3, layer 1).
+
+``IdempotencyStore`` is the seam the pipeline and the tracker use; ``open_store`` picks an
+implementation from ``TRIGGER_CONSUMER_STORE_URL``. Only SQLite exists today; a shared
+PostgreSQL store (spec §8) will implement the same Protocol, so it speaks in plain values
+and promises only what one SQL transaction per call can keep.
+
+The life of one key::
+
+    mark_pending ──► pending ──► record(triggered | duplicate) ──► mark_completed (track only)
+                        └──────► release   (the attempt certainly created no run)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol, TypeAlias
+
+from consumer.errors import ConfigError
+
+Clock: TypeAlias = Callable[[], datetime]
+"""Returns the current time as a timezone-aware datetime; injectable for tests."""
+
+DEFAULT_RETENTION = timedelta(days=7)
+SQLITE_SCHEME = "sqlite:///"
+
+
+class EntryStatus(StrEnum):
+    """What the store knows about a key.
+
+    ``pending`` is written before the Airflow POST, so a run found later under the key's
+    run id is recognisable as made by this request. ``triggered`` and ``duplicate`` are the
+    final outcomes worth remembering: the key maps to a run. Outcomes that create no run
+    (rejections, Airflow data errors) are not remembered; the caller releases the key.
+    """
+
+    PENDING = "pending"
+    TRIGGERED = "triggered"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One key's record, as read from the store.
+
+    Attributes:
+        key: the idempotency key.
+        fingerprint: the request fingerprint the key was first claimed with.
+        dag_id: the DAG the request targets.
+        dag_run_id: the run id derived from the key.
+        status: pending, triggered or duplicate.
+        run_state: Airflow's state of the run when last recorded, if known.
+        logical_date: the run's logical date as ISO 8601 text, if any.
+        run_url: the run's page in the Airflow UI, if known.
+        track: whether the request asked for a completion reply.
+        completed_at: when a tracked run was seen in a final state, else None.
+        created_at: when the key was first claimed (UTC); retention counts from here.
+        updated_at: when the entry last changed (UTC).
+    """
+
+    key: str
+    fingerprint: str
+    dag_id: str
+    dag_run_id: str
+    status: EntryStatus
+    run_state: str | None
+    logical_date: str | None
+    run_url: str | None
+    track: bool
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class IdempotencyStore(Protocol):
+    """Remembers, per idempotency key, which request claimed it and which run it made.
+
+    Every method is safe to call from many threads at once. Entries older than the
+    retention window are invisible to every method, whether or not they were purged yet.
+    """
+
+    def get(self, key: str) -> StoredEntry | None:
+        """Return the live entry for ``key``, or None if unknown or expired.
+
+        Args:
+            key: the idempotency key.
+
+        Returns:
+            The entry, or None.
+        """
+        ...
+
+    def mark_pending(
+        self, key: str, *, fingerprint: str, dag_id: str, dag_run_id: str
+    ) -> StoredEntry:
+        """Claim ``key`` before the Airflow POST (spec §3), atomically.
+
+        Inserts a ``pending`` entry unless a live entry exists; an existing entry is
+        returned unchanged, whatever its fingerprint or status. The caller compares the
+        returned fingerprint with its own to detect ``idempotency_key_reused``.
+
+        Args:
+            key: the idempotency key.
+            fingerprint: the fingerprint of the request claiming the key.
+            dag_id: the DAG the request targets.
+            dag_run_id: the run id derived from the key.
+
+        Returns:
+            The entry that holds the key after the call: the new one or the existing one.
+        """
+        ...
+
+    def record(
+        self,
+        key: str,
+        *,
+        fingerprint: str,
+        dag_id: str,
+        dag_run_id: str,
+        status: EntryStatus,
+        run_state: str | None = None,
+        logical_date: str | None = None,
+        run_url: str | None = None,
+        track: bool = False,
+    ) -> StoredEntry:
+        """Record the final outcome for ``key``: the run it maps to.
+
+        An upsert: it overwrites a live entry's fields but keeps its ``created_at``, and
+        creates the entry if none is live (a lost or purged pending mark).
+
+        Args:
+            key: the idempotency key.
+            fingerprint: the fingerprint of the request.
+            dag_id: the DAG the run belongs to.
+            dag_run_id: the run's id.
+            status: ``triggered`` or ``duplicate``.
+            run_state: Airflow's state of the run, if known.
+            logical_date: the run's logical date as ISO 8601 text, if any.
+            run_url: the run's page in the Airflow UI, if known.
+            track: whether the request asked for a completion reply.
+
+        Returns:
+            The entry as stored.
+        """
+        ...
+
+    def release(self, key: str) -> bool:
+        """Forget ``key``: its attempt ended without creating a run.
+
+        Use after rejections and Airflow data errors (400, 404, 422) so a corrected
+        request may reuse the key. Never after ``airflow_unavailable``: the POST may
+        have been accepted, and the pending mark is what recognises that run later.
+
+        Args:
+            key: the idempotency key.
+
+        Returns:
+            Whether an entry was removed.
+        """
+        ...
+
+    def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
+        """Return live tracked entries whose run is not yet seen complete, oldest first.
+
+        Args:
+            limit: at most this many entries.
+
+        Returns:
+            Entries with ``track`` set, a final status and no ``completed_at``.
+        """
+        ...
+
+    def mark_completed(self, key: str, run_state: str) -> bool:
+        """Note that the tracked run of ``key`` reached the final ``run_state``.
+
+        Args:
+            key: the idempotency key.
+            run_state: Airflow's final state of the run.
+
+        Returns:
+            Whether a live entry was updated.
+        """
+        ...
+
+    def purge(self, older_than: datetime) -> int:
+        """Delete entries created before ``older_than``.
+
+        Args:
+            older_than: a timezone-aware cut-off.
+
+        Returns:
+            How many entries were deleted.
+        """
+        ...
+
+    def purge_expired(self) -> int:
+        """Delete entries older than the configured retention window.
+
+        Returns:
+            How many entries were deleted.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources; calling it again does nothing."""
+        ...
+
+
+def open_store(
+    url: str, retention: timedelta = DEFAULT_RETENTION, *, clock: Clock | None = None
+) -> IdempotencyStore:
+    """Open the store named by ``url``, creating its schema if needed.
+
+    Supported: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` and
+    ``sqlite:///:memory:`` (one process, gone at exit: tests and ``validate`` only).
+
+    Args:
+        url: the store URL (``TRIGGER_CONSUMER_STORE_URL``).
+        retention: how long keys are remembered (``TRIGGER_CONSUMER_DEDUP_RETENTION``).
+        clock: the time source; the system clock in UTC by default.
+
+    Returns:
+        An open store.
+
+    Raises:
+        ConfigError: the URL is unsupported, the retention is not positive, or the
+            database cannot be opened or was written by a newer release.
+    """
+    if not url.startswith(SQLITE_SCHEME):
+        scheme = url.partition(":")[0] or url
+        raise ConfigError(
+            f"unsupported store URL scheme {scheme!r} in TRIGGER_CONSUMER_STORE_URL; "
+            "use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    path = url.removeprefix(SQLITE_SCHEME)
+    if not path:
+        raise ConfigError("TRIGGER_CONSUMER_STORE_URL names no database file after sqlite:///")
+    # Imported here so that importing the Protocol never loads a backend.
+    from consumer.store.sqlite import SqliteStore  # noqa: PLC0415
+
+    return SqliteStore(path, retention, clock=clock)

@@ -1,0 +1,387 @@
+"""SqliteStore: the idempotency store in an embedded SQLite file (WAL, thread-safe)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+
+from consumer.errors import ConfigError
+from consumer.store import Clock, EntryStatus, StoredEntry
+
+SCHEMA_VERSION = 1
+MEMORY = ":memory:"
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key          TEXT PRIMARY KEY,
+    fingerprint  TEXT NOT NULL,
+    dag_id       TEXT NOT NULL,
+    dag_run_id   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    run_state    TEXT,
+    logical_date TEXT,
+    run_url      TEXT,
+    track        INTEGER NOT NULL DEFAULT 0,
+    completed_at REAL,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
+CREATE INDEX IF NOT EXISTS idempotency_tracked ON idempotency (created_at)
+    WHERE track = 1 AND completed_at IS NULL;
+"""
+
+_COLUMNS = (
+    "key, fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url,"
+    " track, completed_at, created_at, updated_at"
+)
+
+_Row = tuple[
+    str, str, str, str, str, str | None, str | None, str | None, int, float | None, float, float
+]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _to_epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: the store compares instants, pass UTC")
+    return moment.timestamp()
+
+
+def _from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _entry(row: _Row) -> StoredEntry:
+    return StoredEntry(
+        key=row[0],
+        fingerprint=row[1],
+        dag_id=row[2],
+        dag_run_id=row[3],
+        status=EntryStatus(row[4]),
+        run_state=row[5],
+        logical_date=row[6],
+        run_url=row[7],
+        track=bool(row[8]),
+        completed_at=None if row[9] is None else _from_epoch(row[9]),
+        created_at=_from_epoch(row[10]),
+        updated_at=_from_epoch(row[11]),
+    )
+
+
+class SqliteStore:
+    """The ``IdempotencyStore`` in one SQLite database file.
+
+    One connection is shared by all threads behind a lock: SQLite serialises writers
+    anyway, and a single connection is what makes ``:memory:`` work. WAL mode lets other
+    processes (``replay``, ``doctor``) read while the worker writes, and ``busy_timeout``
+    makes a second writer wait instead of failing. Every read-modify-write runs in a
+    ``BEGIN IMMEDIATE`` transaction, so it is atomic across processes too.
+    ``synchronous=NORMAL`` in WAL mode can lose the last transactions on power loss but
+    never corrupts; the lost pending marks are then covered by Airflow's 409 (layer 2).
+    """
+
+    def __init__(
+        self, path: str | Path, retention: timedelta, *, clock: Clock | None = None
+    ) -> None:
+        """Open (creating if needed) the database at ``path`` and its schema.
+
+        Args:
+            path: a file path, or ``":memory:"``.
+            retention: how long keys are remembered; must be positive.
+            clock: the time source; the system clock in UTC by default.
+
+        Raises:
+            ConfigError: the retention is not positive, the file cannot be opened, or it
+                holds a schema newer than this release knows.
+        """
+        if retention <= timedelta(0):
+            raise ConfigError(f"dedup retention must be positive, got {retention}")
+        self._retention = retention
+        self._clock = clock or _utc_now
+        self._lock = threading.Lock()
+        self._path = str(path)
+        try:
+            self._conn = sqlite3.connect(
+                self._path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # autocommit; transactions are explicit below
+                check_same_thread=False,  # guarded by self._lock
+            )
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open idempotency store {self._path!r}: {exc}") from exc
+        try:
+            self._prepare()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise ConfigError(f"cannot open idempotency store {self._path!r}: {exc}") from exc
+        except ConfigError:
+            self._conn.close()
+            raise
+
+    @property
+    def path(self) -> str:
+        """The database file path, or ``":memory:"``."""
+        return self._path
+
+    @property
+    def retention(self) -> timedelta:
+        """How long keys are remembered."""
+        return self._retention
+
+    def _prepare(self) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if self._path != MEMORY:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with self._transaction() as cur:
+            # executescript() would COMMIT first; run the statements in our transaction
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+            found = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            if found is None:
+                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif found > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"idempotency store {self._path!r} has schema version {found}, newer than "
+                    f"this release's {SCHEMA_VERSION}. Operator action: upgrade the worker "
+                    "or point TRIGGER_CONSUMER_STORE_URL at another file"
+                )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def _cutoff(self) -> float:
+        return _to_epoch(self._clock() - self._retention)
+
+    def _select_live(self, cur: sqlite3.Cursor, key: str) -> StoredEntry | None:
+        row = cur.execute(
+            f"SELECT {_COLUMNS} FROM idempotency WHERE key = ? AND created_at >= ?",  # noqa: S608 -- constant column list
+            (key, self._cutoff()),
+        ).fetchone()
+        return None if row is None else _entry(row)
+
+    def get(self, key: str) -> StoredEntry | None:
+        """Return the live entry for ``key``, or None if unknown or expired.
+
+        Args:
+            key: the idempotency key.
+
+        Returns:
+            The entry, or None.
+        """
+        with self._lock:
+            return self._select_live(self._conn.cursor(), key)
+
+    def mark_pending(
+        self, key: str, *, fingerprint: str, dag_id: str, dag_run_id: str
+    ) -> StoredEntry:
+        """Claim ``key`` before the Airflow POST (spec §3), atomically.
+
+        Inserts a ``pending`` entry unless a live entry exists; an existing entry is
+        returned unchanged. An expired entry is replaced.
+
+        Args:
+            key: the idempotency key.
+            fingerprint: the fingerprint of the request claiming the key.
+            dag_id: the DAG the request targets.
+            dag_run_id: the run id derived from the key.
+
+        Returns:
+            The entry that holds the key after the call: the new one or the existing one.
+        """
+        now = _to_epoch(self._clock())
+        with self._transaction() as cur:
+            existing = self._select_live(cur, key)
+            if existing is not None:
+                return existing
+            cur.execute(
+                "INSERT OR REPLACE INTO idempotency"
+                " (key, fingerprint, dag_id, dag_run_id, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, fingerprint, dag_id, dag_run_id, EntryStatus.PENDING.value, now, now),
+            )
+            created = self._select_live(cur, key)
+        if created is None:  # pragma: no cover -- only with a clock that runs backwards
+            raise AssertionError(f"pending mark for {key!r} vanished inside its transaction")
+        return created
+
+    def record(
+        self,
+        key: str,
+        *,
+        fingerprint: str,
+        dag_id: str,
+        dag_run_id: str,
+        status: EntryStatus,
+        run_state: str | None = None,
+        logical_date: str | None = None,
+        run_url: str | None = None,
+        track: bool = False,
+    ) -> StoredEntry:
+        """Record the final outcome for ``key``: the run it maps to.
+
+        Overwrites a live entry's fields but keeps its ``created_at``; creates the entry
+        if none is live.
+
+        Args:
+            key: the idempotency key.
+            fingerprint: the fingerprint of the request.
+            dag_id: the DAG the run belongs to.
+            dag_run_id: the run's id.
+            status: ``triggered`` or ``duplicate``.
+            run_state: Airflow's state of the run, if known.
+            logical_date: the run's logical date as ISO 8601 text, if any.
+            run_url: the run's page in the Airflow UI, if known.
+            track: whether the request asked for a completion reply.
+
+        Returns:
+            The entry as stored.
+
+        Raises:
+            ValueError: ``status`` is ``pending``; use ``mark_pending``.
+        """
+        if status is EntryStatus.PENDING:
+            raise ValueError("record() takes a final status; use mark_pending() for pending")
+        now = _to_epoch(self._clock())
+        with self._transaction() as cur:
+            existing = self._select_live(cur, key)
+            created = now if existing is None else _to_epoch(existing.created_at)
+            cur.execute(
+                f"INSERT OR REPLACE INTO idempotency ({_COLUMNS})"  # noqa: S608 -- constant column list
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                (
+                    key,
+                    fingerprint,
+                    dag_id,
+                    dag_run_id,
+                    status.value,
+                    run_state,
+                    logical_date,
+                    run_url,
+                    int(track),
+                    created,
+                    now,
+                ),
+            )
+            stored = self._select_live(cur, key)
+        if stored is None:  # pragma: no cover -- only with a clock that runs backwards
+            raise AssertionError(f"outcome for {key!r} vanished inside its transaction")
+        return stored
+
+    def release(self, key: str) -> bool:
+        """Forget ``key``: its attempt ended without creating a run.
+
+        Args:
+            key: the idempotency key.
+
+        Returns:
+            Whether an entry was removed.
+        """
+        with self._transaction() as cur:
+            return cur.execute("DELETE FROM idempotency WHERE key = ?", (key,)).rowcount > 0
+
+    def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
+        """Return live tracked entries whose run is not yet seen complete, oldest first.
+
+        Args:
+            limit: at most this many entries.
+
+        Returns:
+            Entries with ``track`` set, a final status and no ``completed_at``.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM idempotency"  # noqa: S608 -- constant column list
+                " WHERE track = 1 AND completed_at IS NULL AND status != ? AND created_at >= ?"
+                " ORDER BY created_at, key LIMIT ?",
+                (EntryStatus.PENDING.value, self._cutoff(), limit),
+            ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def mark_completed(self, key: str, run_state: str) -> bool:
+        """Note that the tracked run of ``key`` reached the final ``run_state``.
+
+        Args:
+            key: the idempotency key.
+            run_state: Airflow's final state of the run.
+
+        Returns:
+            Whether a live entry was updated.
+        """
+        now = _to_epoch(self._clock())
+        with self._transaction() as cur:
+            updated = cur.execute(
+                "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?"
+                " WHERE key = ? AND created_at >= ?",
+                (run_state, now, now, key, self._cutoff()),
+            )
+            return updated.rowcount > 0
+
+    def purge(self, older_than: datetime) -> int:
+        """Delete entries created before ``older_than``.
+
+        Args:
+            older_than: a timezone-aware cut-off.
+
+        Returns:
+            How many entries were deleted.
+        """
+        cutoff = _to_epoch(older_than)
+        with self._transaction() as cur:
+            return cur.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,)).rowcount
+
+    def purge_expired(self) -> int:
+        """Delete entries older than the retention window.
+
+        Returns:
+            How many entries were deleted.
+        """
+        return self.purge(self._clock() - self._retention)
+
+    def schema_version(self) -> int:
+        """Return the schema version recorded in the database."""
+        with self._lock:
+            row = self._conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the connection; calling it again does nothing."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        """Return the store itself, for ``with``."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()

@@ -1,0 +1,395 @@
+"""Tests of consumer/store: SqliteStore on temporary files, and open_store's URLs."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from consumer.errors import ConfigError
+from consumer.store import EntryStatus, IdempotencyStore, StoredEntry
+from consumer.store.sqlite import SCHEMA_VERSION, SqliteStore
+
+RETENTION = timedelta(days=7)
+START = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+THREADS = 16
+
+
+class ManualClock:
+    """A clock the test moves by hand, to cross the retention window without waiting."""
+
+    def __init__(self, now: datetime = START) -> None:
+        """Start at ``now``."""
+        self.now = now
+
+    def __call__(self) -> datetime:
+        """Return the current manual time."""
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the clock forward by ``delta``."""
+        self.now += delta
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A database file path in a fresh temporary directory."""
+    return tmp_path / "store.db"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock at ``START``."""
+    return ManualClock()
+
+
+@pytest.fixture
+def store(db_path: Path, clock: ManualClock) -> Iterator[SqliteStore]:
+    """An open SqliteStore on a temporary file, closed after the test."""
+    with SqliteStore(db_path, RETENTION, clock=clock) as opened:
+        yield opened
+
+
+def claim(store: IdempotencyStore, key: str, fingerprint: str = "fp-1") -> StoredEntry:
+    """Mark ``key`` pending with fixed DAG fields."""
+    return store.mark_pending(key, fingerprint=fingerprint, dag_id="etl", dag_run_id=f"run-{key}")
+
+
+def trigger(store: IdempotencyStore, key: str, *, track: bool = False) -> StoredEntry:
+    """Record ``key`` as triggered with fixed run fields."""
+    return store.record(
+        key,
+        fingerprint="fp-1",
+        dag_id="etl",
+        dag_run_id=f"run-{key}",
+        status=EntryStatus.TRIGGERED,
+        run_state="queued",
+        logical_date="2025-01-01T00:00:00+00:00",
+        run_url=f"http://airflow/dags/etl/runs/run-{key}",
+        track=track,
+    )
+
+
+def test_mark_pending_round_trips_every_field(store: SqliteStore) -> None:
+    """A pending mark is read back with its fingerprint, DAG, run id and timestamps."""
+    written = claim(store, "k1")
+
+    read = store.get("k1")
+
+    assert store.get("unknown") is None
+    assert read == written
+    assert read == StoredEntry(
+        key="k1",
+        fingerprint="fp-1",
+        dag_id="etl",
+        dag_run_id="run-k1",
+        status=EntryStatus.PENDING,
+        run_state=None,
+        logical_date=None,
+        run_url=None,
+        track=False,
+        completed_at=None,
+        created_at=START,
+        updated_at=START,
+    )
+
+
+def test_record_turns_pending_into_triggered_and_keeps_created_at(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    """Recording the outcome of a pending key stores the run and keeps the claim time."""
+    claim(store, "k1")
+    clock.advance(timedelta(seconds=5))
+
+    recorded = trigger(store, "k1")
+
+    assert store.get("k1") == recorded
+    assert recorded.status is EntryStatus.TRIGGERED
+    assert recorded.run_state == "queued"
+    assert recorded.logical_date == "2025-01-01T00:00:00+00:00"
+    assert recorded.run_url == "http://airflow/dags/etl/runs/run-k1"
+    assert recorded.created_at == START
+    assert recorded.updated_at == START + timedelta(seconds=5)
+
+
+def test_record_without_pending_mark_creates_the_entry(store: SqliteStore) -> None:
+    """A duplicate outcome for a key the store never saw is stored as a new entry."""
+    recorded = store.record(
+        "k1", fingerprint="fp-1", dag_id="etl", dag_run_id="run-k1", status=EntryStatus.DUPLICATE
+    )
+
+    assert store.get("k1") == recorded
+    assert recorded.status is EntryStatus.DUPLICATE
+    assert recorded.created_at == START
+
+
+def test_record_refuses_pending_status(store: SqliteStore) -> None:
+    """record() only takes final statuses; pending goes through mark_pending()."""
+    with pytest.raises(ValueError, match="mark_pending"):
+        store.record(
+            "k1", fingerprint="fp", dag_id="etl", dag_run_id="r", status=EntryStatus.PENDING
+        )
+
+
+def test_mark_pending_returns_existing_entry_unchanged(store: SqliteStore) -> None:
+    """A second claim of a live key returns the first claim, whatever its fingerprint."""
+    first = claim(store, "k1", fingerprint="fp-1")
+    triggered = trigger(store, "k1")
+
+    again = claim(store, "k1", fingerprint="fp-other")
+
+    assert first.fingerprint == "fp-1"
+    assert again == triggered
+    assert store.get("k1") == triggered
+
+
+def test_release_forgets_the_key_so_it_can_be_claimed_afresh(store: SqliteStore) -> None:
+    """After release, the key is unknown and a new fingerprint may claim it."""
+    claim(store, "k1", fingerprint="fp-1")
+
+    assert store.release("k1") is True
+    assert store.release("k1") is False
+    assert store.get("k1") is None
+    assert claim(store, "k1", fingerprint="fp-2").fingerprint == "fp-2"
+
+
+def test_expired_entry_is_invisible_and_replaced_by_a_new_claim(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    """Past the retention window get() sees nothing and a new claim writes a fresh pending mark."""
+    trigger(store, "k1")
+    clock.advance(RETENTION)
+    assert store.get("k1") is not None
+    clock.advance(timedelta(seconds=1))
+    assert store.get("k1") is None
+
+    fresh = claim(store, "k1", fingerprint="fp-2")
+
+    assert fresh.status is EntryStatus.PENDING
+    assert fresh.fingerprint == "fp-2"
+    assert fresh.created_at == clock.now
+
+
+def test_record_over_expired_entry_starts_a_new_retention_window(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    """An outcome recorded after the entry expired counts its age from now, not the old claim."""
+    claim(store, "k1")
+    clock.advance(RETENTION + timedelta(seconds=1))
+
+    recorded = trigger(store, "k1")
+
+    assert recorded.created_at == clock.now
+    assert store.get("k1") == recorded
+
+
+def test_purge_deletes_only_entries_created_before_the_cutoff(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    """purge(older_than) removes older entries, counts them, and leaves newer ones."""
+    claim(store, "old-1")
+    trigger(store, "old-2")
+    clock.advance(timedelta(hours=1))
+    claim(store, "new")
+
+    assert store.purge(START + timedelta(minutes=30)) == 2
+    assert store.purge(START + timedelta(minutes=30)) == 0
+    assert store.get("old-1") is None
+    assert store.get("new") is not None
+
+
+def test_purge_expired_uses_the_configured_retention(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    """purge_expired() deletes exactly the entries older than the retention window."""
+    claim(store, "old")
+    clock.advance(timedelta(days=2))
+    claim(store, "young")
+    clock.advance(RETENTION - timedelta(days=1))
+
+    assert store.purge_expired() == 1
+    assert store.get("young") is not None
+    with closing(sqlite3.connect(store.path)) as raw:
+        keys = [row[0] for row in raw.execute("SELECT key FROM idempotency")]
+    assert keys == ["young"]
+
+
+def test_purge_refuses_naive_datetimes(store: SqliteStore) -> None:
+    """A cut-off without a timezone is refused rather than guessed."""
+    with pytest.raises(ValueError, match="naive"):
+        store.purge(datetime(2025, 1, 1))
+
+
+def test_tracked_runs_lists_unfinished_tracked_runs_oldest_first(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    """Tracked, recorded, uncompleted runs are listed; pending and untracked ones are not."""
+    trigger(store, "tracked-1", track=True)
+    clock.advance(timedelta(seconds=1))
+    trigger(store, "tracked-2", track=True)
+    trigger(store, "untracked")
+    claim(store, "pending")
+
+    assert [entry.key for entry in store.tracked_runs()] == ["tracked-1", "tracked-2"]
+    assert [entry.key for entry in store.tracked_runs(limit=1)] == ["tracked-1"]
+
+
+def test_mark_completed_removes_run_from_tracking(store: SqliteStore, clock: ManualClock) -> None:
+    """A completed tracked run keeps its final state and leaves the tracking list."""
+    trigger(store, "k1", track=True)
+    clock.advance(timedelta(minutes=3))
+
+    assert store.mark_completed("k1", "success") is True
+    assert store.mark_completed("unknown", "success") is False
+
+    entry = store.get("k1")
+    assert entry is not None
+    assert entry.run_state == "success"
+    assert entry.completed_at == clock.now
+    assert store.tracked_runs() == []
+
+
+def test_data_survives_reopening_the_file(db_path: Path, clock: ManualClock) -> None:
+    """Entries written before a clean restart are read back after it."""
+    with SqliteStore(db_path, RETENTION, clock=clock) as first:
+        trigger(first, "k1", track=True)
+        claim(first, "k2")
+
+    with SqliteStore(db_path, RETENTION, clock=clock) as second:
+        triggered = second.get("k1")
+        pending = second.get("k2")
+
+    assert triggered is not None
+    assert triggered.status is EntryStatus.TRIGGERED
+    assert triggered.track is True
+    assert pending is not None
+    assert pending.status is EntryStatus.PENDING
+
+
+def test_pending_mark_survives_a_crash_before_recording(db_path: Path) -> None:
+    """A process killed after mark_pending, without close, leaves the key pending on reopen."""
+    script = (
+        "import os, sys\n"
+        "from datetime import timedelta\n"
+        "from consumer.store import open_store\n"
+        "store = open_store('sqlite:///' + sys.argv[1], timedelta(days=7))\n"
+        "store.mark_pending('k1', fingerprint='fp-1', dag_id='etl', dag_run_id='run-k1')\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(db_path.resolve())], check=True, timeout=30)
+
+    with SqliteStore(db_path, RETENTION) as reopened:
+        entry = reopened.get("k1")
+
+    assert entry is not None
+    assert entry.status is EntryStatus.PENDING
+    assert entry.fingerprint == "fp-1"
+
+
+def test_schema_version_is_recorded_once(db_path: Path) -> None:
+    """Opening records the current schema version once, however often the file is reopened."""
+    SqliteStore(db_path, RETENTION).close()
+    with SqliteStore(db_path, RETENTION) as reopened:
+        assert reopened.schema_version() == SCHEMA_VERSION
+
+    with closing(sqlite3.connect(db_path)) as raw:
+        assert raw.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+
+
+def test_newer_schema_version_is_a_config_error(db_path: Path) -> None:
+    """A file written by a newer release is refused with an operator action."""
+    SqliteStore(db_path, RETENTION).close()
+    with closing(sqlite3.connect(db_path)) as raw, raw:
+        raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(ConfigError, match="Operator action"):
+        SqliteStore(db_path, RETENTION)
+
+
+def test_file_uses_wal_journal(store: SqliteStore) -> None:
+    """The database file is in WAL mode, which persists for other connections."""
+    with closing(sqlite3.connect(store.path)) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def run_in_threads(count: int, work: Callable[[int], None]) -> None:
+    """Run ``work(index)`` in ``count`` threads started together, re-raising any failure."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def body(index: int) -> None:
+        barrier.wait(timeout=10)
+        try:
+            work(index)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the test thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    if errors:
+        raise errors[0]
+
+
+def test_concurrent_writers_on_distinct_keys_lose_nothing(store: SqliteStore) -> None:
+    """Sixteen threads claiming and recording their own keys leave every entry triggered."""
+    per_thread = 25
+
+    def work(index: int) -> None:
+        for item in range(per_thread):
+            key = f"t{index}-{item}"
+            claim(store, key)
+            trigger(store, key)
+
+    run_in_threads(THREADS, work)
+
+    for index in range(THREADS):
+        for item in range(per_thread):
+            entry = store.get(f"t{index}-{item}")
+            assert entry is not None
+            assert entry.status is EntryStatus.TRIGGERED
+
+
+def test_concurrent_claims_on_one_key_have_one_winner(store: SqliteStore) -> None:
+    """Sixteen threads claiming one key with different fingerprints all see the same winner."""
+    seen: list[str] = [""] * THREADS
+
+    def work(index: int) -> None:
+        seen[index] = claim(store, "shared", fingerprint=f"fp-{index}").fingerprint
+
+    run_in_threads(THREADS, work)
+
+    winner = store.get("shared")
+    assert winner is not None
+    assert set(seen) == {winner.fingerprint}
+
+
+def test_concurrent_claims_from_two_connections_have_one_winner(db_path: Path) -> None:
+    """Two stores on one file (as two processes would be) never both win a claim."""
+    stores = [SqliteStore(db_path, RETENTION), SqliteStore(db_path, RETENTION)]
+    keys = [f"k{item}" for item in range(40)]
+    seen: dict[tuple[int, str], str] = {}
+
+    def work(index: int) -> None:
+        own = stores[index % 2]
+        for key in keys:
+            seen[(index, key)] = claim(own, key, fingerprint=f"fp-{index}").fingerprint
+
+    try:
+        run_in_threads(8, work)
+        for key in keys:
+            winner = stores[0].get(key)
+            assert winner is not None
+            assert {seen[(index, key)] for index in range(8)} == {winner.fingerprint}
+    finally:
+        for opened in stores:
+            opened.close()
