@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     )
     # Policy
     dag_allowlist: CommaList = Field(
-        description="required: comma-separated glob patterns of DAGs that may be triggered"
+        (), description="comma-separated glob patterns of DAGs that may be triggered ('*': all)"
     )
     # Airflow
     airflow_url: str = Field("http://localhost:8080", description="Airflow base URL")
@@ -131,8 +131,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
-        if not self.dag_allowlist:
-            raise ValueError("dag_allowlist must name at least one pattern ('*' allows all)")
         if self.airflow_password is not None and self.airflow_username is None:
             raise ValueError("airflow_password needs airflow_username")
         if self.kafka_security_protocol.startswith("SASL") and not (
@@ -192,11 +190,18 @@ def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
     )
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+# Settings without which `run` does not start (spec §5: no implicit "allow everything").
+REQUIRED_FOR_RUN = ("dag_allowlist",)
+
+
+def load_settings(
+    config_file: Path | None = None, *, for_run: bool = False, **overrides: Any
+) -> Settings:
     """Build the settings from ``overrides``, the environment and the TOML file.
 
     Args:
         config_file: a TOML file (``--config``); ``TRIGGER_CONSUMER_CONFIG_FILE`` otherwise.
+        for_run: also require what the worker needs (``REQUIRED_FOR_RUN``).
         overrides: explicit values that win over everything (tests, CLI flags).
 
     Raises:
@@ -215,9 +220,14 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is not None:
         values["config_file"] = config_file
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    missing = [name for name in REQUIRED_FOR_RUN if for_run and not getattr(settings, name)]
+    if missing:
+        names = ", ".join(f"{ENV_PREFIX}{name.upper()}" for name in missing)
+        raise ConfigError(f"{names}: required (write '*' to allow every DAG)")
+    return settings
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -234,7 +244,7 @@ def describe_settings() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) for every setting, for ``run --help``."""
     rows = []
     for name, field in Settings.model_fields.items():
-        default = "required" if field.is_required() else repr(field.get_default())
+        default = "required" if name in REQUIRED_FOR_RUN else repr(field.get_default())
         if isinstance(field.get_default(), timedelta):
             default = f"{field.get_default().total_seconds():g}s"
         variable = f"{ENV_PREFIX}{name.upper()}"

@@ -20,7 +20,13 @@ EXIT_USAGE = 2  # bad flags or settings; nothing was touched
 EXIT_UNAVAILABLE = 3  # a server the command needs could not be reached
 
 # command name -> module under consumer.cli
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "run": "run",
+    "send": "send",
+    "validate": "validate",
+    "schema": "schema",
+    "run-id": "run_id",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,89 @@
+"""Build a ready-to-run Worker from Settings: the one place where the parts are wired."""
+
+from __future__ import annotations
+
+import threading
+
+from consumer.airflow import make_airflow_client
+from consumer.airflow.retry import RetryPolicy
+from consumer.kafka_io.security import connection_options
+from consumer.kafka_io.sink import RecordSink
+from consumer.kafka_io.source import RequestSource
+from consumer.limits import Limits
+from consumer.outcome import Outcome
+from consumer.pipeline import Pipeline
+from consumer.pipeline.dead_letter import dead_letter_record, needs_dead_letter
+from consumer.pipeline.policy import Policy
+from consumer.pipeline.reply import reply_record
+from consumer.pipeline.trigger import AirflowGate
+from consumer.record import InboundRecord, OutboundRecord
+from consumer.settings import Settings
+from consumer.store import open_store
+from consumer.worker import PartitionsCallback, Worker
+
+
+def build_worker(settings: Settings, worker_name: str) -> Worker:
+    """Connect every part the worker needs.
+
+    Raises:
+        ConfigError: a setting is unusable (store URL, Airflow credentials, TLS).
+    """
+    stop = threading.Event()
+    airflow = make_airflow_client(
+        settings.airflow_url,
+        api_version=settings.airflow_api_version,
+        username=settings.airflow_username,
+        password=settings.airflow_password,
+        token=settings.airflow_token,
+        ca_bundle=settings.airflow_ca_bundle,
+        connect_timeout=settings.airflow_connect_timeout.total_seconds(),
+        read_timeout=settings.airflow_read_timeout.total_seconds(),
+        retry=RetryPolicy(max_elapsed=settings.airflow_retry_budget.total_seconds()),
+        pool_size=settings.max_in_flight,
+        stop=stop,
+    )
+    pipeline = Pipeline(
+        limits=Limits(
+            max_message_bytes=settings.max_message_bytes,
+            max_conf_bytes=settings.max_conf_bytes,
+            max_conf_depth=settings.max_conf_depth,
+        ),
+        policy=Policy(
+            dag_patterns=settings.dag_allowlist,
+            reply_topics=frozenset(settings.reply_topic_allowlist),
+        ),
+        store=open_store(settings.store_url, settings.dedup_retention),
+        airflow=airflow,
+        gate=AirflowGate(airflow, stop),
+    )
+    connection = connection_options(settings)
+
+    def build_records(outcome: Outcome, record: InboundRecord) -> list[OutboundRecord]:
+        records = [
+            reply_record(outcome, record, default_topic=settings.reply_topic, worker=worker_name)
+        ]
+        if needs_dead_letter(outcome):
+            records.append(dead_letter_record(outcome, record, topic=settings.dlq_topic))
+        return records
+
+    def source_factory(
+        on_assigned: PartitionsCallback, on_revoked: PartitionsCallback
+    ) -> RequestSource:
+        return RequestSource(
+            connection,
+            topic=settings.request_topic,
+            group_id=settings.kafka_group_id,
+            client_id=worker_name,
+            on_assigned=on_assigned,
+            on_revoked=on_revoked,
+        )
+
+    return Worker(
+        source_factory=source_factory,
+        sink=RecordSink(connection, client_id=worker_name),
+        pipeline=pipeline,
+        build_records=build_records,
+        max_in_flight=settings.max_in_flight,
+        shutdown_timeout=settings.shutdown_timeout.total_seconds(),
+        stop=stop,
+    )

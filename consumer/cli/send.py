@@ -1,0 +1,139 @@
+"""`trigger-consumer send`: produce one trigger request, optionally wait for its reply."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from consumer.errors import ConfigError
+from consumer.kafka_io.security import connection_options
+from consumer.settings import Settings, load_settings
+
+HELP = "produce a trigger request (from flags or a file); --wait prints its reply"
+CORRELATION_HEADER = "correlation-id"
+# reply statuses that mean "the request did what was asked"
+SUCCESS_STATUSES = frozenset({"triggered", "duplicate", "completed"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``send``."""
+    parser.add_argument("--dag", help="dag_id to trigger")
+    parser.add_argument("--conf", help="conf as a JSON object")
+    parser.add_argument("--key", help="idempotency key (default: a new UUID)")
+    parser.add_argument("--logical-date", help="RFC 3339 timestamp with a zone")
+    parser.add_argument("--note", help="note stored on the DAG run")
+    parser.add_argument("--track", action="store_true", help="also reply when the run finishes")
+    parser.add_argument("--reply-topic", help="ask for the reply on this (allowed) topic")
+    parser.add_argument("--file", type=Path, help="send this file's bytes as the message value")
+    parser.add_argument("--topic", help="request topic (default: the configured one)")
+    parser.add_argument("--wait", action="store_true", help="wait for the reply and print it")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds --wait waits")
+    parser.add_argument("--config", type=Path, help="TOML config file")
+
+
+def build_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The request object from the flags (the worker validates it; this only assembles it)."""
+    request: dict[str, Any] = {
+        "idempotency_key": args.key or str(uuid.uuid4()),
+        "dag_id": args.dag,
+    }
+    if args.conf is not None:
+        request["conf"] = json.loads(args.conf)
+    optional = {
+        "logical_date": args.logical_date,
+        "note": args.note,
+        "reply_topic": args.reply_topic,
+    }
+    request.update({name: value for name, value in optional.items() if value is not None})
+    if args.track:
+        request["track"] = True
+    return request
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send the request; with ``--wait`` print the reply and exit by its status."""
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"trigger-consumer: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.file is not None:
+        value = args.file.read_bytes()
+        key = args.key
+        reply_topic = args.reply_topic or settings.reply_topic
+    elif args.dag:
+        try:
+            request = build_request(args)
+        except json.JSONDecodeError as exc:
+            print(f"trigger-consumer: --conf is not JSON: {exc.msg}", file=sys.stderr)
+            return EXIT_USAGE
+        value = json.dumps(request).encode()
+        key = request["idempotency_key"]
+        reply_topic = request.get("reply_topic", settings.reply_topic)
+    else:
+        print("trigger-consumer: send needs --dag or --file", file=sys.stderr)
+        return EXIT_USAGE
+    correlation_id = str(uuid.uuid4())
+    listener = _reply_listener(settings, reply_topic) if args.wait else None
+    _produce(settings, args.topic or settings.request_topic, key, value, correlation_id)
+    print(json.dumps({"sent": {"key": key, "correlation_id": correlation_id}}), file=sys.stderr)
+    if listener is None:
+        return EXIT_OK
+    try:
+        reply = _await_reply(listener, correlation_id, args.timeout)
+    finally:
+        listener.close()
+    if reply is None:
+        print(f"trigger-consumer: no reply within {args.timeout:g} s", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(json.dumps(reply, indent=2))
+    return EXIT_OK if reply.get("status") in SUCCESS_STATUSES else EXIT_FAILURE
+
+
+def _produce(
+    settings: Settings, topic: str, key: str | None, value: bytes, correlation_id: str
+) -> None:
+    producer = KafkaProducer(**connection_options(settings), acks="all")
+    try:
+        producer.send(
+            topic,
+            key=key.encode() if key else None,
+            value=value,
+            headers=[(CORRELATION_HEADER, correlation_id.encode())],
+        ).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def _reply_listener(settings: Settings, topic: str) -> KafkaConsumer:
+    """A group-less consumer positioned at the end of every reply partition, before sending."""
+    consumer = KafkaConsumer(**connection_options(settings), enable_auto_commit=False)
+    partitions = consumer.partitions_for_topic(topic) or {0}
+    assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+    consumer.assign(assigned)
+    consumer.seek_to_end(*assigned)
+    for tp in assigned:
+        consumer.position(tp)  # resolve the end offset now, not after our reply arrives
+    return consumer
+
+
+def _await_reply(
+    consumer: KafkaConsumer, correlation_id: str, timeout: float
+) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    wanted = correlation_id.encode()
+    while time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            for record in records:
+                if dict(record.headers or ()).get(CORRELATION_HEADER) == wanted:
+                    reply: dict[str, Any] = json.loads(record.value)
+                    return reply
+    return None

@@ -1,0 +1,95 @@
+"""The request pipeline: decode → validate → policy → dedup → trigger, in spec §1 order.
+
+Each stage is its own module; ``Pipeline`` strings them together. ``admit`` runs the
+cheap, pure stages (on the worker loop's thread, which needs the idempotency key to keep
+same-key requests in order); ``execute`` runs dedup and trigger (on a worker thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from consumer.airflow import AirflowApi
+from consumer.contract import TriggerRequest
+from consumer.errors import AirflowError, AirflowUnavailableError, Rejected
+from consumer.limits import Limits
+from consumer.outcome import Outcome
+from consumer.pipeline.decode import decode
+from consumer.pipeline.dedup import claim, stored_run
+from consumer.pipeline.policy import Policy, check_policy
+from consumer.pipeline.trigger import AirflowGate, trigger
+from consumer.pipeline.validate import validate
+from consumer.record import InboundRecord
+from consumer.store import EntryStatus, IdempotencyStore
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Turns one Kafka record into an ``Outcome``; never raises ``Rejected``."""
+
+    limits: Limits
+    policy: Policy
+    store: IdempotencyStore
+    airflow: AirflowApi
+    gate: AirflowGate
+
+    def process(self, record: InboundRecord) -> Outcome:
+        """Run every stage on ``record`` (spec §1)."""
+        admitted = self.admit(record)
+        return admitted if isinstance(admitted, Outcome) else self.execute(record, admitted)
+
+    def admit(self, record: InboundRecord) -> TriggerRequest | Outcome:
+        """Decode, validate and check policy: the request, or the ``rejected`` outcome."""
+        payload: Mapping[str, Any] | None = None
+        request: TriggerRequest | None = None
+        try:
+            payload = decode(record.value, self.limits)
+            request = validate(payload, self.limits, headers=record.headers)
+            check_policy(request, self.policy)
+        except Rejected as rejected:  # stages stop a message by raising Rejected (STYLE §5)
+            return Outcome.rejected(record, rejected, request=request, payload=payload)
+        return request
+
+    def execute(self, record: InboundRecord, request: TriggerRequest) -> Outcome:
+        """Deduplicate and trigger an admitted request; record the run it maps to."""
+        try:
+            claimed = claim(request, self.store)
+        except Rejected as rejected:  # idempotency_key_reused: the dedup stage's refusal
+            return Outcome.rejected(record, rejected, request=request)
+        if claimed.known is not None:
+            return Outcome.duplicate(record, request, stored_run(claimed.known), attempts=0)
+        try:
+            result = trigger(request, claimed.dag_run_id, self.airflow, self.gate)
+        except AirflowUnavailableError as exc:
+            # keep the pending mark: the POST may have been accepted (spec §3)
+            return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
+        except AirflowError as exc:
+            self.store.release(request.idempotency_key)  # no run: a corrected retry may reuse it
+            return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
+        # a run found under our run id is ours if an earlier attempt of this request was pending
+        made_here = result.created or claimed.resumed
+        status = EntryStatus.TRIGGERED if made_here else EntryStatus.DUPLICATE
+        self.store.record(
+            request.idempotency_key,
+            fingerprint=claimed.fingerprint,
+            dag_id=request.dag_id,
+            dag_run_id=result.dag_run_id,
+            status=status,
+            run_state=result.state,
+            logical_date=result.logical_date.isoformat() if result.logical_date else None,
+            run_url=result.run_url,
+            track=request.track,
+        )
+        build = Outcome.triggered if made_here else Outcome.duplicate
+        return build(record, request, result, attempts=result.attempts)
+
+    def airflow_available(self) -> bool:
+        """False while an Airflow outage is waited out (the loop stops fetching)."""
+        return self.gate.available
+
+
+def _attempts(error: AirflowError) -> int:
+    attempts = error.details.get("attempts", 1)
+    return attempts if isinstance(attempts, int) else 1

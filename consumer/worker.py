@@ -1,0 +1,221 @@
+"""The worker loop: poll → dispatch → process → publish → mark done → commit (spec §1, §3).
+
+The loop thread owns the Kafka consumer (kafka-python's consumer is not thread-safe) and
+does only I/O: it polls, hands each record to the dispatcher, commits offsets whose whole
+prefix is done, and pauses fetching under backpressure. Worker threads run the pipeline
+and publish the reply and dead-letter record; an offset is marked done only after the
+broker acknowledged them.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+import structlog
+
+from consumer.contract import TriggerRequest
+from consumer.dispatch import Dispatcher
+from consumer.errors import ConfigError
+from consumer.kafka_io.offsets import OffsetTracker, Partition
+from consumer.kafka_io.sink import RecordSink, SinkError
+from consumer.kafka_io.source import RequestSource
+from consumer.logs import bind_message
+from consumer.outcome import Outcome
+from consumer.pipeline import Pipeline
+from consumer.pipeline.trigger import StoppingError
+from consumer.record import InboundRecord, OutboundRecord
+
+log = structlog.get_logger(__name__)
+
+PartitionsCallback = Callable[[set[Partition]], None]
+# builds the request source given (on_assigned, on_revoked)
+SourceFactory = Callable[[PartitionsCallback, PartitionsCallback], RequestSource]
+
+EXIT_OK = 0
+EXIT_CONFIG = 2  # a configuration error stopped the worker (bad credentials, TLS)
+POLL_TIMEOUT = 0.2  # seconds: how quickly the loop notices a stop or commits finished work
+PUBLISH_RETRY_DELAY = 1.0  # seconds between attempts to publish a reply the broker refused
+
+
+@dataclass
+class Readiness:
+    """What /readyz reports: updated by the loop every iteration."""
+
+    assigned: set[Partition] = field(default_factory=set)
+    last_progress: float = field(default_factory=time.monotonic)
+    airflow_available: bool = True
+    fatal: str | None = None
+
+
+class Worker:
+    """Runs one consumer-group member until SIGTERM/SIGINT or a fatal configuration error."""
+
+    def __init__(
+        self,
+        *,
+        source_factory: SourceFactory,
+        sink: RecordSink,
+        pipeline: Pipeline,
+        build_records: Callable[[Outcome, InboundRecord], list[OutboundRecord]],
+        max_in_flight: int,
+        shutdown_timeout: float,
+        stop: threading.Event,
+    ) -> None:
+        """Wire the worker.
+
+        Args:
+            source_factory: builds the request source given (on_assigned, on_revoked).
+            sink: publishes replies and dead-letter records.
+            pipeline: turns one record into an Outcome.
+            build_records: the reply (and dead-letter) records for an outcome.
+            max_in_flight: bound on fetched-but-unfinished records.
+            shutdown_timeout: how long a stop waits for in-flight work, in seconds.
+            stop: set to stop; shared with the Airflow client so retry waits end at once.
+        """
+        self.tracker = OffsetTracker()
+        self.readiness = Readiness()
+        self._sink = sink
+        self._pipeline = pipeline
+        self._build_records = build_records
+        self._max_in_flight = max_in_flight
+        self._shutdown_timeout = shutdown_timeout
+        self._dispatcher = Dispatcher(max_in_flight=max_in_flight)
+        self._stop = stop
+        self._fatal: ConfigError | None = None
+        self._source = source_factory(self._on_assigned, self._on_revoked)
+
+    # -- signals and control ----------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop fetching and drain; a second SIGINT exits at once."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self._stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Ask the loop to stop (as SIGTERM does)."""
+        self._stop.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> int:
+        """Consume until stopped; returns the process exit code."""
+        log.info("worker_started", max_in_flight=self._max_in_flight)
+        try:
+            while not self._stop.is_set() and self._fatal is None:
+                self._commit_done()
+                self._apply_backpressure()
+                room = self._max_in_flight - self.tracker.in_flight()
+                records = self._source.poll(max_records=max(room, 1), timeout=POLL_TIMEOUT)
+                for record in records:
+                    self._dispatch(record)
+                self.readiness.last_progress = time.monotonic()
+        finally:
+            code = self._shut_down()
+        return code
+
+    def _apply_backpressure(self) -> None:
+        """Pause fetching while the in-flight bound is reached or Airflow is unreachable."""
+        full = self.tracker.in_flight() >= self._max_in_flight
+        if full or not self._pipeline.airflow_available():
+            self._source.pause()
+        else:
+            self._source.resume()
+        self.readiness.airflow_available = self._pipeline.airflow_available()
+
+    def _dispatch(self, record: InboundRecord) -> None:
+        self.tracker.started(Partition(record.topic, record.partition), record.offset)
+        try:
+            admitted = self._pipeline.admit(record)
+        except Exception as exc:  # the per-message boundary: a bug never stops the loop
+            with bind_message(record):
+                log.exception("internal_error")
+            admitted = Outcome.internal_error(record, exc)
+        # same-key requests run in order; a rejected record's own position is its key
+        if isinstance(admitted, Outcome):
+            key = f"{record.topic}/{record.partition}/{record.offset}"
+        else:
+            key = admitted.idempotency_key
+        self._dispatcher.submit(key, lambda: self._finish(record, admitted))
+
+    def _finish(self, record: InboundRecord, admitted: TriggerRequest | Outcome) -> None:
+        """Run in a worker thread: execute, publish, mark done. Never raises."""
+        request = None if isinstance(admitted, Outcome) else admitted
+        key = request.idempotency_key if request else None
+        with bind_message(record, key, request.dag_id if request else None):
+            try:
+                if isinstance(admitted, Outcome):
+                    outcome = admitted
+                else:
+                    outcome = self._pipeline.execute(record, admitted)
+            except StoppingError:
+                return  # no reply, no commit: the next owner processes it again
+            except ConfigError as exc:
+                self._fail(exc)
+                return
+            except Exception as exc:  # the per-message boundary: a bug never stops the loop
+                log.exception("internal_error")
+                outcome = Outcome.internal_error(record, exc, request=request)
+            if not self._publish(outcome, record):
+                return
+            self.tracker.done(Partition(record.topic, record.partition), record.offset)
+            log.info("request_done", status=str(outcome.status), code=outcome.error_code)
+
+    def _publish(self, outcome: Outcome, record: InboundRecord) -> bool:
+        """Publish until acked; False when stopping first (the offset then stays uncommitted)."""
+        records = self._build_records(outcome, record)
+        while True:
+            try:
+                self._sink.publish(records)
+                return True
+            except SinkError as exc:
+                log.warning("publish_failed", error=str(exc))
+            if self._stop.wait(PUBLISH_RETRY_DELAY):
+                return False
+
+    def _fail(self, exc: ConfigError) -> None:
+        if self._fatal is None:
+            log.critical("configuration_error_stopping", error=str(exc))
+        self._fatal = exc
+        self.readiness.fatal = str(exc)
+
+    # -- offsets and rebalance --------------------------------------------------------------
+    def _commit_done(self) -> None:
+        offsets = self.tracker.committable()
+        if offsets:
+            self._source.commit(offsets)
+            self.tracker.committed(offsets)
+
+    def _on_assigned(self, partitions: set[Partition]) -> None:
+        self.readiness.assigned |= partitions
+        log.info("partitions_assigned", partitions=sorted(map(str, partitions)))
+
+    def _on_revoked(self, partitions: set[Partition]) -> None:
+        # spec §3: finished work is committed now; unfinished work is left to the new owner
+        try:
+            self._commit_done()
+        finally:
+            self.tracker.revoke(partitions)
+            self.readiness.assigned -= partitions
+            log.info("partitions_revoked", partitions=sorted(map(str, partitions)))
+
+    def _shut_down(self) -> int:
+        self._source.pause()
+        drained = self._dispatcher.shutdown(timeout=self._shutdown_timeout)
+        if not drained:
+            log.warning("drain_timed_out", in_flight=self.tracker.in_flight())
+        self._commit_done()
+        self._source.close()
+        self._sink.close()
+        if self._fatal is not None:
+            return EXIT_CONFIG
+        log.info("worker_stopped", drained=drained)
+        return EXIT_OK
