@@ -1,0 +1,356 @@
+"""Health: the Readiness state the loop updates, and one HTTP server for it (spec §6, STYLE §14).
+
+``Readiness`` is explicit, thread-safe state: the worker loop reports each iteration
+(``loop_tick``), the partition assignment, whether Kafka and Airflow are usable, and a
+fatal error. ``HealthServer`` serves three read-only routes from it:
+
+- ``/healthz``: the process loop is alive (recent progress, no fatal error): 200 or 503.
+- ``/readyz``: started, no fatal error, Kafka connected, partitions assigned (possibly
+  none), Airflow available, recent progress: 200 ``{"ready": true}`` or 503 with reasons.
+- ``/metrics``: the Prometheus text of ``Metrics.render()``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+from consumer.kafka_io.offsets import Partition
+from consumer.metrics import CONTENT_TYPE, Metrics
+
+Clock: TypeAlias = Callable[[], float]
+
+DEFAULT_HOST = "127.0.0.1"
+# /readyz: a loop that has not completed an iteration for this long is not ready.
+DEFAULT_READY_STALENESS = 30.0
+# /healthz: a loop stuck this long is dead and should be restarted.
+DEFAULT_ALIVE_STALENESS = 120.0
+JSON_CONTENT_TYPE = "application/json"
+# seconds: how quickly close() stops the serving thread
+SHUTDOWN_POLL_INTERVAL = 0.1
+
+
+class Readiness:
+    """What ``/healthz`` and ``/readyz`` report; the worker loop updates it every iteration.
+
+    Every method is thread-safe: the loop thread, the rebalance callbacks and the HTTP
+    server's threads use one instance concurrently. Times are read from ``clock``
+    (``time.monotonic`` by default), so tests can move time instead of sleeping.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        ready_staleness: float = DEFAULT_READY_STALENESS,
+        alive_staleness: float = DEFAULT_ALIVE_STALENESS,
+    ) -> None:
+        """Create the state of a worker that has not started yet.
+
+        Args:
+            clock: returns monotonic seconds; ``loop_tick`` and ``verdict`` read it.
+            ready_staleness: seconds without a loop iteration after which /readyz fails.
+            alive_staleness: seconds without a loop iteration after which /healthz fails.
+        """
+        self._clock = clock
+        self.ready_staleness = ready_staleness
+        self.alive_staleness = alive_staleness
+        self._lock = threading.Lock()
+        self._created = clock()
+        self._started = False
+        self._stopping = False
+        self._last_progress: float | None = None
+        self._assigned: set[Partition] = set()
+        self._assignment_known = False
+        self._kafka_connected = False
+        self._kafka_reason: str | None = "not connected yet"
+        self._airflow_available = False
+        self._airflow_reason: str | None = "not checked yet"
+        self._fatal: str | None = None
+
+    # -- updates from the worker ------------------------------------------------------------
+    def start(self) -> None:
+        """Mark the loop as started; progress is counted from now."""
+        with self._lock:
+            self._started = True
+            self._last_progress = self._clock()
+
+    def loop_tick(self) -> None:
+        """Record one completed loop iteration (the loop is making progress)."""
+        with self._lock:
+            self._last_progress = self._clock()
+
+    def set_assigned(self, partitions: Iterable[Partition]) -> None:
+        """Replace the partitions assigned to this worker; an empty set is a valid answer.
+
+        Args:
+            partitions: every partition this worker now owns.
+        """
+        with self._lock:
+            self._assigned = set(partitions)
+            self._assignment_known = True
+
+    def assign(self, partitions: Iterable[Partition]) -> None:
+        """Add newly assigned partitions (the rebalance listener's ``on_assigned``).
+
+        Args:
+            partitions: the partitions just assigned (possibly none).
+        """
+        with self._lock:
+            self._assigned |= set(partitions)
+            self._assignment_known = True
+
+    def revoke(self, partitions: Iterable[Partition]) -> None:
+        """Remove revoked partitions (the rebalance listener's ``on_revoked``).
+
+        Args:
+            partitions: the partitions just revoked.
+        """
+        with self._lock:
+            self._assigned -= set(partitions)
+
+    def set_kafka(self, connected: bool, reason: str | None = None) -> None:
+        """Record whether the Kafka cluster is reachable.
+
+        Args:
+            connected: True after a successful poll or metadata fetch.
+            reason: why it is not connected (shown by /readyz); ignored when connected.
+        """
+        with self._lock:
+            self._kafka_connected = connected
+            self._kafka_reason = None if connected else reason
+
+    def set_airflow(self, available: bool, reason: str | None = None) -> None:
+        """Record whether the Airflow API is reachable and accepts our credentials.
+
+        Args:
+            available: True while requests can be triggered.
+            reason: why it is unavailable (shown by /readyz); ignored when available.
+        """
+        with self._lock:
+            self._airflow_available = available
+            self._airflow_reason = None if available else reason
+
+    def set_fatal(self, message: str) -> None:
+        """Record an error that stops the worker (both /healthz and /readyz then fail).
+
+        Args:
+            message: what went wrong, without secrets (it is served over HTTP).
+        """
+        with self._lock:
+            if self._fatal is None:
+                self._fatal = message
+
+    def set_stopping(self) -> None:
+        """Mark the worker as draining after SIGTERM: no longer ready, still alive."""
+        with self._lock:
+            self._stopping = True
+
+    # -- reads ------------------------------------------------------------------------------
+    @property
+    def assigned(self) -> frozenset[Partition]:
+        """The partitions this worker currently owns."""
+        with self._lock:
+            return frozenset(self._assigned)
+
+    @property
+    def fatal(self) -> str | None:
+        """The fatal error message, or None."""
+        with self._lock:
+            return self._fatal
+
+    @property
+    def last_progress(self) -> float | None:
+        """Clock time of the last loop iteration (or of ``start``); None before either."""
+        with self._lock:
+            return self._last_progress
+
+    def verdict(self, now: float | None = None) -> tuple[bool, list[str]]:
+        """Decide whether the worker is ready, and why not.
+
+        Args:
+            now: the clock time to judge at; the clock's current time by default.
+
+        Returns:
+            ``(ready, reasons)``: ready iff started, not stopping, no fatal error, Kafka
+            connected, an assignment received (possibly empty), Airflow available and a
+            loop iteration within ``ready_staleness`` seconds; ``reasons`` names each
+            failed condition in a short string and is empty when ready.
+        """
+        now = self._clock() if now is None else now
+        with self._lock:
+            reasons = []
+            if self._fatal is not None:
+                reasons.append(f"fatal: {self._fatal}")
+            if not self._started:
+                reasons.append("not started")
+            if self._stopping:
+                reasons.append("stopping")
+            if not self._kafka_connected:
+                reasons.append(_with_reason("kafka not connected", self._kafka_reason))
+            elif not self._assignment_known:
+                reasons.append("no partition assignment yet")
+            if not self._airflow_available:
+                reasons.append(_with_reason("airflow unavailable", self._airflow_reason))
+            if self._started:
+                reasons.extend(self._staleness(now, self.ready_staleness))
+        return not reasons, reasons
+
+    def alive(self, now: float | None = None) -> tuple[bool, list[str]]:
+        """Decide whether the process loop is alive (for /healthz and the container).
+
+        Args:
+            now: the clock time to judge at; the clock's current time by default.
+
+        Returns:
+            ``(alive, reasons)``: alive iff no fatal error and a loop iteration (or, before
+            the first one, creation) within ``alive_staleness`` seconds.
+        """
+        now = self._clock() if now is None else now
+        with self._lock:
+            reasons = [] if self._fatal is None else [f"fatal: {self._fatal}"]
+            reasons.extend(self._staleness(now, self.alive_staleness))
+        return not reasons, reasons
+
+    def _staleness(self, now: float, limit: float) -> list[str]:
+        """A reason when the last progress (or creation) is older than ``limit``; caller locks."""
+        since = self._created if self._last_progress is None else self._last_progress
+        idle = now - since
+        if idle > limit:
+            return [f"no loop progress for {idle:.0f}s (limit {limit:g}s)"]
+        return []
+
+
+def _with_reason(what: str, reason: str | None) -> str:
+    return f"{what}: {reason}" if reason else what
+
+
+class _HealthHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that carries the state its handler serves."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], readiness: Readiness, metrics: Metrics) -> None:
+        self.readiness = readiness
+        self.metrics = metrics
+        super().__init__(address, _HealthHandler)
+
+
+class _HealthHandler(BaseHTTPRequestHandler):
+    """Serves /healthz, /readyz and /metrics; every other path is 404."""
+
+    server: _HealthHTTPServer
+
+    def do_GET(self) -> None:
+        """Answer one GET request from the current state."""
+        path = urlsplit(self.path).path
+        readiness = self.server.readiness
+        if path == "/healthz":
+            alive, reasons = readiness.alive()
+            body: dict[str, Any] = {"status": "ok"} if alive else {"status": "unhealthy"}
+            if reasons:
+                body["reasons"] = reasons
+            self._send_json(HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE, body)
+        elif path == "/readyz":
+            ready, reasons = readiness.verdict()
+            body = {"ready": True} if ready else {"ready": False, "reasons": reasons}
+            self._send_json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, body)
+        elif path == "/metrics":
+            self._send(HTTPStatus.OK, CONTENT_TYPE, self.server.metrics.render())
+        else:
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found", "path": path})
+
+    def _send_json(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+        self._send(status, JSON_CONTENT_TYPE, json.dumps(body).encode())
+
+    def _send(self, status: HTTPStatus, content_type: str, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Drop request lines: probes every few seconds would flood stderr."""
+
+
+class HealthServer:
+    """The HTTP server of ``/healthz``, ``/readyz`` and ``/metrics``, in a daemon thread."""
+
+    def __init__(
+        self, port: int, readiness: Readiness, metrics: Metrics, *, host: str = DEFAULT_HOST
+    ) -> None:
+        """Prepare the server; ``start`` binds and serves.
+
+        Args:
+            port: the TCP port; 0 picks a free one (read it from ``port`` after ``start``).
+            readiness: the state /healthz and /readyz report.
+            metrics: what /metrics renders.
+            host: the address to bind; ``0.0.0.0`` in a container so probes can reach it.
+        """
+        self._address = (host, port)
+        self._readiness = readiness
+        self._metrics = metrics
+        self._server: _HealthHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the ephemeral one when created with port 0).
+
+        Raises:
+            RuntimeError: before ``start``.
+        """
+        if self._server is None:
+            raise RuntimeError("HealthServer is not started")
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Bind the socket and serve in a daemon thread.
+
+        Raises:
+            OSError: when the address cannot be bound (e.g. the port is in use).
+        """
+        if self._server is not None:
+            return
+        self._server = _HealthHTTPServer(self._address, self._readiness, self._metrics)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_INTERVAL},
+            name="health-server",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and release the socket; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> HealthServer:
+        """Start the server for a ``with`` block."""
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the server at the end of a ``with`` block."""
+        self.close()

@@ -1,0 +1,200 @@
+"""Metrics: every Prometheus metric of the worker, defined once (spec §6, STYLE §13).
+
+The metrics live in their own ``CollectorRegistry``, not the process-global default, so
+that tests (and one process) can build several workers without name clashes. The worker
+calls the small ``Metrics`` methods below; ``/metrics`` serves ``Metrics.render()``.
+
+Names follow ``trigger_consumer_<thing>_total`` for counters and ``_seconds`` for
+durations (STYLE §8); ``METRIC_NAMES`` lists them as they appear in the exposition.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from consumer.kafka_io.offsets import Partition
+
+# The classic text format that ``generate_latest`` writes (Prometheus text 0.0.4).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# ``code`` label of a request that ended without an error code (triggered, duplicate, ...).
+NO_CODE = "none"
+
+# Airflow calls: a healthy API answers in tens of milliseconds; a read timeout is 30 s.
+AIRFLOW_CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Message timestamp to reply acked: includes queueing behind backpressure and retries.
+END_TO_END_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+)
+
+METRIC_NAMES = (
+    "trigger_consumer_requests_total",
+    "trigger_consumer_airflow_call_seconds",
+    "trigger_consumer_end_to_end_seconds",
+    "trigger_consumer_airflow_retries_total",
+    "trigger_consumer_dedup_hits_total",
+    "trigger_consumer_in_flight",
+    "trigger_consumer_paused",
+    "trigger_consumer_lag",
+    "trigger_consumer_concurrency_limit",
+)
+
+
+class Metrics:
+    """The worker's Prometheus metrics in a registry of their own.
+
+    All methods are thread-safe: the worker's loop thread and its processing threads
+    call them concurrently.
+
+    Attributes:
+        registry: the registry holding every metric below (render it, or collect it).
+    """
+
+    def __init__(self) -> None:
+        """Create the registry and register every metric in it."""
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "trigger_consumer_requests_total",
+            "Requests answered, by reply status and error code ('none' without an error).",
+            ["status", "code"],
+            registry=self.registry,
+        )
+        self._airflow_call = Histogram(
+            "trigger_consumer_airflow_call_seconds",
+            "Duration of one HTTP call to the Airflow REST API, by outcome.",
+            ["outcome"],
+            buckets=AIRFLOW_CALL_BUCKETS,
+            registry=self.registry,
+        )
+        self._end_to_end = Histogram(
+            "trigger_consumer_end_to_end_seconds",
+            "From the request's Kafka timestamp to its reply acknowledged by the broker.",
+            buckets=END_TO_END_BUCKETS,
+            registry=self.registry,
+        )
+        self._retries = Counter(
+            "trigger_consumer_airflow_retries_total",
+            "Airflow calls repeated after a retryable failure.",
+            registry=self.registry,
+        )
+        self._dedup_hits = Counter(
+            "trigger_consumer_dedup_hits_total",
+            "Requests answered from the idempotency store without calling Airflow.",
+            registry=self.registry,
+        )
+        self._in_flight = Gauge(
+            "trigger_consumer_in_flight",
+            "Requests fetched whose reply is not yet acknowledged.",
+            registry=self.registry,
+        )
+        self._paused = Gauge(
+            "trigger_consumer_paused",
+            "1 while fetching is paused for backpressure, else 0.",
+            registry=self.registry,
+        )
+        self._lag = Gauge(
+            "trigger_consumer_lag",
+            "Messages between the consumer's position and the end of each owned partition.",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self._concurrency_limit = Gauge(
+            "trigger_consumer_concurrency_limit",
+            "How many requests may currently be in flight.",
+            registry=self.registry,
+        )
+        self._lag_lock = threading.Lock()
+        self._lag_labels: set[tuple[str, str]] = set()
+
+    def observe_outcome(self, status: str, code: str | None, e2e_seconds: float | None) -> None:
+        """Count one answered request and record its end-to-end latency.
+
+        Args:
+            status: the reply's status (``triggered``, ``duplicate``, ``rejected``, ...).
+            code: the reply's error code, or None when it has none.
+            e2e_seconds: seconds from the message timestamp to the reply's ack, or None
+                when the message has no usable timestamp. Clock skew between producer and
+                worker can make it negative; it is then recorded as 0.
+        """
+        self._requests.labels(status=status, code=code or NO_CODE).inc()
+        if e2e_seconds is not None:
+            self._end_to_end.observe(max(0.0, e2e_seconds))
+
+    def observe_airflow_call(self, outcome: str, seconds: float) -> None:
+        """Record the duration of one call to the Airflow API.
+
+        Args:
+            outcome: a short, bounded label such as ``ok``, ``conflict``, ``unavailable``.
+            seconds: how long the call took.
+        """
+        self._airflow_call.labels(outcome=outcome).observe(max(0.0, seconds))
+
+    def count_retry(self, n: int = 1) -> None:
+        """Count Airflow calls repeated after a retryable failure.
+
+        Args:
+            n: how many retries to add (e.g. ``attempts - 1`` of a finished request).
+        """
+        if n > 0:
+            self._retries.inc(n)
+
+    def count_dedup_hit(self) -> None:
+        """Count one request answered from the idempotency store without calling Airflow."""
+        self._dedup_hits.inc()
+
+    def set_in_flight(self, n: int) -> None:
+        """Set how many requests are fetched and not yet acknowledged.
+
+        Args:
+            n: the current number of requests in flight.
+        """
+        self._in_flight.set(n)
+
+    def set_paused(self, paused: bool) -> None:
+        """Set whether fetching is paused for backpressure.
+
+        Args:
+            paused: True while the source is paused.
+        """
+        self._paused.set(1 if paused else 0)
+
+    def set_lag(self, lag: Mapping[Partition, int]) -> None:
+        """Replace the per-partition lag; partitions no longer owned are dropped.
+
+        Args:
+            lag: messages behind the end of each owned partition.
+        """
+        labels = {(p.topic, str(p.partition)): n for p, n in lag.items()}
+        with self._lag_lock:
+            for gone in self._lag_labels - labels.keys():
+                self._lag.remove(*gone)
+            for (topic, partition), n in labels.items():
+                self._lag.labels(topic=topic, partition=partition).set(n)
+            self._lag_labels = set(labels)
+
+    def set_concurrency_limit(self, n: int) -> None:
+        """Set how many requests may be in flight (fixed today; adaptive later).
+
+        Args:
+            n: the current limit.
+        """
+        self._concurrency_limit.set(n)
+
+    def render(self) -> bytes:
+        """Return every metric in the Prometheus text format (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
