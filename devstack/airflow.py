@@ -232,6 +232,51 @@ class AirflowServer:
             interval=0.5,
         )
 
+    def start_extra_api(self, extra_env: dict[str, str], *, tie_to_parent: bool) -> AirflowServer:
+        """Start a second Airflow 3 API server on a free port with ``extra_env``; same home, DB.
+
+        The shared servers keep running untouched; stop the returned one with ``stop_api``.
+        Used for settings a test needs but others must not see (a short JWT expiry, say).
+
+        Args:
+            extra_env: Airflow settings (``AIRFLOW__SECTION__KEY``) for this process only.
+            tie_to_parent: the process dies with this one.
+
+        Returns:
+            A server object for the new API process (its ``pids`` hold only ``api``).
+
+        Raises:
+            StackError: on Airflow 2 (its webserver keeps a pid file per home), or when the
+                server does not come up.
+        """
+        if self.major != "3":
+            raise procs.StackError("an extra API server is only supported on Airflow 3")
+        extra = AirflowServer(
+            major=self.major,
+            home=self.home,
+            port=procs.free_port(),
+            database_url=self.database_url,
+            log_ports=self.log_ports,
+        )
+        argv = ["api-server", "-H", "127.0.0.1", "-p", str(extra.port)]
+        log = self.home / "logs" / f"api-{extra.port}.log"
+        extra.pids["api"] = procs.spawn(
+            [str(self._bin() / "airflow"), *argv],
+            log=log,
+            env={**extra.env(), **extra_env},
+            cwd=self.home,
+            tie_to_parent=tie_to_parent,
+        )
+        procs.wait_for(
+            f"extra Airflow {self.version} API server",
+            extra.api_answers,
+            timeout=READY_TIMEOUT,
+            pid=extra.pids["api"],
+            log=log,
+            interval=0.5,
+        )
+        return extra
+
     def stop_api(self) -> None:
         """Stop only the API server; the scheduler keeps running."""
         pid = self.pids.pop("api", None)

@@ -1,0 +1,65 @@
+"""What the client returns about a DAG run: ``DagRun`` and, for a trigger, ``TriggerResult``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeAlias
+
+ApiVersion: TypeAlias = Literal["v1", "v2"]
+
+
+@dataclass(frozen=True)
+class DagRun:
+    """A DAG run as Airflow reports it.
+
+    Attributes:
+        dag_id: the DAG.
+        dag_run_id: the run's id.
+        state: Airflow's run state (``queued``, ``running``, ``success``, ``failed``...).
+        logical_date: the run's logical date in UTC, or None (Airflow 3 runs without one).
+        run_url: where the run opens in the Airflow UI of that version.
+    """
+
+    dag_id: str
+    dag_run_id: str
+    state: str
+    logical_date: datetime | None
+    run_url: str
+
+
+@dataclass(frozen=True)
+class TriggerResult(DagRun):
+    """The outcome of ``trigger``: the run, and what this call did to it.
+
+    Attributes:
+        created: True when this call made the run (including a retried POST whose earlier
+            attempt may have reached Airflow); False when the run already existed (duplicate).
+        dag_paused: whether the DAG was paused (its run stays queued); None when unknown.
+        attempts: HTTP calls this trigger made to the runs endpoints (POSTs and the GET that
+            resolves a 409); token, detection and DAG look-ups are not counted.
+    """
+
+    created: bool
+    dag_paused: bool | None
+    attempts: int
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An Airflow timestamp (``...Z`` on Airflow 3, ``...+00:00`` on Airflow 2) in UTC.
+
+    Args:
+        value: the JSON value.
+
+    Returns:
+        An aware datetime in UTC, or None for null or an unreadable value.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)

@@ -1,0 +1,334 @@
+"""Transport: HTTP calls to Airflow's REST API with retries, auth and version detection.
+
+One pooled ``requests.Session`` per client. ``Transport.request`` runs the retry loop (STYLE
+§7): transient failures (connection refused or reset, timeouts, 429, 5xx) back off per the
+``RetryPolicy`` and honour ``Retry-After``; a JWT is dropped and the call resent once on a
+401 or a 403 "Invalid JWT token"; TLS failures raise ``ConfigError`` at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+import structlog
+import urllib3
+from pydantic import SecretStr
+from requests.adapters import HTTPAdapter
+
+from consumer.airflow.auth import DEFAULT_REFRESH_MARGIN, ApiAuth, BasicAuth, JwtAuth, StaticToken
+from consumer.airflow.detect import detect_api_version
+from consumer.airflow.retry import RetryPolicy, RetryState, parse_retry_after
+from consumer.airflow.runs import ApiVersion
+from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_POOL_SIZE = 64
+
+# outcomes after which no connection was made, so nothing reached Airflow
+UNREACHABLE = frozenset({"ConnectFailed", "ConnectTimeout"})
+INVALID_JWT = "Invalid JWT token"
+
+log = structlog.get_logger(__name__)
+
+
+class _TransientError(Exception):
+    """One attempt failed in a way worth retrying."""
+
+    def __init__(self, outcome: str, retry_after: float | None = None) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+        self.retry_after = retry_after
+
+
+class Transport:
+    """Sends requests to ``<base_url>/api/<version>``; thread-safe, one pooled session."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_version: Literal["auto", "v1", "v2"] = "auto",
+        username: str | None = None,
+        password: SecretStr | None = None,
+        token: SecretStr | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        ca_bundle: str | Path | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        jwt_refresh_margin: float | None = DEFAULT_REFRESH_MARGIN,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Configure the client; nothing is sent until the first call.
+
+        Args:
+            base_url: Airflow's base URL (``https://airflow.example.com``), no credentials in it.
+            api_version: ``auto`` detects on first use; ``v1``/``v2`` force it.
+            username: Airflow user: basic auth on v1, JWT login on v2.
+            password: its password.
+            token: a static bearer token instead of username/password.
+            connect_timeout: seconds to establish a connection.
+            read_timeout: seconds to wait for an answer.
+            retry: the retry policy; ``RetryPolicy()`` when omitted.
+            ca_bundle: a PEM CA bundle for HTTPS; the system's trust store when omitted.
+            pool_size: pooled connections, sized for the worker's concurrency.
+            jwt_refresh_margin: refresh a JWT this many seconds before it expires; None
+                refreshes only when Airflow refuses it.
+            stop: when set, a call waiting to retry gives up at once (shutdown).
+
+        Raises:
+            ConfigError: inconsistent credentials, a URL with credentials, a missing CA bundle.
+        """
+        parts = urlsplit(base_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError("the Airflow URL must be an http:// or https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError("the Airflow URL must not carry credentials; set username/password")
+        if token is not None and (username is not None or password is not None):
+            raise ConfigError("give either an Airflow token or a username/password, not both")
+        if (username is None) != (password is None):
+            raise ConfigError("an Airflow username needs a password, and a password a username")
+        if ca_bundle is not None and not Path(ca_bundle).is_file():
+            raise ConfigError(f"the Airflow CA bundle {ca_bundle} is not a readable file")
+        self.base_url = base_url.rstrip("/")
+        self._forced: ApiVersion | None = None if api_version == "auto" else api_version
+        self._username = username
+        self._password = password
+        self._token = token
+        self._timeout = (connect_timeout, read_timeout)
+        self.retry = retry or RetryPolicy()
+        self._jwt_refresh_margin = jwt_refresh_margin
+        self._stop = stop
+        self._session = requests.Session()
+        # no proxies, CA bundle or .netrc credentials from the environment (REQUESTS_CA_BUNDLE
+        # would silently replace the configured trust): only this client's settings apply
+        self._session.trust_env = False
+        self._session.verify = str(ca_bundle) if ca_bundle is not None else True
+        self._session.headers["Accept"] = "application/json"
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._lock = threading.Lock()
+        self._api: ApiVersion | None = None
+        self._auth: ApiAuth | None = None
+
+    def __repr__(self) -> str:
+        """Name the server and API, never a credential."""
+        return f"Transport(base_url={self.base_url!r}, api_version={self._api or 'auto'!r})"
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    @property
+    def api_version(self) -> ApiVersion:
+        """The REST API in use, detected on first access when ``auto``.
+
+        Raises:
+            ConfigError: the server is not an Airflow the client can identify, or TLS failed.
+            AirflowUnavailableError: detection could not reach Airflow.
+        """
+        return self._ensure_ready()[0]
+
+    def _ensure_ready(self) -> tuple[ApiVersion, ApiAuth | None]:
+        api = self._api
+        if api is not None:
+            return api, self._auth
+        with self._lock:
+            if self._api is None:
+                detected = self._forced or self._detect()
+                self._auth = self._make_auth(detected)
+                self._api = detected
+            return self._api, self._auth
+
+    def _detect(self) -> ApiVersion:
+        found = detect_api_version(
+            self._session,
+            self.base_url,
+            timeout=self._timeout,
+            username=self._username,
+            password=self._password,
+            token=self._token,
+        )
+        log.info("airflow_api_detected", url=self.base_url, api_version=found.api_version)
+        return found.api_version
+
+    def _make_auth(self, api: ApiVersion) -> ApiAuth | None:
+        if self._token is not None:
+            return StaticToken(self._token)
+        if self._username is None or self._password is None:
+            return None
+        if api == "v1":
+            return BasicAuth(self._username, self._password)
+        return JwtAuth(
+            f"{self.base_url}/auth/token",
+            self._username,
+            self._password,
+            session=self._session,
+            timeout=self._timeout,
+            refresh_margin=self._jwt_refresh_margin,
+        )
+
+    def request(
+        self, state: RetryState, method: str, path: str, *, body: dict[str, Any] | None = None
+    ) -> tuple[requests.Response, RetryState]:
+        """Send until Airflow gives a non-transient answer, retrying per the policy.
+
+        Args:
+            state: the call's retry state so far.
+            method: the HTTP method.
+            path: the path below ``/api/<version>``.
+            body: a JSON body.
+
+        Returns:
+            The answer (any non-transient status) and the new state.
+
+        Raises:
+            AirflowUnavailableError: ``airflow_unavailable`` when the budget is spent.
+            ConfigError: TLS failure, refused JWT login, or an unidentifiable server.
+        """
+        refreshed = False
+        while True:
+            try:
+                response = self._send_once(method, path, body)
+            except _TransientError as failure:
+                state = state.next(failure.outcome, retry_after=failure.retry_after)
+            else:
+                outcome = str(response.status_code)
+                if not refreshed and self._token_refused(response):
+                    refreshed = True
+                    state = state.record(outcome)
+                    continue
+                if not _is_transient(response.status_code):
+                    return response, state.record(outcome)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                state = state.next(outcome, retry_after=retry_after)
+            state = self.backoff(state, method, path)
+
+    def _send_once(self, method: str, path: str, body: dict[str, Any] | None) -> requests.Response:
+        try:
+            api, auth = self._ensure_ready()
+            url = f"{self.base_url}/api/{api}{path}"
+            return self._session.request(method, url, json=body, auth=auth, timeout=self._timeout)
+        except AirflowUnavailableError as exc:
+            status = exc.details.get("status")
+            raise _TransientError("ConnectFailed" if status is None else str(status)) from None
+        except requests.exceptions.SSLError as exc:
+            raise ConfigError(f"TLS verification failed for {self.base_url}: {exc}") from None
+        except requests.ConnectTimeout:
+            raise _TransientError("ConnectTimeout") from None
+        except requests.Timeout:
+            raise _TransientError("ReadTimeout") from None
+        except requests.ConnectionError as exc:
+            raise _TransientError(_connection_outcome(exc)) from None
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+            raise _TransientError("ConnectionAborted") from None
+
+    def _token_refused(self, response: requests.Response) -> bool:
+        """Drop a refused JWT (401, or 403 "Invalid JWT token") so one resend gets a fresh one."""
+        auth = self._auth
+        if auth is None or not auth.refreshable:
+            return False
+        status = response.status_code
+        if status == requests.codes.forbidden:
+            body = read_json(response)
+            if not (isinstance(body, dict) and body.get("detail") == INVALID_JWT):
+                return False
+        elif status != requests.codes.unauthorized:
+            return False
+        auth.invalidate(response.request.headers.get("Authorization"))
+        log.info("airflow_token_refused", url=self.base_url, status=status)
+        return True
+
+    def backoff(self, state: RetryState, method: str, path: str) -> RetryState:
+        """Wait the state's delay before the next try.
+
+        Args:
+            state: the state whose last attempt was a transient failure.
+            method: the HTTP method, for the log and the error.
+            path: the path, for the log and the error.
+
+        Returns:
+            The same state.
+
+        Raises:
+            AirflowUnavailableError: ``airflow_unavailable`` when the budget is spent or
+                ``stop`` was set while waiting.
+        """
+        last = state.history[-1].outcome
+        if state.exhausted:
+            raise AirflowUnavailableError(
+                ErrorCode.AIRFLOW_UNAVAILABLE,
+                f"Airflow {method} {path} failed {state.failures} times; last: {last}",
+                {
+                    "attempts": state.attempts,
+                    "history": [a.outcome for a in state.history],
+                    "reachable": last not in UNREACHABLE,
+                },
+            )
+        log.warning(
+            "airflow_call_retrying",
+            method=method,
+            path=path,
+            outcome=last,
+            attempt=state.attempts,
+            delay=round(state.delay, 3),
+        )
+        if self._stop is None:
+            time.sleep(state.delay)
+        elif self._stop.wait(state.delay):
+            raise AirflowUnavailableError(
+                ErrorCode.AIRFLOW_UNAVAILABLE,
+                f"stopped while waiting to retry Airflow {method} {path}",
+                {"attempts": state.attempts, "stopped": True, "reachable": True},
+            )
+        return state
+
+    def get_once(self, path: str) -> requests.Response | None:
+        """One authenticated GET with no retries, for best-effort look-ups.
+
+        Args:
+            path: the path below ``/api/<version>``.
+
+        Returns:
+            The answer, or None when no answer came.
+        """
+        try:
+            api, auth = self._ensure_ready()
+            return self._session.get(
+                f"{self.base_url}/api/{api}{path}", auth=auth, timeout=self._timeout
+            )
+        except (requests.RequestException, AirflowUnavailableError, ConfigError):
+            return None
+
+
+_HTTP_TOO_MANY_REQUESTS = 429
+_HTTP_SERVER_ERROR = 500
+
+
+def _is_transient(status: int) -> bool:
+    return status == _HTTP_TOO_MANY_REQUESTS or status >= _HTTP_SERVER_ERROR
+
+
+def _connection_outcome(exc: requests.ConnectionError) -> str:
+    """``ConnectFailed`` when no connection was made (nothing sent), else ``ConnectionAborted``."""
+    reason: object = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    if isinstance(reason, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+        return "ConnectFailed"
+    return "ConnectionAborted"
+
+
+def read_json(response: requests.Response) -> Any:
+    """The JSON body, or ``{}`` when there is none (an HTML error page, say)."""
+    try:
+        return response.json()
+    except ValueError:
+        return {}
