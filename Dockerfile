@@ -27,7 +27,8 @@ WORKDIR /var/lib/trigger-consumer
 # the idempotency store lives here; mount a volume so it survives restarts (spec §3)
 ENV TRIGGER_CONSUMER_STORE_URL=sqlite:////var/lib/trigger-consumer/trigger-consumer.db \
     TRIGGER_CONSUMER_LOG_FORMAT=json \
-    TRIGGER_CONSUMER_HTTP_PORT=9464
+    TRIGGER_CONSUMER_HTTP_PORT=9464 \
+    TRIGGER_CONSUMER_HTTP_HOST=0.0.0.0
 # numeric, so orchestrators can verify runAsNonRoot
 USER 10001:10001
 EXPOSE 9464

@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m devstack up --airflow 3
+	$(BIN)/python -m devstack demo
 
 check: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,10 +6,12 @@ import threading
 
 from consumer.airflow import make_airflow_client
 from consumer.airflow.retry import RetryPolicy
+from consumer.health import Readiness
 from consumer.kafka_io.security import connection_options
 from consumer.kafka_io.sink import RecordSink
 from consumer.kafka_io.source import RequestSource
 from consumer.limits import Limits
+from consumer.metrics import Metrics
 from consumer.outcome import Outcome
 from consumer.pipeline import Pipeline
 from consumer.pipeline.dead_letter import dead_letter_record, needs_dead_letter
@@ -22,7 +24,9 @@ from consumer.store import open_store
 from consumer.worker import PartitionsCallback, Worker
 
 
-def build_worker(settings: Settings, worker_name: str) -> Worker:
+def build_worker(
+    settings: Settings, worker_name: str, readiness: Readiness, metrics: Metrics
+) -> Worker:
     """Connect every part the worker needs.
 
     Raises:
@@ -39,9 +43,10 @@ def build_worker(settings: Settings, worker_name: str) -> Worker:
         connect_timeout=settings.airflow_connect_timeout.total_seconds(),
         read_timeout=settings.airflow_read_timeout.total_seconds(),
         retry=RetryPolicy(max_elapsed=settings.airflow_retry_budget.total_seconds()),
-        pool_size=settings.max_in_flight,
+        pool_size=settings.airflow_max_concurrency,
         stop=stop,
     )
+    metrics.set_concurrency_limit(settings.airflow_max_concurrency)
     pipeline = Pipeline(
         limits=Limits(
             max_message_bytes=settings.max_message_bytes,
@@ -55,6 +60,7 @@ def build_worker(settings: Settings, worker_name: str) -> Worker:
         store=open_store(settings.store_url, settings.dedup_retention),
         airflow=airflow,
         gate=AirflowGate(airflow, stop),
+        airflow_slots=threading.BoundedSemaphore(settings.airflow_max_concurrency),
     )
     connection = connection_options(settings)
 
@@ -86,4 +92,6 @@ def build_worker(settings: Settings, worker_name: str) -> Worker:
         max_in_flight=settings.max_in_flight,
         shutdown_timeout=settings.shutdown_timeout.total_seconds(),
         stop=stop,
+        readiness=readiness,
+        metrics=metrics,
     )

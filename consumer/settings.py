@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     airflow_ca_bundle: Path | None = Field(None, description="CA bundle for HTTPS to Airflow")
     airflow_connect_timeout: Duration = Field(timedelta(seconds=5), description="connect timeout")
     airflow_read_timeout: Duration = Field(timedelta(seconds=30), description="read timeout")
+    airflow_max_concurrency: int = Field(
+        8, ge=1, le=256, description="concurrent Airflow calls (Airflow 3 collapses past ~24)"
+    )
     airflow_retry_budget: Duration = Field(
         timedelta(minutes=2), description="how long one request retries while Airflow answers"
     )
@@ -109,6 +112,7 @@ class Settings(BaseSettings):
     )
     # Operations
     http_port: int = Field(9464, ge=0, le=65535, description="metrics and health (0 = off)")
+    http_host: str = Field("127.0.0.1", description="address of the metrics/health server")
     config_file: Path | None = Field(None, description="optional TOML config file")
     log_format: Literal["auto", "json", "console"] = Field("auto", description="log format")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="level")

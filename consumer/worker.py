@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import FrameType
 
 import structlog
@@ -21,10 +20,12 @@ import structlog
 from consumer.contract import TriggerRequest
 from consumer.dispatch import Dispatcher
 from consumer.errors import ConfigError
+from consumer.health import Readiness
 from consumer.kafka_io.offsets import OffsetTracker, Partition
 from consumer.kafka_io.sink import RecordSink, SinkError
 from consumer.kafka_io.source import RequestSource
 from consumer.logs import bind_message
+from consumer.metrics import Metrics
 from consumer.outcome import Outcome
 from consumer.pipeline import Pipeline
 from consumer.pipeline.trigger import StoppingError
@@ -38,18 +39,9 @@ SourceFactory = Callable[[PartitionsCallback, PartitionsCallback], RequestSource
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # a configuration error stopped the worker (bad credentials, TLS)
+LAG_INTERVAL = 10.0  # seconds between consumer-lag measurements (one broker round trip)
 POLL_TIMEOUT = 0.2  # seconds: how quickly the loop notices a stop or commits finished work
 PUBLISH_RETRY_DELAY = 1.0  # seconds between attempts to publish a reply the broker refused
-
-
-@dataclass
-class Readiness:
-    """What /readyz reports: updated by the loop every iteration."""
-
-    assigned: set[Partition] = field(default_factory=set)
-    last_progress: float = field(default_factory=time.monotonic)
-    airflow_available: bool = True
-    fatal: str | None = None
 
 
 class Worker:
@@ -65,6 +57,8 @@ class Worker:
         max_in_flight: int,
         shutdown_timeout: float,
         stop: threading.Event,
+        readiness: Readiness,
+        metrics: Metrics,
     ) -> None:
         """Wire the worker.
 
@@ -76,9 +70,13 @@ class Worker:
             max_in_flight: bound on fetched-but-unfinished records.
             shutdown_timeout: how long a stop waits for in-flight work, in seconds.
             stop: set to stop; shared with the Airflow client so retry waits end at once.
+            readiness: what /readyz reports; updated every loop iteration.
+            metrics: the Prometheus metrics this worker updates.
         """
         self.tracker = OffsetTracker()
-        self.readiness = Readiness()
+        self.readiness = readiness
+        self._metrics = metrics
+        self._next_lag = 0.0
         self._sink = sink
         self._pipeline = pipeline
         self._build_records = build_records
@@ -99,6 +97,7 @@ class Worker:
         if self._stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         log.info("stop_requested", signal=signal.Signals(signum).name)
+        self.readiness.set_stopping()
         self._stop.set()
 
     def stop(self) -> None:
@@ -109,27 +108,39 @@ class Worker:
     def run(self) -> int:
         """Consume until stopped; returns the process exit code."""
         log.info("worker_started", max_in_flight=self._max_in_flight)
+        self.readiness.start()
         try:
             while not self._stop.is_set() and self._fatal is None:
                 self._commit_done()
                 self._apply_backpressure()
                 room = self._max_in_flight - self.tracker.in_flight()
                 records = self._source.poll(max_records=max(room, 1), timeout=POLL_TIMEOUT)
+                self.readiness.set_kafka(True)
                 for record in records:
                     self._dispatch(record)
-                self.readiness.last_progress = time.monotonic()
+                self._observe_loop()
         finally:
             code = self._shut_down()
         return code
 
     def _apply_backpressure(self) -> None:
         """Pause fetching while the in-flight bound is reached or Airflow is unreachable."""
-        full = self.tracker.in_flight() >= self._max_in_flight
-        if full or not self._pipeline.airflow_available():
+        airflow_up = self._pipeline.airflow_available()
+        paused = self.tracker.in_flight() >= self._max_in_flight or not airflow_up
+        if paused:
             self._source.pause()
         else:
             self._source.resume()
-        self.readiness.airflow_available = self._pipeline.airflow_available()
+        self._metrics.set_paused(paused)
+        self.readiness.set_airflow(airflow_up, None if airflow_up else self._pipeline.gate.reason)
+
+    def _observe_loop(self) -> None:
+        self.readiness.loop_tick()
+        self._metrics.set_in_flight(self.tracker.in_flight())
+        now = time.monotonic()
+        if now >= self._next_lag:
+            self._next_lag = now + LAG_INTERVAL
+            self._metrics.set_lag(self._source.lag())
 
     def _dispatch(self, record: InboundRecord) -> None:
         self.tracker.started(Partition(record.topic, record.partition), record.offset)
@@ -167,7 +178,20 @@ class Worker:
             if not self._publish(outcome, record):
                 return
             self.tracker.done(Partition(record.topic, record.partition), record.offset)
+            self._observe(outcome, record)
             log.info("request_done", status=str(outcome.status), code=outcome.error_code)
+
+    def _observe(self, outcome: Outcome, record: InboundRecord) -> None:
+        """Metrics of one answered request (read from the Outcome at one point, STYLE §2)."""
+        e2e = None
+        if record.timestamp_ms is not None:
+            e2e = time.time() - record.timestamp_ms / 1000
+        code = str(outcome.error_code) if outcome.error_code else None
+        self._metrics.observe_outcome(str(outcome.status), code, e2e)
+        if outcome.attempts > 1:
+            self._metrics.count_retry(outcome.attempts - 1)
+        if outcome.status == "duplicate" and outcome.attempts == 0:
+            self._metrics.count_dedup_hit()
 
     def _publish(self, outcome: Outcome, record: InboundRecord) -> bool:
         """Publish until acked; False when stopping first (the offset then stays uncommitted)."""
@@ -185,7 +209,7 @@ class Worker:
         if self._fatal is None:
             log.critical("configuration_error_stopping", error=str(exc))
         self._fatal = exc
-        self.readiness.fatal = str(exc)
+        self.readiness.set_fatal(str(exc))
 
     # -- offsets and rebalance --------------------------------------------------------------
     def _commit_done(self) -> None:
@@ -195,7 +219,7 @@ class Worker:
             self.tracker.committed(offsets)
 
     def _on_assigned(self, partitions: set[Partition]) -> None:
-        self.readiness.assigned |= partitions
+        self.readiness.assign(partitions)
         log.info("partitions_assigned", partitions=sorted(map(str, partitions)))
 
     def _on_revoked(self, partitions: set[Partition]) -> None:
@@ -204,7 +228,7 @@ class Worker:
             self._commit_done()
         finally:
             self.tracker.revoke(partitions)
-            self.readiness.assigned -= partitions
+            self.readiness.revoke(partitions)
             log.info("partitions_revoked", partitions=sorted(map(str, partitions)))
 
     def _shut_down(self) -> int:

@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-kafka", action="store_true", help="start Airflow only")
     up.add_argument("--dags", type=Path, action="append", default=[], help="extra DAG folder")
     up.add_argument("--json", action="store_true", help="print only the JSON document")
+    sub.add_parser("demo", help="run the worker end to end on the stack (make demo)")
     sub.add_parser("prepare", help="install what the stack needs (jars, venvs, PostgreSQL)")
     sub.add_parser("down", help="stop everything the stack runs")
     sub.add_parser("status", help="print the running stack as JSON")
@@ -44,8 +45,16 @@ def up(stack: Stack, args: argparse.Namespace) -> None:
         say("stop it with: python -m devstack down")
 
 
+def demo(_stack: Stack, _args: argparse.Namespace) -> None:
+    """Run the worker end to end (devstack/demo.py)."""
+    from devstack.demo import main as run_demo  # noqa: PLC0415 -- imports the worker's deps
+
+    run_demo()
+
+
 COMMANDS = {
     "up": up,
+    "demo": demo,
     "prepare": lambda stack, args: prepare(),
     "down": lambda stack, args: stack.down(),
     "status": lambda stack, args: print(json.dumps(stack.describe(), indent=2)),

@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start the worker; exit 0 after a clean stop, 2 on a configuration error."""
     from consumer.assembly import build_worker  # noqa: PLC0415 -- keeps --help fast
+    from consumer.health import HealthServer, Readiness  # noqa: PLC0415
     from consumer.logs import configure_logging  # noqa: PLC0415
+    from consumer.metrics import Metrics  # noqa: PLC0415
 
     try:
         settings = load_settings(args.config, for_run=True)
@@ -45,10 +47,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     configure_logging(settings.log_format, settings.log_level)
     worker_name = f"{socket.gethostname()}-{os.getpid()}/{__version__}"
+    readiness, metrics = Readiness(), Metrics()
     try:
-        worker = build_worker(settings, worker_name)
+        worker = build_worker(settings, worker_name, readiness, metrics)
     except ConfigError as exc:
         structlog.get_logger(__name__).critical("configuration_error", error=str(exc))
         return EXIT_USAGE
     worker.install_signal_handlers()
-    return worker.run()
+    if settings.http_port == 0:
+        return worker.run()
+    with HealthServer(settings.http_port, readiness, metrics, host=settings.http_host) as server:
+        structlog.get_logger(__name__).info("http_listening", port=server.port)
+        return worker.run()

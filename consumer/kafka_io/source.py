@@ -57,7 +57,7 @@ class RequestSource:
             enable_auto_commit=False,  # spec §3: commit only after the reply is acked
             auto_offset_reset="earliest",  # a new group must not skip requests already queued
             max_poll_interval_ms=600_000,
-            session_timeout_ms=30_000,
+            session_timeout_ms=10_000,  # a crashed member is replaced within 10 s
             heartbeat_interval_ms=3_000,
         )
         self._consumer.subscribe([topic], listener=_Listener(on_assigned, on_revoked))

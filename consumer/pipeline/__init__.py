@@ -7,6 +7,7 @@ same-key requests in order); ``execute`` runs dedup and trigger (on a worker thr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,9 @@ class Pipeline:
     store: IdempotencyStore
     airflow: AirflowApi
     gate: AirflowGate
+    # bounds concurrent Airflow calls below MAX_IN_FLIGHT: Airflow 3's API collapses past
+    # ~24 concurrent triggers (notes §6), while requests answered from the store need no slot
+    airflow_slots: threading.BoundedSemaphore
 
     def process(self, record: InboundRecord) -> Outcome:
         """Run every stage on ``record`` (spec §1)."""
@@ -61,7 +65,8 @@ class Pipeline:
         if claimed.known is not None:
             return Outcome.duplicate(record, request, stored_run(claimed.known), attempts=0)
         try:
-            result = trigger(request, claimed.dag_run_id, self.airflow, self.gate)
+            with self.airflow_slots:
+                result = trigger(request, claimed.dag_run_id, self.airflow, self.gate)
         except AirflowUnavailableError as exc:
             # keep the pending mark: the POST may have been accepted (spec §3)
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))

@@ -1,0 +1,223 @@
+"""A worker process on the real stack, and Kafka helpers to feed it and read what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from devstack.airflow import USERNAME, AirflowServer
+from tests.waiting import wait_until
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass
+class Topics:
+    """The topics and group one scenario uses (unique per test)."""
+
+    requests: str
+    replies: str
+    dlq: str
+    group: str
+
+
+@dataclass
+class WorkerProcess:
+    """``trigger-consumer run`` as a child process, logging JSON lines to ``log``."""
+
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = field(default=0)
+
+    def start(self) -> None:
+        """Start the worker and wait until it owns partitions."""
+        mark = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "consumer", "run"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+
+        def assigned() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited {self.process.returncode}: {self.tail()}")
+            with self.log.open("rb") as fh:
+                fh.seek(mark)
+                return any(
+                    event.get("event") == "partitions_assigned" and event.get("partitions")
+                    for event in _json_lines(fh.read())
+                )
+
+        wait_until(assigned, timeout=60, interval=0.2, what="worker owning partitions")
+
+    def kill(self) -> None:
+        """SIGKILL: a crash at an arbitrary moment."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM and wait for the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the worker to exit by itself."""
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every JSON log line written so far."""
+        return list(_json_lines(self.log.read_bytes())) if self.log.exists() else []
+
+    def tail(self, lines: int = 20) -> str:
+        """The last log lines, for failure messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def close(self) -> None:
+        """Make sure the process is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+def _json_lines(data: bytes) -> Iterator[dict[str, Any]]:
+    for line in data.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            yield event
+
+
+def worker_env(
+    *,
+    bootstrap: str,
+    airflow: AirflowServer,
+    topics: Topics,
+    store: Path,
+    password: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a worker on the devstack servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_CONSUMER_")}
+    env.update(
+        {
+            "TRIGGER_CONSUMER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "TRIGGER_CONSUMER_KAFKA_GROUP_ID": topics.group,
+            "TRIGGER_CONSUMER_REQUEST_TOPIC": topics.requests,
+            "TRIGGER_CONSUMER_REPLY_TOPIC": topics.replies,
+            "TRIGGER_CONSUMER_DLQ_TOPIC": topics.dlq,
+            "TRIGGER_CONSUMER_AIRFLOW_URL": airflow.url,
+            "TRIGGER_CONSUMER_AIRFLOW_USERNAME": USERNAME,
+            "TRIGGER_CONSUMER_AIRFLOW_PASSWORD": password or airflow.describe()["password"],
+            "TRIGGER_CONSUMER_DAG_ALLOWLIST": "devstack_*",
+            "TRIGGER_CONSUMER_STORE_URL": f"sqlite:///{store}",
+            "TRIGGER_CONSUMER_HTTP_PORT": "0",
+            "TRIGGER_CONSUMER_LOG_FORMAT": "json",
+            "TRIGGER_CONSUMER_SHUTDOWN_TIMEOUT": "20s",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def request(key: str, dag_id: str = "devstack_paused", **fields: Any) -> bytes:
+    """A request value as a producer would write it."""
+    return json.dumps({"idempotency_key": key, "dag_id": dag_id, **fields}).encode()
+
+
+def produce(
+    bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, bytes, Headers]]
+) -> None:
+    """Write (key, value, headers) records and wait for the broker's acks."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    try:
+        futures = [
+            producer.send(topic, key=key, value=value, headers=headers)
+            for key, value, headers in values
+        ]
+        for future in futures:
+            future.get(timeout=60)
+    finally:
+        producer.close()
+
+
+def read_all(bootstrap: str, topic: str, *, at_least: int, timeout: float = 120) -> list[Any]:
+    """Every record of ``topic`` from the start, once there are at least ``at_least``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = wait_until(
+            lambda: consumer.partitions_for_topic(topic), timeout=30, what=f"topic {topic}"
+        )
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        seen: list[Any] = []
+
+        def enough() -> bool:
+            for records in consumer.poll(timeout_ms=300).values():
+                seen.extend(records)
+            return len(seen) >= at_least
+
+        wait_until(enough, timeout=timeout, what=f"{at_least} records on {topic}")
+        return seen
+    finally:
+        consumer.close()
+
+
+def replies_by_key(records: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Reply values grouped by idempotency key (records without one are under '')."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        reply = json.loads(record.value)
+        grouped.setdefault(reply["idempotency_key"] or "", []).append(reply)
+    return grouped
+
+
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic``."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_consumer_group_offsets(group)
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of each partition of ``topic``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+    finally:
+        consumer.close()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+@contextmanager
+def running(worker: WorkerProcess) -> Iterator[WorkerProcess]:
+    """Start ``worker`` and make sure it is gone afterwards."""
+    try:
+        worker.start()
+        yield worker
+    finally:
+        worker.close()
