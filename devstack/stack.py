@@ -208,6 +208,13 @@ class Stack:
             raise procs.StackError(f"Airflow {major} is not running; `up --airflow {major}` first")
         return server
 
+    def _tied(self, component: str) -> bool:
+        """Whether a restarted server must die with this process: only if this process started it.
+
+        A shared stack (``make stack-up``) must outlive a test run that restarted its servers.
+        """
+        return self.tie_to_parent and component in self.started
+
     def stop_api(self, major: str) -> None:
         """Stop only that Airflow's API server (for outage tests)."""
         with self.locked():
@@ -218,14 +225,14 @@ class Stack:
         with self.locked():
             server = self.airflow_server(major)
             if "api" not in server.pids or not procs.alive(server.pids["api"]):
-                server.start_api(tie_to_parent=self.tie_to_parent)
+                server.start_api(tie_to_parent=self._tied(f"airflow{major}"))
 
     def restart_kafka(self) -> None:
         """Restart the broker on the same port with its data kept."""
         with self.locked():
             if self.kafka is None:
                 raise procs.StackError("Kafka is not running")
-            self.kafka.restart(tie_to_parent=self.tie_to_parent)
+            self.kafka.restart(tie_to_parent=self._tied("kafka"))
 
     def down(self, *, only_started: bool = False) -> None:
         """Stop the servers (Airflow first: it needs the database to shut down cleanly).

@@ -15,6 +15,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
+from consumer.run_id import run_id_for
 from devstack.airflow import USERNAME, AirflowServer
 from tests.waiting import wait_until
 
@@ -211,6 +212,28 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     finally:
         consumer.close()
     return {tp.partition: offset for tp, offset in ends.items()}
+
+
+def existing_runs(server: AirflowServer, dag_id: str, keys: Iterable[str]) -> set[str]:
+    """The keys whose derived run exists in Airflow (only a 404 means "no run").
+
+    Any other non-200 answer (a 5xx under load) is asked again until it is 200 or 404.
+    """
+    session = server.session()
+    base = f"{server.url}/api/{server.api_version}/dags/{dag_id}/dagRuns"
+    found = set()
+    for key in keys:
+        url = f"{base}/{run_id_for(key)}"
+        status = wait_until(
+            lambda url=url: (
+                (code := session.get(url, timeout=30).status_code) in {200, 404} and code
+            ),
+            timeout=60,
+            what=f"a definite answer for {url}",
+        )
+        if status == 200:
+            found.add(key)
+    return found
 
 
 @contextmanager

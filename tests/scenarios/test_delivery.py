@@ -6,7 +6,6 @@ import json
 import random
 from collections.abc import Callable
 
-from consumer.run_id import run_id_for
 from devstack import Stack
 from devstack.airflow import AirflowServer
 from tests.conftest import KafkaCluster, unique_name
@@ -15,6 +14,7 @@ from tests.scenarios.harness import (
     WorkerProcess,
     committed,
     end_offsets,
+    existing_runs,
     produce,
     read_all,
     replies_by_key,
@@ -28,9 +28,7 @@ DAG = "devstack_paused"  # runs are created but never executed: cheap for the sc
 
 def _runs(server: AirflowServer, keys: set[str]) -> set[str]:
     """The keys among ``keys`` whose derived run exists in Airflow."""
-    session = server.session()
-    base = f"{server.url}/api/{server.api_version}/dags/{DAG}/dagRuns"
-    return {key for key in keys if session.get(f"{base}/{run_id_for(key)}", timeout=30).ok}
+    return existing_runs(server, DAG, keys)
 
 
 def _all_committed(kafka: KafkaCluster, topics: Topics) -> bool:
@@ -95,8 +93,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
             worker.kill()
             kills += 1
         worker.start()
+        wait_until(lambda: _all_committed(kafka, topics), timeout=180, what="offsets committed")
+        # every committed request had its reply acked first; replays add duplicates
         replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=len(keys))
-        wait_until(lambda: _all_committed(kafka, topics), timeout=120, what="offsets committed")
     finally:
         worker.close()
 

@@ -13,17 +13,13 @@ from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import (
     Topics,
     WorkerProcess,
+    existing_runs,
     produce,
     read_all,
     replies_by_key,
     request,
     running,
 )
-
-
-def _run_exists(server: AirflowServer, dag_id: str, key: str) -> bool:
-    url = f"{server.url}/api/{server.api_version}/dags/{dag_id}/dagRuns/{run_id_for(key)}"
-    return server.session().get(url, timeout=30).status_code == 200
 
 
 def test_every_status_end_to_end(
@@ -54,7 +50,7 @@ def test_every_status_end_to_end(
     assert [r["status"] for r in by_key[new]] == ["triggered", "duplicate"]
     assert by_key[new][0]["correlation_id"] == "corr-1"
     assert by_key[new][1]["attempts"] == 0  # answered from the store, no Airflow call
-    assert _run_exists(airflow3, "devstack_paused", new)
+    assert existing_runs(airflow3, "devstack_paused", [new]) == {new}
     reused_replies = by_key[reused]
     assert sorted(r["status"] for r in reused_replies) == ["rejected", "triggered"]
     codes = {
