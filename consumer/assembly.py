@@ -21,6 +21,7 @@ from consumer.pipeline.trigger import AirflowGate
 from consumer.record import InboundRecord, OutboundRecord
 from consumer.settings import Settings
 from consumer.store import open_store
+from consumer.tracking import CompletionTracker, reply_publisher
 from consumer.worker import PartitionsCallback, Worker
 
 
@@ -43,10 +44,11 @@ def build_worker(
         connect_timeout=settings.airflow_connect_timeout.total_seconds(),
         read_timeout=settings.airflow_read_timeout.total_seconds(),
         retry=RetryPolicy(max_elapsed=settings.airflow_retry_budget.total_seconds()),
-        pool_size=settings.airflow_max_concurrency,
+        pool_size=settings.airflow_max_concurrency + settings.track_concurrency,
         stop=stop,
     )
     metrics.set_concurrency_limit(settings.airflow_max_concurrency)
+    store = open_store(settings.store_url, settings.dedup_retention)
     pipeline = Pipeline(
         limits=Limits(
             max_message_bytes=settings.max_message_bytes,
@@ -57,7 +59,7 @@ def build_worker(
             dag_patterns=settings.dag_allowlist,
             reply_topics=frozenset(settings.reply_topic_allowlist),
         ),
-        store=open_store(settings.store_url, settings.dedup_retention),
+        store=store,
         airflow=airflow,
         gate=AirflowGate(airflow, stop),
         airflow_slots=threading.BoundedSemaphore(settings.airflow_max_concurrency),
@@ -84,9 +86,20 @@ def build_worker(
             on_revoked=on_revoked,
         )
 
+    sink = RecordSink(connection, client_id=worker_name)
+    tracker = CompletionTracker(
+        store,
+        airflow,
+        reply_publisher(sink, default_topic=settings.reply_topic, worker=worker_name),
+        stop=stop,
+        interval=settings.track_poll_interval.total_seconds(),
+        horizon=settings.track_horizon,
+        concurrency=settings.track_concurrency,
+    )
     return Worker(
         source_factory=source_factory,
-        sink=RecordSink(connection, client_id=worker_name),
+        sink=sink,
+        tracker=tracker,
         pipeline=pipeline,
         build_records=build_records,
         max_in_flight=settings.max_in_flight,

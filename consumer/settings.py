@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     shutdown_timeout: Duration = Field(
         timedelta(seconds=30), description="how long SIGTERM waits for in-flight work"
     )
+    # Completion tracking (requests with "track": true)
+    track_poll_interval: Duration = Field(
+        timedelta(seconds=5), description="first wait between checks of a tracked run"
+    )
+    track_horizon: Duration = Field(
+        timedelta(hours=24), description="how long a tracked run is watched before giving up"
+    )
+    track_concurrency: int = Field(4, ge=1, le=64, description="concurrent tracking checks")
     # Operations
     http_port: int = Field(9464, ge=0, le=65535, description="metrics and health (0 = off)")
     http_host: str = Field("127.0.0.1", description="address of the metrics/health server")

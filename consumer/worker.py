@@ -30,6 +30,7 @@ from consumer.outcome import Outcome
 from consumer.pipeline import Pipeline
 from consumer.pipeline.trigger import StoppingError
 from consumer.record import InboundRecord, OutboundRecord
+from consumer.tracking import CompletionTracker
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +53,7 @@ class Worker:
         *,
         source_factory: SourceFactory,
         sink: RecordSink,
+        tracker: CompletionTracker,
         pipeline: Pipeline,
         build_records: Callable[[Outcome, InboundRecord], list[OutboundRecord]],
         max_in_flight: int,
@@ -65,6 +67,7 @@ class Worker:
         Args:
             source_factory: builds the request source given (on_assigned, on_revoked).
             sink: publishes replies and dead-letter records.
+            tracker: sends the ``completed`` replies of tracked runs, in its own thread.
             pipeline: turns one record into an Outcome.
             build_records: the reply (and dead-letter) records for an outcome.
             max_in_flight: bound on fetched-but-unfinished records.
@@ -78,6 +81,7 @@ class Worker:
         self._metrics = metrics
         self._next_lag = 0.0
         self._sink = sink
+        self._tracker = tracker
         self._pipeline = pipeline
         self._build_records = build_records
         self._max_in_flight = max_in_flight
@@ -109,6 +113,7 @@ class Worker:
         """Consume until stopped; returns the process exit code."""
         log.info("worker_started", max_in_flight=self._max_in_flight)
         self.readiness.start()
+        self._tracker.start()
         try:
             while not self._stop.is_set() and self._fatal is None:
                 self._commit_done()
@@ -135,6 +140,8 @@ class Worker:
         self.readiness.set_airflow(airflow_up, None if airflow_up else self._pipeline.gate.reason)
 
     def _observe_loop(self) -> None:
+        if self._tracker.fatal is not None:
+            self._fail(self._tracker.fatal)
         self.readiness.loop_tick()
         self._metrics.set_in_flight(self.tracker.in_flight())
         now = time.monotonic()
@@ -238,6 +245,8 @@ class Worker:
             log.warning("drain_timed_out", in_flight=self.tracker.in_flight())
         self._commit_done()
         self._source.close()
+        self._stop.set()  # also ends the tracker's wait, after a fatal error
+        self._tracker.join(self._shutdown_timeout)
         self._sink.close()
         if self._fatal is not None:
             return EXIT_CONFIG

@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "validate": "validate",
     "schema": "schema",
     "run-id": "run_id",
+    "replay": "replay",
+    "doctor": "doctor",
 }
 
 

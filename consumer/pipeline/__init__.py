@@ -23,7 +23,7 @@ from consumer.pipeline.policy import Policy, check_policy
 from consumer.pipeline.trigger import AirflowGate, trigger
 from consumer.pipeline.validate import validate
 from consumer.record import InboundRecord
-from consumer.store import EntryStatus, IdempotencyStore
+from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ class Pipeline:
             logical_date=result.logical_date.isoformat() if result.logical_date else None,
             run_url=result.run_url,
             track=request.track,
+            origin=RequestOrigin.of(
+                record, correlation_id=request.correlation_id, reply_topic=request.reply_topic
+            ),
         )
         build = Outcome.triggered if made_here else Outcome.duplicate
         return build(record, request, result, attempts=result.attempts)

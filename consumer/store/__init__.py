@@ -8,6 +8,7 @@ and promises only what one SQL transaction per call can keep.
 The life of one key::
 
     mark_pending ──► pending ──► record(triggered | duplicate) ──► mark_completed (track only)
+                        │                                     └──► abandon_tracking (horizon)
                         └──────► release   (the attempt certainly created no run)
 """
 
@@ -20,6 +21,7 @@ from enum import StrEnum
 from typing import Protocol, TypeAlias
 
 from consumer.errors import ConfigError
+from consumer.record import InboundRecord
 
 Clock: TypeAlias = Callable[[], datetime]
 """Returns the current time as a timezone-aware datetime; injectable for tests."""
@@ -43,6 +45,58 @@ class EntryStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class RequestOrigin:
+    """What a later reply about a key echoes of the request that made its run.
+
+    The ``completed`` reply of a tracked run (spec §2) is sent long after the request's
+    own reply, maybe by another process after a restart, so it is addressed and filled
+    from what the store kept.
+
+    Attributes:
+        topic: the request record's topic.
+        partition: its partition.
+        offset: its offset.
+        timestamp_ms: its timestamp in milliseconds since the epoch, or None.
+        correlation_id: the request's correlation id, or None.
+        reply_topic: the allowed reply topic the request named, or None for the default.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    correlation_id: str | None = None
+    reply_topic: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        record: InboundRecord,
+        *,
+        correlation_id: str | None = None,
+        reply_topic: str | None = None,
+    ) -> RequestOrigin:
+        """Describe the request ``record`` and how it asked to be answered.
+
+        Args:
+            record: the request record.
+            correlation_id: the request's correlation id.
+            reply_topic: the reply topic the request named (allowed by policy), or None.
+
+        Returns:
+            The origin to pass to ``IdempotencyStore.record``.
+        """
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp_ms,
+            correlation_id=correlation_id,
+            reply_topic=reply_topic,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEntry:
     """One key's record, as read from the store.
 
@@ -59,6 +113,8 @@ class StoredEntry:
         completed_at: when a tracked run was seen in a final state, else None.
         created_at: when the key was first claimed (UTC); retention counts from here.
         updated_at: when the entry last changed (UTC).
+        origin: the request that recorded the run, if it was given (see ``RequestOrigin``).
+        abandoned_at: when tracking gave up on the run (past the horizon), else None.
     """
 
     key: str
@@ -73,6 +129,8 @@ class StoredEntry:
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    origin: RequestOrigin | None = None
+    abandoned_at: datetime | None = None
 
 
 class IdempotencyStore(Protocol):
@@ -125,11 +183,13 @@ class IdempotencyStore(Protocol):
         logical_date: str | None = None,
         run_url: str | None = None,
         track: bool = False,
+        origin: RequestOrigin | None = None,
     ) -> StoredEntry:
         """Record the final outcome for ``key``: the run it maps to.
 
-        An upsert: it overwrites a live entry's fields but keeps its ``created_at``, and
-        creates the entry if none is live (a lost or purged pending mark).
+        An upsert: it overwrites a live entry's fields (clearing ``completed_at`` and
+        ``abandoned_at``) but keeps its ``created_at``, and creates the entry if none is
+        live (a lost or purged pending mark).
 
         Args:
             key: the idempotency key.
@@ -141,6 +201,8 @@ class IdempotencyStore(Protocol):
             logical_date: the run's logical date as ISO 8601 text, if any.
             run_url: the run's page in the Airflow UI, if known.
             track: whether the request asked for a completion reply.
+            origin: the request's coordinates, correlation id and reply topic, which the
+                ``completed`` reply of a tracked run echoes.
 
         Returns:
             The entry as stored.
@@ -169,7 +231,8 @@ class IdempotencyStore(Protocol):
             limit: at most this many entries.
 
         Returns:
-            Entries with ``track`` set, a final status and no ``completed_at``.
+            Entries with ``track`` set, a final status, no ``completed_at`` and no
+            ``abandoned_at``.
         """
         ...
 
@@ -179,6 +242,19 @@ class IdempotencyStore(Protocol):
         Args:
             key: the idempotency key.
             run_state: Airflow's final state of the run.
+
+        Returns:
+            Whether a live entry was updated.
+        """
+        ...
+
+    def abandon_tracking(self, key: str) -> bool:
+        """Stop tracking the run of ``key`` without it having been seen complete.
+
+        The entry leaves ``tracked_runs``; its ``track`` flag and ``run_state`` are kept.
+
+        Args:
+            key: the idempotency key.
 
         Returns:
             Whether a live entry was updated.

@@ -11,9 +11,9 @@ from pathlib import Path
 from types import TracebackType
 
 from consumer.errors import ConfigError
-from consumer.store import Clock, EntryStatus, StoredEntry
+from consumer.store import Clock, EntryStatus, RequestOrigin, StoredEntry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 10_000
 
@@ -33,20 +33,58 @@ CREATE TABLE IF NOT EXISTS idempotency (
     track        INTEGER NOT NULL DEFAULT 0,
     completed_at REAL,
     created_at   REAL NOT NULL,
-    updated_at   REAL NOT NULL
+    updated_at   REAL NOT NULL,
+    correlation_id      TEXT,
+    reply_topic         TEXT,
+    source_topic        TEXT,
+    source_partition    INTEGER,
+    source_offset       INTEGER,
+    source_timestamp_ms INTEGER,
+    abandoned_at        REAL
 );
 CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
 CREATE INDEX IF NOT EXISTS idempotency_tracked ON idempotency (created_at)
     WHERE track = 1 AND completed_at IS NULL;
 """
 
+# Schema version 2 (completion tracking) added these columns; a version 1 file gains them
+# on open, its entries with NULL origin, so the tracker echoes unknown source coordinates.
+_MIGRATION_2 = (
+    "ALTER TABLE idempotency ADD COLUMN correlation_id TEXT",
+    "ALTER TABLE idempotency ADD COLUMN reply_topic TEXT",
+    "ALTER TABLE idempotency ADD COLUMN source_topic TEXT",
+    "ALTER TABLE idempotency ADD COLUMN source_partition INTEGER",
+    "ALTER TABLE idempotency ADD COLUMN source_offset INTEGER",
+    "ALTER TABLE idempotency ADD COLUMN source_timestamp_ms INTEGER",
+    "ALTER TABLE idempotency ADD COLUMN abandoned_at REAL",
+)
+
 _COLUMNS = (
     "key, fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url,"
-    " track, completed_at, created_at, updated_at"
+    " track, completed_at, created_at, updated_at, correlation_id, reply_topic,"
+    " source_topic, source_partition, source_offset, source_timestamp_ms, abandoned_at"
 )
 
 _Row = tuple[
-    str, str, str, str, str, str | None, str | None, str | None, int, float | None, float, float
+    str,
+    str,
+    str,
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    int,
+    float | None,
+    float,
+    float,
+    str | None,
+    str | None,
+    str | None,
+    int | None,
+    int | None,
+    int | None,
+    float | None,
 ]
 
 
@@ -64,6 +102,33 @@ def _from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def _origin(row: _Row) -> RequestOrigin | None:
+    topic, partition, offset = row[14], row[15], row[16]
+    if topic is None or partition is None or offset is None:
+        return None
+    return RequestOrigin(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=row[17],
+        correlation_id=row[12],
+        reply_topic=row[13],
+    )
+
+
+def _origin_values(origin: RequestOrigin | None) -> tuple[object, ...]:
+    if origin is None:
+        return (None, None, None, None, None, None)
+    return (
+        origin.correlation_id,
+        origin.reply_topic,
+        origin.topic,
+        origin.partition,
+        origin.offset,
+        origin.timestamp_ms,
+    )
+
+
 def _entry(row: _Row) -> StoredEntry:
     return StoredEntry(
         key=row[0],
@@ -78,6 +143,8 @@ def _entry(row: _Row) -> StoredEntry:
         completed_at=None if row[9] is None else _from_epoch(row[9]),
         created_at=_from_epoch(row[10]),
         updated_at=_from_epoch(row[11]),
+        origin=_origin(row),
+        abandoned_at=None if row[18] is None else _from_epoch(row[18]),
     )
 
 
@@ -155,6 +222,10 @@ class SqliteStore:
             found = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
             if found is None:
                 cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif found == 1:
+                for statement in _MIGRATION_2:
+                    cur.execute(statement)
+                cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             elif found > SCHEMA_VERSION:
                 raise ConfigError(
                     f"idempotency store {self._path!r} has schema version {found}, newer than "
@@ -241,11 +312,12 @@ class SqliteStore:
         logical_date: str | None = None,
         run_url: str | None = None,
         track: bool = False,
+        origin: RequestOrigin | None = None,
     ) -> StoredEntry:
         """Record the final outcome for ``key``: the run it maps to.
 
-        Overwrites a live entry's fields but keeps its ``created_at``; creates the entry
-        if none is live.
+        Overwrites a live entry's fields (clearing ``completed_at`` and ``abandoned_at``)
+        but keeps its ``created_at``; creates the entry if none is live.
 
         Args:
             key: the idempotency key.
@@ -257,6 +329,7 @@ class SqliteStore:
             logical_date: the run's logical date as ISO 8601 text, if any.
             run_url: the run's page in the Airflow UI, if known.
             track: whether the request asked for a completion reply.
+            origin: the request's coordinates, correlation id and reply topic.
 
         Returns:
             The entry as stored.
@@ -272,7 +345,7 @@ class SqliteStore:
             created = now if existing is None else _to_epoch(existing.created_at)
             cur.execute(
                 f"INSERT OR REPLACE INTO idempotency ({_COLUMNS})"  # noqa: S608 -- constant column list
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (
                     key,
                     fingerprint,
@@ -285,6 +358,7 @@ class SqliteStore:
                     int(track),
                     created,
                     now,
+                    *_origin_values(origin),
                 ),
             )
             stored = self._select_live(cur, key)
@@ -311,12 +385,14 @@ class SqliteStore:
             limit: at most this many entries.
 
         Returns:
-            Entries with ``track`` set, a final status and no ``completed_at``.
+            Entries with ``track`` set, a final status, no ``completed_at`` and no
+            ``abandoned_at``.
         """
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {_COLUMNS} FROM idempotency"  # noqa: S608 -- constant column list
-                " WHERE track = 1 AND completed_at IS NULL AND status != ? AND created_at >= ?"
+                " WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
+                " AND status != ? AND created_at >= ?"
                 " ORDER BY created_at, key LIMIT ?",
                 (EntryStatus.PENDING.value, self._cutoff(), limit),
             ).fetchall()
@@ -338,6 +414,24 @@ class SqliteStore:
                 "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?"
                 " WHERE key = ? AND created_at >= ?",
                 (run_state, now, now, key, self._cutoff()),
+            )
+            return updated.rowcount > 0
+
+    def abandon_tracking(self, key: str) -> bool:
+        """Stop tracking the run of ``key`` without it having been seen complete.
+
+        Args:
+            key: the idempotency key.
+
+        Returns:
+            Whether a live entry was updated.
+        """
+        now = _to_epoch(self._clock())
+        with self._transaction() as cur:
+            updated = cur.execute(
+                "UPDATE idempotency SET abandoned_at = ?, updated_at = ?"
+                " WHERE key = ? AND created_at >= ?",
+                (now, now, key, self._cutoff()),
             )
             return updated.rowcount > 0
 

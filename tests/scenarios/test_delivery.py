@@ -157,8 +157,8 @@ def test_two_workers_share_the_group_and_one_finishes_alone(
         )
         read_all(kafka.bootstrap_servers, topics.replies, at_least=30)
         first.kill()
+        wait_until(lambda: _all_committed(kafka, topics), timeout=180, what="offsets committed")
         replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=len(keys))
-        wait_until(lambda: _all_committed(kafka, topics), timeout=120, what="offsets committed")
     assert set(replies_by_key(replies)) == set(keys)
     assert _runs(airflow3, set(keys)) == set(keys)
 

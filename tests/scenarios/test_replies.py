@@ -119,3 +119,28 @@ def test_airflow_2_is_driven_through_api_v1(
     run = airflow2.session().get(run_url, timeout=30)
     assert run.status_code == requests.codes.ok
     assert run.json()["note"] == "from kafka"
+
+
+def test_tracked_request_gets_a_completed_reply(
+    kafka: KafkaCluster, topics: Topics, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """With track=true a second reply, `completed`, follows when the run ends (success, failed)."""
+    ok, failing = unique_name("track-ok"), unique_name("track-fail")
+    produce(
+        kafka.bootstrap_servers,
+        topics.requests,
+        [
+            (ok.encode(), request(ok, dag_id="devstack_plain", track=True), []),
+            (failing.encode(), request(failing, dag_id="devstack_fails", track=True), []),
+        ],
+    )
+    with running(make_worker(track_poll_interval="1s")):
+        replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=4, timeout=240)
+    by_key = replies_by_key(replies)
+    assert [r["status"] for r in by_key[ok]] == ["triggered", "completed"]
+    assert by_key[ok][1]["run_state"] == "success"
+    assert by_key[ok][1]["error"] is None
+    assert by_key[ok][1]["source"] == by_key[ok][0]["source"]
+    assert [r["status"] for r in by_key[failing]] == ["triggered", "completed"]
+    assert by_key[failing][1]["error"]["code"] == "run_failed"
+    assert by_key[failing][1]["run_state"] == "failed"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from consumer.errors import ConfigError
-from consumer.store import EntryStatus, IdempotencyStore, StoredEntry
+from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
 from consumer.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 RETENTION = timedelta(days=7)
@@ -254,6 +254,72 @@ def test_mark_completed_removes_run_from_tracking(store: SqliteStore, clock: Man
     assert entry.run_state == "success"
     assert entry.completed_at == clock.now
     assert store.tracked_runs() == []
+
+
+def test_record_round_trips_the_request_origin(store: SqliteStore) -> None:
+    """The origin given to record (coordinates, correlation id, reply topic) is read back."""
+    origin = RequestOrigin("requests", 2, 41, 1_735_689_600_000, "corr-1", "team-replies")
+    store.record(
+        "k1",
+        fingerprint="fp-1",
+        dag_id="etl",
+        dag_run_id="run-k1",
+        status=EntryStatus.TRIGGERED,
+        track=True,
+        origin=origin,
+    )
+
+    entry = store.get("k1")
+
+    assert entry is not None
+    assert entry.origin == origin
+    assert store.tracked_runs()[0].origin == origin
+    assert trigger(store, "k2").origin is None
+
+
+def test_abandon_tracking_removes_run_from_tracking_until_recorded_again(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    """An abandoned run leaves the tracking list, keeps its state, and returns when re-recorded."""
+    trigger(store, "k1", track=True)
+    clock.advance(timedelta(hours=25))
+
+    assert store.abandon_tracking("k1") is True
+    assert store.abandon_tracking("unknown") is False
+
+    entry = store.get("k1")
+    assert entry is not None
+    assert (entry.abandoned_at, entry.completed_at, entry.run_state) == (clock.now, None, "queued")
+    assert entry.track is True
+    assert store.tracked_runs() == []
+    assert trigger(store, "k1", track=True).abandoned_at is None
+    assert [e.key for e in store.tracked_runs()] == ["k1"]
+
+
+def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
+    """A schema version 1 file gains the origin and abandon columns; its entries stay tracked."""
+    with closing(sqlite3.connect(db_path)) as raw, raw:
+        raw.executescript(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+            "INSERT INTO schema_version VALUES (1);"
+            "CREATE TABLE idempotency (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
+            " dag_id TEXT NOT NULL, dag_run_id TEXT NOT NULL, status TEXT NOT NULL,"
+            " run_state TEXT, logical_date TEXT, run_url TEXT,"
+            " track INTEGER NOT NULL DEFAULT 0, completed_at REAL,"
+            " created_at REAL NOT NULL, updated_at REAL NOT NULL);"
+        )
+        now = datetime.now(UTC).timestamp()
+        raw.execute(
+            "INSERT INTO idempotency VALUES ('k1', 'fp-1', 'etl', 'run-k1', 'triggered',"
+            " 'queued', NULL, NULL, 1, NULL, ?, ?)",
+            (now, now),
+        )
+
+    with SqliteStore(db_path, RETENTION) as migrated:
+        assert migrated.schema_version() == SCHEMA_VERSION == 2
+        tracked = migrated.tracked_runs()
+
+    assert [(e.key, e.origin, e.abandoned_at) for e in tracked] == [("k1", None, None)]
 
 
 def test_data_survives_reopening_the_file(db_path: Path, clock: ManualClock) -> None:

@@ -1,0 +1,110 @@
+"""Policy: which DAGs a request may trigger and which topics it may reply to (spec §5).
+
+DAG patterns are shell globs (``*``, ``?``, ``[...]``), anchored and case-sensitive:
+``etl_*`` allows ``etl_daily`` but not ``my_etl_daily`` or ``ETL_daily``. An empty
+allow-list allows nothing; ``*`` must be written out to allow every DAG. Reply topics
+are exact names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from consumer.contract import TriggerRequest
+from consumer.errors import ErrorCode, Rejected
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The allow-lists a request is checked against.
+
+    Attributes:
+        dag_patterns: glob patterns; a dag_id must match at least one.
+        reply_topics: topic names a request may name in ``reply_topic``.
+    """
+
+    dag_patterns: tuple[str, ...]
+    reply_topics: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_lists(cls, dag_allowlist: str, reply_topic_allowlist: str = "") -> Policy:
+        """Build a policy from comma-separated lists, as settings and flags spell them.
+
+        Args:
+            dag_allowlist: comma-separated glob patterns, like ``"etl_*,report_daily"``.
+            reply_topic_allowlist: comma-separated topic names.
+
+        Returns:
+            The policy; blanks around items and empty items are ignored.
+        """
+        return cls(
+            dag_patterns=tuple(split_list(dag_allowlist)),
+            reply_topics=frozenset(split_list(reply_topic_allowlist)),
+        )
+
+
+def split_list(text: str) -> list[str]:
+    """Split a comma-separated list, dropping blanks around items and empty items.
+
+    Args:
+        text: like ``"a, b,,c"``.
+
+    Returns:
+        Like ``["a", "b", "c"]``.
+    """
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def check_policy(request: TriggerRequest, policy: Policy) -> None:
+    """Check a valid request against both allow-lists.
+
+    The reply topic is checked first, so a request rejected with ``dag_not_allowed``
+    has an allowed reply topic (its rejection may be answered there).
+
+    Args:
+        request: the validated request.
+        policy: the allow-lists.
+
+    Raises:
+        Rejected: ``reply_topic_not_allowed`` or ``dag_not_allowed``.
+    """
+    check_reply_topic(request.reply_topic, policy.reply_topics)
+    check_dag(request.dag_id, policy.dag_patterns)
+
+
+def check_dag(dag_id: str, patterns: Iterable[str]) -> None:
+    """Check a dag_id against glob patterns (anchored, case-sensitive).
+
+    Args:
+        dag_id: a valid dag_id.
+        patterns: the DAG allow-list.
+
+    Raises:
+        Rejected: ``dag_not_allowed`` when no pattern matches.
+    """
+    if not any(fnmatchcase(dag_id, pattern) for pattern in patterns):
+        raise Rejected(
+            ErrorCode.DAG_NOT_ALLOWED,
+            f"DAG {dag_id} is not in the DAG allow-list",
+            {"dag_id": dag_id},
+        )
+
+
+def check_reply_topic(reply_topic: str | None, allowed: Iterable[str]) -> None:
+    """Check a requested reply topic against the reply-topic allow-list.
+
+    Args:
+        reply_topic: the request's ``reply_topic``; None (the default topic) always passes.
+        allowed: the topic names a request may name.
+
+    Raises:
+        Rejected: ``reply_topic_not_allowed`` when the topic is not listed.
+    """
+    if reply_topic is not None and reply_topic not in set(allowed):
+        raise Rejected(
+            ErrorCode.REPLY_TOPIC_NOT_ALLOWED,
+            f"reply topic {reply_topic} is not in the reply-topic allow-list",
+            {"reply_topic": reply_topic},
+        )

@@ -1,0 +1,62 @@
+"""Kafka records as plain values: what the worker reads and what it publishes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    """One record read from the request topic, detached from any Kafka client.
+
+    Attributes:
+        topic: the topic it was read from.
+        partition: its partition.
+        offset: its offset in that partition.
+        timestamp_ms: the record timestamp in milliseconds since the epoch; None when unknown.
+        key: the raw key bytes; None for a null key.
+        value: the raw value bytes; None for a tombstone.
+        headers: the record headers, in order, duplicates kept.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+    def header(self, name: str) -> bytes | None:
+        """Return the last value of header ``name`` (case-sensitive), or None when absent.
+
+        Args:
+            name: the header name.
+
+        Returns:
+            The value bytes of the last header with that name, or None.
+        """
+        found: bytes | None = None
+        for header_name, value in self.headers:
+            if header_name == name:
+                found = value
+        return found
+
+
+@dataclass(frozen=True)
+class OutboundRecord:
+    """One record to publish (a reply or a dead-letter record).
+
+    Attributes:
+        topic: the topic to publish to.
+        key: the key bytes, or None.
+        value: the value bytes, or None.
+        headers: the headers, in order.
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()

@@ -1,0 +1,362 @@
+"""Completion tracking: the ``completed`` follow-up reply of requests with ``track`` (spec §2).
+
+A request with ``track: true`` gets its usual reply at once and, when its DAG run reaches
+a final state, a second reply with status ``completed`` (error ``run_failed`` when the run
+failed). The runs to watch live in the idempotency store, so tracking survives a restart::
+
+    store.tracked_runs() ─► past the horizon? ─► abandon_tracking  (log line, no reply)
+                         └► due? ─► airflow.get_run ─► final? ─► publish ─► mark_completed
+                                                        └─ no: check again later, backing off
+
+Delivery is at least once: an entry is marked completed only after ``publish`` returned
+(the broker acknowledged), so a crash in between sends the reply again, never loses it.
+
+Past the horizon tracking stops without a reply: ``completed`` would claim the run
+finished, and no error code of spec §2 means "stopped watching" (``airflow_unavailable``
+means a request's retries ran out). The producer still has the run's ``run_url``; the
+operator sees a ``tracking_abandoned`` log line and ``TrackerCounts.abandoned``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeAlias
+
+import structlog
+
+from consumer.airflow import AirflowApi
+from consumer.errors import AirflowError, ConfigError
+from consumer.outcome import Outcome
+from consumer.pipeline.reply import reply_record
+from consumer.record import InboundRecord, OutboundRecord
+from consumer.store import Clock, IdempotencyStore, StoredEntry
+
+log = structlog.get_logger(__name__)
+
+Publish: TypeAlias = Callable[[Outcome], None]
+"""Sends a ``completed`` outcome as a reply; returns once the broker acknowledged, else raises."""
+
+DEFAULT_INTERVAL = 5.0  # seconds between checks of a run that just started
+DEFAULT_HORIZON = timedelta(hours=24)
+DEFAULT_CONCURRENCY = 4
+DEFAULT_MAX_DELAY_FACTOR = 12  # a long run is checked at least every 12 intervals (1 min)
+DEFAULT_BATCH = 1000  # tracked entries read from the store per poll
+BACKOFF_FACTOR = 2.0
+MAX_BACKOFF_EXPONENT = 32  # keeps the float power finite however often a run was checked
+FINAL_RUN_STATES = frozenset({"success", "failed"})
+
+
+class Sink(Protocol):
+    """Publishes records and returns once the broker acknowledged them (``RecordSink`` fits)."""
+
+    def publish(self, records: Sequence[OutboundRecord]) -> None:
+        """Send ``records``; raise when they were not acknowledged."""
+
+
+@dataclass(frozen=True)
+class TrackerCounts:
+    """What a tracker did since it was built, for metrics and tests.
+
+    Attributes:
+        checks: Airflow look-ups of tracked runs.
+        completed: ``completed`` replies published (and marked in the store).
+        abandoned: runs given up on past the horizon.
+        errors: checks or publishes that failed and will be retried.
+    """
+
+    checks: int = 0
+    completed: int = 0
+    abandoned: int = 0
+    errors: int = 0
+
+
+def backoff_delay(checks: int, interval: float, max_delay: float) -> float:
+    """Seconds until the next check of a run seen unfinished ``checks`` times in a row.
+
+    Args:
+        checks: how many checks found the run not final (1 after the first).
+        interval: the delay after the first check.
+        max_delay: the longest delay.
+
+    Returns:
+        ``interval``, doubled per further check, at most ``max_delay``.
+    """
+    exponent = min(max(checks - 1, 0), MAX_BACKOFF_EXPONENT)
+    return float(min(interval * BACKOFF_FACTOR**exponent, max_delay))
+
+
+def completion_record(outcome: Outcome, *, default_topic: str, worker: str) -> OutboundRecord:
+    """Build the reply record of a ``completed`` outcome.
+
+    Args:
+        outcome: a ``completed`` outcome (``Outcome.completed_for``).
+        default_topic: the reply topic used unless the request named an allowed one.
+        worker: which worker instance and version answers.
+
+    Returns:
+        The reply record: key = idempotency key, header ``correlation-id``.
+    """
+    # reply_record reads the request record only for its key, when the outcome has no
+    # idempotency key; a completed outcome always has one, and the value is not kept
+    source = outcome.source
+    request = InboundRecord(
+        topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+        timestamp_ms=None,
+        key=None,
+        value=None,
+    )
+    return reply_record(outcome, request, default_topic=default_topic, worker=worker)
+
+
+def reply_publisher(sink: Sink, *, default_topic: str, worker: str) -> Publish:
+    """Build the tracker's ``publish`` callback over the worker's sink.
+
+    Args:
+        sink: the sink replies go through (``RecordSink``).
+        default_topic: the default reply topic.
+        worker: which worker instance and version answers.
+
+    Returns:
+        A callback that publishes one ``completed`` reply and waits for the ack.
+    """
+
+    def publish(outcome: Outcome) -> None:
+        sink.publish([completion_record(outcome, default_topic=default_topic, worker=worker)])
+
+    return publish
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Due:
+    at: float  # time.monotonic() of the next check
+    checks: int = 0
+
+
+class CompletionTracker:
+    """Watches tracked DAG runs and publishes their ``completed`` replies.
+
+    Runs on its own daemon thread (``start``/``join``) until ``stop`` is set, checking at
+    most ``concurrency`` runs at once. A run is first checked at once, then after
+    ``interval`` seconds, backing off by doubling up to ``max_delay``. A ``ConfigError``
+    from Airflow (credentials refused, TLS) stops tracking and is logged as critical;
+    nothing else stops it.
+    """
+
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        airflow: AirflowApi,
+        publish: Publish,
+        *,
+        stop: threading.Event,
+        interval: float = DEFAULT_INTERVAL,
+        horizon: timedelta = DEFAULT_HORIZON,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        max_delay: float | None = None,
+        batch: int = DEFAULT_BATCH,
+        clock: Clock | None = None,
+    ) -> None:
+        """Prepare the tracker; nothing is read or sent before ``poll_once`` or ``start``.
+
+        Args:
+            store: the idempotency store that lists tracked runs.
+            airflow: the Airflow client that reads run states.
+            publish: sends one ``completed`` outcome and returns once acknowledged.
+            stop: set it to stop the tracking thread (the worker's stop flag).
+            interval: seconds between polls, and before a run's second check.
+            horizon: how long after its request a run is tracked.
+            concurrency: at most this many runs are checked at once.
+            max_delay: the longest wait between two checks of one run; by default
+                ``DEFAULT_MAX_DELAY_FACTOR`` intervals.
+            batch: at most this many tracked entries are read per poll.
+            clock: the wall clock the horizon is measured with; UTC system time by default.
+
+        Raises:
+            ValueError: ``interval``, ``horizon``, ``concurrency`` or ``batch`` is not positive.
+        """
+        if interval <= 0 or horizon <= timedelta(0) or concurrency < 1 or batch < 1:
+            raise ValueError(
+                "tracking needs a positive interval, horizon, concurrency and batch; got "
+                f"{interval}, {horizon}, {concurrency}, {batch}"
+            )
+        self._store = store
+        self._airflow = airflow
+        self._publish = publish
+        self._stop = stop
+        self._interval = interval
+        self._horizon = horizon
+        self._concurrency = concurrency
+        self._max_delay = (
+            max_delay if max_delay is not None else interval * DEFAULT_MAX_DELAY_FACTOR
+        )
+        self._batch = batch
+        self._clock = clock or _utc_now
+        self._lock = threading.Lock()
+        self._due: dict[str, _Due] = {}
+        self._counts = TrackerCounts()
+        self._fatal: ConfigError | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def counts(self) -> TrackerCounts:
+        """What the tracker did so far."""
+        with self._lock:
+            return self._counts
+
+    @property
+    def fatal(self) -> ConfigError | None:
+        """The configuration error that stopped tracking, or None."""
+        return self._fatal
+
+    def start(self) -> None:
+        """Run ``run`` on a daemon thread named ``completion-tracker``."""
+        self._thread = threading.Thread(target=self.run, name="completion-tracker", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the tracking thread to end (set ``stop`` first).
+
+        Args:
+            timeout: seconds to wait at most; None waits for ever.
+
+        Returns:
+            Whether the thread ended (or was never started).
+        """
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def run(self) -> None:
+        """Poll each ``interval`` until ``stop`` is set or a ``ConfigError`` occurs; never raise."""
+        log.info(
+            "tracking_started",
+            interval=self._interval,
+            horizon_seconds=self._horizon.total_seconds(),
+            concurrency=self._concurrency,
+        )
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except ConfigError as exc:
+                self._fatal = exc
+                log.critical("tracking_stopped_configuration_error", error=str(exc))
+                return
+            except (
+                Exception
+            ):  # the loop's boundary: a store hiccup or a bug waits for the next poll
+                log.exception("tracking_poll_failed")
+            if self._stop.wait(self._interval):
+                break
+        log.info("tracking_stopped")
+
+    def poll_once(self) -> int:
+        """Check every due tracked run once; publish and mark those that reached a final state.
+
+        Returns:
+            How many ``completed`` replies were published.
+
+        Raises:
+            ConfigError: Airflow refused the credentials or TLS failed.
+        """
+        now = self._clock()
+        due: list[StoredEntry] = []
+        tracked: set[str] = set()
+        for entry in self._store.tracked_runs(self._batch):
+            if now - entry.created_at > self._horizon:
+                self._abandon(entry)
+            else:
+                tracked.add(entry.key)
+                if self._is_due(entry.key):
+                    due.append(entry)
+        with self._lock:
+            self._due = {key: due_at for key, due_at in self._due.items() if key in tracked}
+        if not due:
+            return 0
+        workers = min(self._concurrency, len(due))
+        with ThreadPoolExecutor(workers, thread_name_prefix="completion-check") as pool:
+            return sum(pool.map(self._check, due))
+
+    def _check(self, entry: StoredEntry) -> int:
+        origin = entry.origin
+        with structlog.contextvars.bound_contextvars(
+            idempotency_key=entry.key,
+            dag_id=entry.dag_id,
+            topic=origin.topic if origin else None,
+            partition=origin.partition if origin else None,
+            offset=origin.offset if origin else None,
+        ):
+            try:
+                return self._check_entry(entry)
+            except ConfigError:
+                raise
+            except AirflowError as exc:
+                log.warning("tracking_check_failed", code=str(exc.code), error=exc.message)
+            except Exception:  # the per-run boundary: a refused publish delays this run only
+                log.exception("tracking_check_failed")
+            self._count(errors=1)
+            self._postpone(entry.key)
+            return 0
+
+    def _check_entry(self, entry: StoredEntry) -> int:
+        run = self._airflow.get_run(entry.dag_id, entry.dag_run_id)
+        self._count(checks=1)
+        if run is None or run.state not in FINAL_RUN_STATES:
+            self._postpone(entry.key)
+            return 0
+        self._publish(Outcome.completed_for(entry, run))
+        # spec §3 Delivery: marked only once the reply is acknowledged; a crash re-sends it
+        self._store.mark_completed(entry.key, run.state)
+        with self._lock:
+            self._due.pop(entry.key, None)
+        self._count(completed=1)
+        log.info("tracked_run_completed", dag_run_id=run.dag_run_id, run_state=run.state)
+        return 1
+
+    def _abandon(self, entry: StoredEntry) -> None:
+        self._store.abandon_tracking(entry.key)
+        with self._lock:
+            self._due.pop(entry.key, None)
+        self._count(abandoned=1)
+        log.warning(
+            "tracking_abandoned",
+            idempotency_key=entry.key,
+            dag_id=entry.dag_id,
+            dag_run_id=entry.dag_run_id,
+            run_state=entry.run_state,
+            horizon_seconds=self._horizon.total_seconds(),
+        )
+
+    def _is_due(self, key: str) -> bool:
+        with self._lock:
+            due = self._due.get(key)
+        return due is None or due.at <= time.monotonic()
+
+    def _postpone(self, key: str) -> None:
+        with self._lock:
+            due = self._due.setdefault(key, _Due(at=0.0))
+            due.checks += 1
+            due.at = time.monotonic() + backoff_delay(due.checks, self._interval, self._max_delay)
+
+    def _count(
+        self, *, checks: int = 0, completed: int = 0, abandoned: int = 0, errors: int = 0
+    ) -> None:
+        with self._lock:
+            counts = self._counts
+            self._counts = TrackerCounts(
+                checks=counts.checks + checks,
+                completed=counts.completed + completed,
+                abandoned=counts.abandoned + abandoned,
+                errors=counts.errors + errors,
+            )

@@ -1,0 +1,94 @@
+"""dead_letter: the original record unchanged plus the five error and source headers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from consumer.contract import TriggerRequest
+from consumer.errors import AirflowError, ErrorCode, Rejected
+from consumer.outcome import Outcome
+from consumer.pipeline.dead_letter import dead_letter_record, needs_dead_letter
+from consumer.record import InboundRecord
+
+
+@dataclass(frozen=True)
+class Run:
+    """A value shaped like airflow.runs.DagRun."""
+
+    dag_run_id: str = "kafka__k"
+    state: str = "queued"
+    logical_date: None = None
+    run_url: str = "u"
+
+
+RECORD = InboundRecord(
+    topic="requests",
+    partition=4,
+    offset=99,
+    timestamp_ms=0,
+    key=b"\x00raw key\xff",
+    value=b'{"idempotency_key": "k", "dagid": "x"}',
+    headers=(("correlation-id", b"c"), ("trace", b"\xff\x00"), ("correlation-id", b"d")),
+)
+
+
+def test_original_record_travels_unchanged_plus_five_headers() -> None:
+    """Key, value bytes and headers are kept as they were; five headers follow them."""
+    outcome = Outcome.rejected(
+        RECORD, Rejected(ErrorCode.UNKNOWN_FIELDS, "unknown field(s): dagid")
+    )
+    dead = dead_letter_record(outcome, RECORD, topic="dlq")
+    assert dead.topic == "dlq"
+    assert dead.key == RECORD.key
+    assert dead.value == RECORD.value
+    assert dead.headers[:3] == RECORD.headers
+    assert dead.headers[3:] == (
+        ("error-code", b"unknown_fields"),
+        ("error-message", b"unknown field(s): dagid"),
+        ("source-topic", b"requests"),
+        ("source-partition", b"4"),
+        ("source-offset", b"99"),
+    )
+
+
+def test_tombstone_stays_a_tombstone() -> None:
+    """A null value and key are dead-lettered as null."""
+    record = InboundRecord("requests", 0, 1, None, None, None)
+    outcome = Outcome.rejected(record, Rejected(ErrorCode.INVALID_JSON, "no value"))
+    dead = dead_letter_record(outcome, record, topic="dlq")
+    assert (dead.key, dead.value) == (None, None)
+    assert dict(dead.headers)["error-code"] == b"invalid_json"
+
+
+def test_error_message_header_is_bounded_utf8() -> None:
+    """A long or non-ASCII message is cut and sent as UTF-8."""
+    outcome = Outcome.rejected(RECORD, Rejected(ErrorCode.SCHEMA_VIOLATION, "é" * 5000))
+    message = dict(dead_letter_record(outcome, RECORD, topic="dlq").headers)["error-message"]
+    assert len(message.decode("utf-8")) <= 1001
+
+
+def test_only_rejected_and_error_outcomes_are_dead_lettered() -> None:
+    """needs_dead_letter is true for rejected and error, false otherwise; no error is a bug."""
+    request = TriggerRequest(idempotency_key="k", dag_id="d")
+    failed = Outcome.failed(
+        RECORD, AirflowError(ErrorCode.DAG_NOT_FOUND, "404"), request=request, attempts=1
+    )
+    assert needs_dead_letter(failed)
+    assert needs_dead_letter(Outcome.rejected(RECORD, Rejected(ErrorCode.INVALID_JSON, "x")))
+    internal = Outcome.internal_error(RECORD, RuntimeError())
+    assert needs_dead_letter(internal)
+    assert (
+        dict(dead_letter_record(internal, RECORD, topic="dlq").headers)["error-code"]
+        == b"internal_error"
+    )
+
+
+def test_outcome_without_error_cannot_be_dead_lettered() -> None:
+    """Dead-lettering a successful outcome is a caller bug and says so."""
+    request = TriggerRequest(idempotency_key="k", dag_id="d")
+    triggered = Outcome.triggered(RECORD, request, Run(), attempts=1)
+    assert not needs_dead_letter(triggered)
+    with pytest.raises(ValueError, match="without an error"):
+        dead_letter_record(triggered, RECORD, topic="dlq")

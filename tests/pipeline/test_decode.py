@@ -1,0 +1,274 @@
+"""decode: bytes → a JSON object, or a typed rejection, whatever the bytes are."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumer.errors import ErrorCode, Rejected
+from consumer.limits import DEFAULT_LIMITS, Limits
+from consumer.pipeline.decode import MAX_NUMBER_CHARS, decode
+
+FAST = settings(max_examples=200, deadline=None, database=None)
+MIB = 1024 * 1024
+
+
+def _code(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> ErrorCode:
+    with pytest.raises(Rejected) as caught:
+        decode(value, limits)
+    return caught.value.code
+
+
+def _rejected(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Rejected:
+    with pytest.raises(Rejected) as caught:
+        decode(value, limits)
+    return caught.value
+
+
+def test_object_decodes_to_dict() -> None:
+    """A JSON object comes back as a dict with its values, unicode included."""
+    value = '{"idempotency_key": "k", "conf": {"n": 1, "x": [1.5, "é", null, true]}}'
+    assert decode(value.encode()) == {
+        "idempotency_key": "k",
+        "conf": {"n": 1, "x": [1.5, "é", None, True]},
+    }
+
+
+def test_size_is_checked_before_parsing() -> None:
+    """A value one byte over the limit is message_too_large even though it is not JSON."""
+    limits = Limits(max_message_bytes=10)
+    rejected = _rejected(b"\xff" * 11, limits)
+    assert rejected.code is ErrorCode.MESSAGE_TOO_LARGE
+    assert rejected.details == {"size": 11, "limit": 10}
+
+
+def test_value_exactly_at_limit_is_read() -> None:
+    """A value exactly at the byte limit is decoded."""
+    value = b'{"a": "' + b"x" * 3 + b'"}'
+    assert decode(value, Limits(max_message_bytes=len(value))) == {"a": "xxx"}
+
+
+def test_default_limit_is_one_mebibyte() -> None:
+    """By default 1 MiB passes the size check and 1 MiB + 1 byte does not."""
+    body = b'{"a": "' + b"x" * (MIB - 9) + b'"}'
+    assert len(body) == MIB
+    assert decode(body) == {"a": "x" * (MIB - 9)}
+    assert _code(body + b" ") is ErrorCode.MESSAGE_TOO_LARGE
+
+
+def test_invalid_utf8_names_the_byte() -> None:
+    """Bytes that are not UTF-8 are invalid_encoding, with the position of the bad byte."""
+    rejected = _rejected(b'{"a": "\xc3\x28"}')
+    assert rejected.code is ErrorCode.INVALID_ENCODING
+    assert rejected.details["position"] == 7
+
+
+def test_unpaired_surrogate_escape_is_invalid_encoding() -> None:
+    """An unpaired surrogate escape cannot become UTF-8 text: refused, with its path."""
+    rejected = _rejected(b'{"conf": {"a": ["\\ud800"]}}')
+    assert rejected.code is ErrorCode.INVALID_ENCODING
+    assert rejected.details["field"] == "conf.a.0"
+    assert _code(b'{"\\udfff": 1}') is ErrorCode.INVALID_ENCODING
+
+
+def test_surrogate_pair_escape_is_one_character() -> None:
+    """A proper surrogate pair escape decodes to its character."""
+    assert decode(b'{"a": "\\ud83c\\udf89"}') == {"a": "🎉"}
+
+
+@pytest.mark.parametrize("value", [None, b"", b"   ", b"{", b'{"a": 1} {}', b"{'a': 1}"])
+def test_not_json_is_invalid_json(value: bytes | None) -> None:
+    """Tombstones, empty values, truncated or trailing data and Python literals are invalid_json."""
+    assert _code(value) is ErrorCode.INVALID_JSON
+
+
+def test_byte_order_mark_is_invalid_json() -> None:
+    """A UTF-8 byte order mark is not JSON (RFC 8259 forbids adding one)."""
+    assert _code(b"\xef\xbb\xbf{}") is ErrorCode.INVALID_JSON
+
+
+def test_parse_error_details_are_bounded() -> None:
+    """A parse error says where, and echoes at most a short slice of the input."""
+    rejected = _rejected(b'{"a": ' + b"x" * 100_000 + b"}")
+    assert rejected.details["line"] == 1
+    assert rejected.details["column"] == 7
+    assert len(rejected.details["near"]) <= 41
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_non_finite_constants_are_refused(literal: bytes) -> None:
+    """NaN and Infinity, which Python's json accepts, are invalid_json."""
+    rejected = _rejected(b'{"a": ' + literal + b"}")
+    assert rejected.code is ErrorCode.INVALID_JSON
+    assert rejected.details["reason"] == "non_finite_number"
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1E+999", b"9" * 400 + b".0"])
+def test_numbers_beyond_a_double_are_refused(number: bytes) -> None:
+    """A float that would overflow to infinity is invalid_json, not silently inf."""
+    rejected = _rejected(b'{"a": ' + number + b"}")
+    assert rejected.code is ErrorCode.INVALID_JSON
+    assert rejected.details["reason"] == "number_out_of_range"
+
+
+def test_huge_integers_are_refused_cheaply() -> None:
+    """An integer over MAX_NUMBER_CHARS digits is invalid_json; one at the bound is read."""
+    at_bound = b"7" * MAX_NUMBER_CHARS
+    assert decode(b'{"a": ' + at_bound + b"}") == {"a": int(at_bound)}
+    for digits in (MAX_NUMBER_CHARS + 1, 5000, 500_000):
+        rejected = _rejected(b'{"a": ' + b"7" * digits + b"}")
+        assert rejected.code is ErrorCode.INVALID_JSON
+        assert rejected.details["reason"] == "number_too_long"
+
+
+def test_long_digit_strings_are_not_numbers() -> None:
+    """Long runs of digits inside strings are ordinary text."""
+    assert decode(b'{"a": "' + b"9" * 5000 + b'e999"}') == {"a": "9" * 5000 + "e999"}
+
+
+def test_duplicate_keys_are_schema_violations_with_paths() -> None:
+    """A key repeated in one object is refused (never last-one-wins), naming where."""
+    rejected = _rejected(b'{"dag_id": "a", "dag_id": "b"}')
+    assert rejected.code is ErrorCode.SCHEMA_VIOLATION
+    assert rejected.details["errors"] == [
+        {
+            "field": "dag_id",
+            "loc": ["dag_id"],
+            "reason": "duplicate_key",
+            "message": "the key occurs more than once",
+        }
+    ]
+    nested = _rejected(b'{"conf": {"items": [{"x": 1, "x": 1}]}}')
+    assert nested.details["errors"][0]["loc"] == ["conf", "items", 0, "x"]
+
+
+def test_same_key_in_different_objects_is_fine() -> None:
+    """The same key in sibling or nested objects is not a duplicate."""
+    assert decode(b'{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}') == {
+        "a": {"a": 1},
+        "b": [{"a": 1}, {"a": 2}],
+    }
+
+
+@pytest.mark.parametrize(("value", "kind"), [(b"[]", "array"), (b"1", "number"), (b"null", "null")])
+def test_top_level_must_be_an_object(value: bytes, kind: str) -> None:
+    """A top level other than an object is not_an_object, naming what it is."""
+    rejected = _rejected(value)
+    assert rejected.code is ErrorCode.NOT_AN_OBJECT
+    assert rejected.details["type"] == kind
+
+
+def _nest(depth: int, opener: bytes = b"[", closer: bytes = b"]") -> bytes:
+    return opener * depth + closer * depth
+
+
+def test_conf_at_depth_bound_is_read() -> None:
+    """A conf nested exactly max_conf_depth levels deep passes decode."""
+    limits = Limits(max_conf_depth=5)
+    value = b'{"conf": {"a": ' + _nest(4) + b"}}"
+    assert decode(value, limits)["conf"] == {"a": [[[[]]]]}
+
+
+def test_deep_conf_is_conf_too_large() -> None:
+    """A conf one level deeper than the bound is conf_too_large, before any parsing."""
+    limits = Limits(max_conf_depth=5)
+    rejected = _rejected(b'{"conf": {"a": ' + _nest(5) + b"}}", limits)
+    assert rejected.code is ErrorCode.CONF_TOO_LARGE
+    assert rejected.details["field"] == "conf"
+
+
+def test_deep_nesting_elsewhere_names_the_field() -> None:
+    """Deep nesting in a contract field is schema_violation; in an unknown one, unknown_fields."""
+    deep = _nest(100)
+    known = _rejected(b'{"idempotency_key": "k", "note": ' + deep + b"}")
+    assert known.code is ErrorCode.SCHEMA_VIOLATION
+    assert known.details["errors"][0]["loc"] == ["note"]
+    unknown = _rejected(b'{"cnof": ' + deep + b"}")
+    assert unknown.code is ErrorCode.UNKNOWN_FIELDS
+    assert unknown.details["fields"] == ["cnof"]
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    """Brackets and escaped quotes inside strings never count towards the depth bound."""
+    text = '{"a": "' + "[{" * 1000 + '\\"[[[", "b": ["]]]"]}'
+    assert decode(text.encode()) == {"a": "[{" * 1000 + '"[[[', "b": ["]]]"]}
+
+
+HOSTILE = {
+    "deep arrays": b"[" * MIB,
+    "deep objects": b'{"a":' * (MIB // 5),
+    "deep conf": b'{"conf":' + b'{"a":' * 200_000,
+    "many small arrays then deep": b'{"conf":[' + b"[]," * 340_000 + _nest(40) + b"]}",
+    "giant string": b'{"a": "' + b"x" * (MIB - 10) + b'"}',
+    "escaped quotes": b'{"a": "' + b'\\"' * (MIB // 2 - 10) + b'"}',
+    "unterminated escapes": b'"' + b'\\"' * (MIB // 2 - 1),
+    "many numbers": b"[" + b"1," * (MIB // 2 - 1) + b"1]",
+    "many objects": b"[" + b"{}," * (MIB // 3 - 1) + b"{}]",
+    "many duplicates": b"[" + b'{"x":1,"x":2},' * 70_000 + b"{}]",
+    "long number": b'{"a": ' + b"9" * (MIB - 10) + b"}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_messages_are_refused_quickly(name: str) -> None:
+    """A crafted 1 MiB message never raises RecursionError and is answered within seconds."""
+    started = time.monotonic()
+    try:
+        decode(HOSTILE[name])
+    except Rejected as rejected:
+        assert len(json.dumps(rejected.details)) < 4000
+        assert len(rejected.message) < 1000
+    assert time.monotonic() - started < 5.0  # generous: a crafted parse must not take seconds
+
+
+@FAST
+@given(st.binary(max_size=300))
+def test_random_bytes_give_an_object_or_a_typed_error(value: bytes) -> None:
+    """Arbitrary bytes decode to a dict or raise Rejected, never anything else."""
+    try:
+        result = decode(value)
+    except Rejected as rejected:
+        assert isinstance(rejected.code, ErrorCode)
+    else:
+        assert isinstance(result, dict)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(json_values)
+def test_random_json_round_trips_or_is_typed_error(document: Any) -> None:
+    """Any JSON value decodes to itself when it is an object, else raises not_an_object."""
+    value = json.dumps(document).encode()
+    if isinstance(document, dict):
+        assert decode(value) == document
+    else:
+        with pytest.raises(Rejected) as caught:
+            decode(value)
+        assert caught.value.code is ErrorCode.NOT_AN_OBJECT
+
+
+@FAST
+@given(st.text(alphabet='{}[]":,\\ 1eE.-0nulltrueNaN', max_size=80))
+def test_json_like_noise_gives_an_object_or_a_typed_error(text: str) -> None:
+    """Strings built from JSON punctuation never make decode raise anything but Rejected."""
+    try:
+        decode(text.encode())
+    except Rejected as rejected:
+        assert isinstance(rejected.code, ErrorCode)

@@ -1,0 +1,423 @@
+"""Tests of consumer/tracking.py: completed replies for tracked runs on the real Airflow 3 and 2."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from consumer.airflow import AirflowApi, TriggerResult, make_airflow_client
+from consumer.contract import Status
+from consumer.errors import ConfigError, ErrorCode
+from consumer.outcome import Outcome
+from consumer.record import OutboundRecord
+from consumer.run_id import run_id_for
+from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
+from consumer.tracking import (
+    CompletionTracker,
+    backoff_delay,
+    completion_record,
+    reply_publisher,
+)
+from devstack.airflow import AirflowServer
+from tests.waiting import wait_until
+
+RUN_TIMEOUT = 180.0  # runs take seconds, up to a minute on a loaded shared stack
+POLL_EVERY = 0.5  # seconds between poll_once calls in the waits below
+FAST_INTERVAL = 0.2  # seconds: a tracker that re-checks quickly...
+FAST_MAX_DELAY = 1.0  # ...and backs off to at most a second
+
+
+class Collected:
+    """A publish callback that keeps every outcome it was given (the worker's sink acks)."""
+
+    def __init__(self) -> None:
+        """Start with no outcomes."""
+        self.outcomes: list[Outcome] = []
+
+    def __call__(self, outcome: Outcome) -> None:
+        """Keep ``outcome``."""
+        self.outcomes.append(outcome)
+
+    def by_key(self) -> dict[str | None, Outcome]:
+        """The outcomes by idempotency key."""
+        return {outcome.idempotency_key: outcome for outcome in self.outcomes}
+
+
+class BrokerDownError(Exception):
+    """Raised by the fault-injecting publish: the broker never acknowledged."""
+
+
+class Refusing:
+    """A fault-injecting publish callback: no reply is ever acknowledged (a crash before ack)."""
+
+    def __init__(self) -> None:
+        """Start with no attempts."""
+        self.attempts = 0
+
+    def __call__(self, outcome: Outcome) -> None:
+        """Count the attempt and fail it."""
+        self.attempts += 1
+        raise BrokerDownError(f"no ack for {outcome.idempotency_key}")
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """A store URL on a fresh temporary file."""
+    return f"sqlite:///{tmp_path}/s.db"
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[IdempotencyStore]:
+    """An open store on the temporary file, closed after the test."""
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[..., AirflowApi]]:
+    """Factory: an Airflow client for a devstack server (its admin unless told otherwise)."""
+    made: list[AirflowApi] = []
+
+    def make(server: AirflowServer, password: str | None = None) -> AirflowApi:
+        described = server.describe()
+        client = make_airflow_client(
+            server.url,
+            username=described["username"],
+            password=SecretStr(password or described["password"]),
+        )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def stop() -> Iterator[threading.Event]:
+    """A stop flag, set after the test so no tracking thread outlives it."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def new_key() -> str:
+    """An idempotency key no other test (or rerun) uses."""
+    return f"track-{uuid.uuid4().hex}"
+
+
+def origin_for(key: str) -> RequestOrigin:
+    """The request origin recorded for ``key``: fixed coordinates, a correlation id."""
+    return RequestOrigin("requests", 1, 7, 1_735_689_600_000, f"corr-{key}", "team-replies")
+
+
+def trigger_tracked(
+    store: IdempotencyStore, airflow: AirflowApi, dag_id: str, key: str | None = None
+) -> tuple[str, TriggerResult]:
+    """Trigger a real run for a new key and record it in the store as tracked, like the pipeline."""
+    key = key or new_key()
+    result = airflow.trigger(dag_id, run_id_for(key))
+    store.record(
+        key,
+        fingerprint="fp",
+        dag_id=dag_id,
+        dag_run_id=result.dag_run_id,
+        status=EntryStatus.TRIGGERED,
+        run_state=result.state,
+        logical_date=result.logical_date.isoformat() if result.logical_date else None,
+        run_url=result.run_url,
+        track=True,
+        origin=origin_for(key),
+    )
+    return key, result
+
+
+def poll_until(tracker: CompletionTracker, done: Callable[[], bool], what: str) -> None:
+    """Call ``poll_once`` until ``done`` holds, as the tracking thread would."""
+
+    def poll() -> bool:
+        tracker.poll_once()
+        return done()
+
+    wait_until(poll, timeout=RUN_TIMEOUT, interval=POLL_EVERY, what=what)
+
+
+def entry(store: IdempotencyStore, key: str) -> StoredEntry:
+    """The live entry of ``key``, which must exist."""
+    found = store.get(key)
+    assert found is not None
+    return found
+
+
+def test_backoff_doubles_from_the_interval_up_to_the_cap() -> None:
+    """The n-th unfinished check waits interval * 2^(n-1) seconds, never more than the cap."""
+    assert [backoff_delay(n, 5.0, 60.0) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+    assert backoff_delay(0, 5.0, 60.0) == 5.0
+
+
+def test_backoff_stays_finite_after_any_number_of_checks() -> None:
+    """A run checked for days does not overflow the delay computation."""
+    assert backoff_delay(100_000, 5.0, 60.0) == 60.0
+
+
+def test_tracker_refuses_non_positive_settings(
+    store: IdempotencyStore, airflow3: AirflowServer, client_for: Callable[..., AirflowApi]
+) -> None:
+    """A zero interval or concurrency is a ValueError at construction, not a busy loop."""
+    airflow = client_for(airflow3)
+    with pytest.raises(ValueError, match="positive"):
+        CompletionTracker(store, airflow, Collected(), stop=threading.Event(), interval=0)
+    with pytest.raises(ValueError, match="positive"):
+        CompletionTracker(store, airflow, Collected(), stop=threading.Event(), concurrency=0)
+
+
+def test_completion_record_is_keyed_and_sent_to_the_requested_reply_topic() -> None:
+    """The completed reply goes to the request's reply topic, keyed, with its correlation id."""
+    stored = StoredEntry(
+        key="k-1",
+        fingerprint="fp",
+        dag_id="devstack_fails",
+        dag_run_id="kafka__k-1",
+        status=EntryStatus.TRIGGERED,
+        run_state="queued",
+        logical_date=None,
+        run_url=None,
+        track=True,
+        completed_at=None,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        updated_at=datetime(2025, 1, 1, tzinfo=UTC),
+        origin=origin_for("k-1"),
+    )
+    run = TriggerResult("devstack_fails", "kafka__k-1", "failed", None, "http://ui", True, None, 1)
+
+    record = completion_record(
+        Outcome.completed_for(stored, run), default_topic="replies", worker="w/1"
+    )
+
+    assert (record.topic, record.key, record.headers) == (
+        "team-replies",
+        b"k-1",
+        (("correlation-id", b"corr-k-1"),),
+    )
+    assert record.value is not None
+    reply = json.loads(record.value)
+    assert (reply["status"], reply["run_state"], reply["error"]["code"]) == (
+        "completed",
+        "failed",
+        "run_failed",
+    )
+    assert reply["source"] == {
+        "topic": "requests",
+        "partition": 1,
+        "offset": 7,
+        "timestamp": "2025-01-01T00:00:00Z",
+    }
+
+
+def test_reply_publisher_hands_one_completion_record_to_the_sink() -> None:
+    """The publish callback built for the worker sends exactly the completion record."""
+
+    class ListSink:
+        """A sink that acknowledges at once by keeping the records (stands for RecordSink)."""
+
+        def __init__(self) -> None:
+            """Start empty."""
+            self.batches: list[list[OutboundRecord]] = []
+
+        def publish(self, records: Sequence[OutboundRecord]) -> None:
+            """Keep one batch."""
+            self.batches.append(list(records))
+
+    sink = ListSink()
+    run = TriggerResult("devstack_plain", "kafka__k-1", "success", None, "http://ui", True, None, 1)
+    outcome = Outcome.completed_for(
+        StoredEntry(
+            "k-1",
+            "fp",
+            "devstack_plain",
+            "kafka__k-1",
+            EntryStatus.TRIGGERED,
+            None,
+            None,
+            None,
+            True,
+            None,
+            datetime(2025, 1, 1, tzinfo=UTC),
+            datetime(2025, 1, 1, tzinfo=UTC),
+        ),
+        run,
+    )
+
+    reply_publisher(sink, default_topic="replies", worker="w/1")(outcome)
+
+    assert sink.batches == [[completion_record(outcome, default_topic="replies", worker="w/1")]]
+
+
+def test_success_and_failed_runs_get_one_completed_reply_each(
+    airflow: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
+) -> None:
+    """A run ending success gets `completed` without error; a failed one gets run_failed, once."""
+    client = client_for(airflow)
+    ok_key, ok_run = trigger_tracked(store, client, "devstack_plain")
+    bad_key, bad_run = trigger_tracked(store, client, "devstack_fails")
+    published = Collected()
+    tracker = CompletionTracker(
+        store,
+        client,
+        published,
+        stop=threading.Event(),
+        concurrency=2,
+        interval=FAST_INTERVAL,
+        max_delay=FAST_MAX_DELAY,
+    )
+
+    poll_until(tracker, lambda: len(published.outcomes) == 2, "both completed replies")
+
+    ok, bad = published.by_key()[ok_key], published.by_key()[bad_key]
+    assert (ok.status, ok.error, ok.run_state) == (Status.COMPLETED, None, "success")
+    assert (ok.dag_run_id, ok.run_url, ok.dag_id) == (
+        ok_run.dag_run_id,
+        ok_run.run_url,
+        "devstack_plain",
+    )
+    assert (ok.correlation_id, ok.reply_topic, ok.source.offset) == (
+        f"corr-{ok_key}",
+        "team-replies",
+        7,
+    )
+    assert (bad.status, bad.error_code, bad.run_state) == (
+        Status.COMPLETED,
+        ErrorCode.RUN_FAILED,
+        "failed",
+    )
+    assert bad.error is not None
+    assert bad.error.details == {"run_state": "failed"}
+    assert bad.dag_run_id == bad_run.dag_run_id
+    assert entry(store, ok_key).run_state == "success"
+    assert entry(store, bad_key).completed_at is not None
+    assert store.tracked_runs() == []
+    assert tracker.poll_once() == 0
+    assert len(published.outcomes) == 2
+    assert tracker.counts.completed == 2
+
+
+def test_unacknowledged_reply_is_sent_again_by_a_restarted_tracker(
+    airflow3: AirflowServer,
+    store_url: str,
+    client_for: Callable[..., AirflowApi],
+    stop: threading.Event,
+) -> None:
+    """A publish that fails leaves the run tracked; a tracker over the reopened store sends it."""
+    client = client_for(airflow3)
+    first_store = open_store(store_url)
+    key, _ = trigger_tracked(first_store, client, "devstack_plain")
+    refusing = Refusing()
+    crashed = CompletionTracker(
+        first_store,
+        client,
+        refusing,
+        stop=threading.Event(),
+        interval=FAST_INTERVAL,
+        max_delay=FAST_MAX_DELAY,
+    )
+
+    poll_until(crashed, lambda: refusing.attempts >= 1, "the run to finish and publish to fail")
+    assert [e.key for e in first_store.tracked_runs()] == [key]
+    first_store.close()
+
+    reopened = open_store(store_url)
+    published = Collected()
+    restarted = CompletionTracker(
+        reopened, client, published, stop=stop, interval=FAST_INTERVAL, max_delay=FAST_MAX_DELAY
+    )
+    restarted.start()
+    try:
+        wait_until(lambda: published.outcomes, timeout=RUN_TIMEOUT, what="the completed reply")
+        wait_until(lambda: reopened.tracked_runs() == [], timeout=RUN_TIMEOUT, what="marked")
+    finally:
+        stop.set()
+        assert restarted.join(timeout=RUN_TIMEOUT)
+        reopened.close()
+
+    assert [(o.idempotency_key, o.run_state) for o in published.outcomes] == [(key, "success")]
+    assert restarted.fatal is None
+
+
+def test_entry_older_than_the_horizon_is_abandoned_without_a_check(
+    airflow2: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
+) -> None:
+    """Past the horizon a tracked run is never looked up, gets no reply, and leaves tracking."""
+    client = client_for(airflow2)
+    key, _ = trigger_tracked(store, client, "devstack_plain")
+    published = Collected()
+    later = datetime.now(UTC) + timedelta(hours=2)
+    tracker = CompletionTracker(
+        store,
+        client,
+        published,
+        stop=threading.Event(),
+        horizon=timedelta(hours=1),
+        clock=lambda: later,
+        interval=FAST_INTERVAL,
+        max_delay=FAST_MAX_DELAY,
+    )
+
+    assert tracker.poll_once() == 0
+
+    assert published.outcomes == []
+    assert (tracker.counts.abandoned, tracker.counts.checks) == (1, 0)
+    assert store.tracked_runs() == []
+    assert entry(store, key).abandoned_at is not None
+    assert entry(store, key).completed_at is None
+
+
+def test_unknown_run_stays_tracked_and_is_checked_again_only_after_a_backoff(
+    airflow3: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
+) -> None:
+    """A run Airflow does not know is not final: still tracked, and not re-checked at once."""
+    client = client_for(airflow3)
+    key = new_key()
+    store.record(
+        key,
+        fingerprint="fp",
+        dag_id="devstack_plain",
+        dag_run_id=run_id_for(key),
+        status=EntryStatus.TRIGGERED,
+        track=True,
+    )
+    tracker = CompletionTracker(store, client, Collected(), stop=threading.Event(), interval=60.0)
+
+    assert tracker.poll_once() == 0
+    assert tracker.poll_once() == 0
+
+    assert tracker.counts.checks == 1
+    assert [e.key for e in store.tracked_runs()] == [key]
+
+
+def test_refused_credentials_stop_the_tracking_thread(
+    airflow3: AirflowServer,
+    store: IdempotencyStore,
+    client_for: Callable[..., AirflowApi],
+    stop: threading.Event,
+) -> None:
+    """A ConfigError from Airflow ends run() without raising and is kept as ``fatal``."""
+    good = client_for(airflow3)
+    trigger_tracked(store, good, "devstack_plain")
+    wrong = client_for(airflow3, password="not-the-password")
+    tracker = CompletionTracker(
+        store, wrong, Collected(), stop=stop, interval=FAST_INTERVAL, max_delay=FAST_MAX_DELAY
+    )
+
+    tracker.start()
+
+    assert tracker.join(timeout=RUN_TIMEOUT)
+    assert isinstance(tracker.fatal, ConfigError)
+    assert not stop.is_set()
