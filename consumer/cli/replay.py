@@ -1,0 +1,289 @@
+"""`trigger-consumer replay`: re-drive dead-lettered or past requests into the request topic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NoBrokersAvailable
+
+from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from consumer.errors import ConfigError
+from consumer.kafka_io.security import connection_options
+from consumer.record import InboundRecord
+from consumer.replay import (
+    Filters,
+    RecordWriter,
+    ReplayError,
+    ReplayStalledError,
+    ReplayWriteError,
+    Tally,
+    Window,
+    dag_id_of,
+    epoch_ms,
+    error_code_of,
+    open_reader,
+    parse_point_in_time,
+    plan_ranges,
+    read_records,
+    replay,
+    replayed_from,
+    topic_exists,
+)
+from consumer.settings import Settings, load_settings
+
+HELP = "re-drive dead-lettered (or any past) requests from a topic into the request topic"
+PROGRESS_INTERVAL = 0.2  # seconds between redraws of the terminal progress counter
+# errors that mean "the broker could not be reached", not "the broker said no"
+UNREACHABLE = (NoBrokersAvailable, KafkaTimeoutError, KafkaConnectionError, ReplayStalledError)
+
+
+class UsageError(Exception):
+    """Raised for flags that parse one by one but do not fit together."""
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags.
+
+    Args:
+        parser: the ``replay`` subparser.
+    """
+    parser.add_argument("--from-topic", help="topic to read (default: the configured DLQ topic)")
+    parser.add_argument("--to-topic", help="topic to write (default: the request topic)")
+    parser.add_argument(
+        "--partition", type=_non_negative_int, metavar="N", help="read only this partition"
+    )
+    offsets = parser.add_argument_group("offset range (per partition)")
+    offsets.add_argument(
+        "--from-offset", type=_non_negative_int, metavar="N", help="first offset (inclusive)"
+    )
+    offsets.add_argument(
+        "--to-offset", type=_non_negative_int, metavar="N", help="offset to stop at (exclusive)"
+    )
+    times = parser.add_argument_group(
+        "time range (record timestamps; RFC 3339 with a zone, or a duration ago like 2h)"
+    )
+    times.add_argument("--since", metavar="TIME", help="first timestamp (inclusive)")
+    times.add_argument("--until", metavar="TIME", help="timestamp to stop at (exclusive)")
+    parser.add_argument(
+        "--error-code",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="only records with this error-code header (repeatable)",
+    )
+    parser.add_argument(
+        "--dag",
+        action="append",
+        default=[],
+        metavar="DAG_ID",
+        help="only records whose JSON value has this dag_id (repeatable)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list what would be replayed; write nothing"
+    )
+    parser.add_argument(
+        "--rate", type=_positive_float, metavar="N", help="at most N records per second"
+    )
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="replay at most N records")
+    parser.add_argument("--config", type=Path, help="TOML config file")
+
+
+def build_window(args: argparse.Namespace, *, now: datetime) -> Window:
+    """The offset or time range the flags ask for.
+
+    Args:
+        args: the parsed flags.
+        now: the moment durations such as ``2h`` count back from.
+
+    Returns:
+        The window.
+
+    Raises:
+        UsageError: when offsets and times are mixed or a range is reversed.
+        ValueError: when ``--since`` or ``--until`` is not a time.
+    """
+    by_offset = args.from_offset is not None or args.to_offset is not None
+    by_time = args.since is not None or args.until is not None
+    if by_offset and by_time:
+        raise UsageError("choose an offset range or a time range, not both")
+    if None not in (args.from_offset, args.to_offset) and args.to_offset < args.from_offset:
+        raise UsageError("--to-offset must not be below --from-offset")
+    since = None if args.since is None else epoch_ms(parse_point_in_time(args.since, now=now))
+    until = None if args.until is None else epoch_ms(parse_point_in_time(args.until, now=now))
+    if since is not None and until is not None and until <= since:
+        raise UsageError("--until must be later than --since")
+    return Window(
+        from_offset=args.from_offset, to_offset=args.to_offset, since_ms=since, until_ms=until
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay the selected records and print a summary line on stderr."""
+    try:
+        settings = load_settings(args.config)
+        window = build_window(args, now=datetime.now(UTC))
+    except (ConfigError, UsageError, ValueError) as exc:
+        print(f"trigger-consumer: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    source = args.from_topic or settings.dlq_topic
+    target = args.to_topic or settings.request_topic
+    filters = Filters(error_codes=frozenset(args.error_code), dag_ids=frozenset(args.dag))
+    progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
+    tally = Tally()
+    try:
+        tally = _replay(
+            args,
+            settings=settings,
+            source=source,
+            target=target,
+            window=window,
+            filters=filters,
+            progress=progress,
+        )
+    except ReplayError as exc:
+        return _fail(f"{exc}", EXIT_USAGE, progress)
+    except ReplayWriteError as exc:
+        code = EXIT_UNAVAILABLE if isinstance(exc.__cause__, UNREACHABLE) else EXIT_FAILURE
+        return _fail(f"{exc}", code, progress)
+    except UNREACHABLE as exc:
+        return _fail(f"Kafka unreachable: {_describe(exc)}", EXIT_UNAVAILABLE, progress)
+    except KafkaError as exc:
+        return _fail(f"Kafka error: {_describe(exc)}", EXIT_FAILURE, progress)
+    if progress is not None:
+        progress.clear()
+    print(
+        f"trigger-consumer replay {source} -> {target}: {tally.summary(dry_run=args.dry_run)}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _replay(
+    args: argparse.Namespace,
+    *,
+    settings: Settings,
+    source: str,
+    target: str,
+    window: Window,
+    filters: Filters,
+    progress: _Progress | None,
+) -> Tally:
+    connection = connection_options(settings)
+    reader = open_reader(connection)
+    try:
+        if not topic_exists(reader, target):
+            raise ReplayError(f"topic {target!r} does not exist")
+        ranges = plan_ranges(reader, source, partition=args.partition, window=window)
+        records = read_records(reader, source, ranges)
+        if args.dry_run:
+            return replay(
+                records,
+                target=target,
+                window=window,
+                filters=filters,
+                send=None,
+                limit=args.limit,
+                on_match=_list_record,
+                on_progress=progress,
+            )
+        writer = RecordWriter(connection)
+        try:
+            tally = replay(
+                records,
+                target=target,
+                window=window,
+                filters=filters,
+                send=writer.send,
+                limit=args.limit,
+                rate=args.rate,
+                on_progress=progress,
+            )
+            # spec: report only once the broker acknowledged every replayed record
+            tally.replayed = writer.confirm()
+            return tally
+        finally:
+            writer.close()
+    finally:
+        reader.close()
+
+
+def _list_record(record: InboundRecord) -> None:
+    """Print one JSON line per record a dry run would replay."""
+    key = None if record.key is None else record.key.decode("utf-8", "backslashreplace")
+    print(
+        json.dumps(
+            {
+                "replayed_from": replayed_from(record),
+                "key": key,
+                "error_code": error_code_of(record),
+                "dag_id": dag_id_of(record.value),
+                "timestamp_ms": record.timestamp_ms,
+            }
+        ),
+        flush=True,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _fail(message: str, code: int, progress: _Progress | None) -> int:
+    if progress is not None:
+        progress.clear()
+    print(f"trigger-consumer: {message}", file=sys.stderr)
+    return code
+
+
+class _Progress:
+    """An in-place counter on a terminal, redrawn at most every ``PROGRESS_INTERVAL``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._drawn = 0.0
+
+    def __call__(self, tally: Tally) -> None:
+        now = time.monotonic()
+        if now - self._drawn < PROGRESS_INTERVAL:
+            return
+        self._drawn = now
+        self._stream.write(f"\rread {tally.read}, matched {tally.matched}")
+        self._stream.flush()
+
+    def clear(self) -> None:
+        if self._drawn:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()

@@ -1,0 +1,604 @@
+"""Replay: re-drive dead-lettered or past requests from one topic into another (spec §6).
+
+The selection (offset or time window per partition), the filters (``error-code`` header,
+``dag_id``) and the header rewrite are pure functions. The Kafka I/O sits in a few small
+functions below them: a group-less reader (assign + seek, bounded by the end offsets
+captured at start) and an ``acks=all`` writer. Replayed records keep their key, so the
+worker's deduplication makes a second replay of the same record harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from consumer.errors import TriggerConsumerError
+from consumer.pipeline.dead_letter import DEAD_LETTER_HEADERS, ERROR_CODE_HEADER
+from consumer.record import Headers, InboundRecord, OutboundRecord
+from consumer.settings import parse_duration
+
+REPLAYED_FROM_HEADER = "replayed-from"
+# the worker adds these when dead-lettering; replay strips them (and an older replayed-from)
+DROPPED_HEADERS = frozenset((*DEAD_LETTER_HEADERS, REPLAYED_FROM_HEADER))
+NO_ERROR_CODE = "none"
+DEFAULT_ACK_TIMEOUT = 60.0
+# how long the reader waits without any progress before it gives up on a partition
+DEFAULT_IDLE_TIMEOUT = 30.0
+POLL_TIMEOUT_MS = 500
+
+ProgressCallback = Callable[["Tally"], None]
+
+
+class ReplayError(TriggerConsumerError):
+    """Raised when the selection names a topic or partition that does not exist."""
+
+
+class ReplayStalledError(TriggerConsumerError):
+    """Raised when the reader makes no progress towards the captured end offsets."""
+
+
+class ReplayWriteError(TriggerConsumerError):
+    """Raised when the broker did not acknowledge every replayed record."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which offsets of each partition to read: an offset range or a time range.
+
+    Attributes:
+        from_offset: first offset to read (inclusive); None: the partition's beginning.
+        to_offset: offset to stop at (exclusive); None: the end captured at start.
+        since_ms: first record timestamp to read (inclusive, epoch ms); None: no bound.
+        until_ms: record timestamp to stop at (exclusive, epoch ms); None: no bound.
+    """
+
+    from_offset: int | None = None
+    to_offset: int | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def holds_time(self, timestamp_ms: int | None) -> bool:
+        """Tell whether a record timestamp lies inside the time range.
+
+        Record timestamps need not grow with offsets (producers set them), so the offsets
+        found by timestamp are only bounds; each record is checked too.
+
+        Args:
+            timestamp_ms: the record timestamp; None when the broker gave none.
+
+        Returns:
+            True when there is no time range, or the timestamp is known and inside it.
+        """
+        if self.since_ms is None and self.until_ms is None:
+            return True
+        if timestamp_ms is None or timestamp_ms < 0:
+            return False
+        if self.since_ms is not None and timestamp_ms < self.since_ms:
+            return False
+        return self.until_ms is None or timestamp_ms < self.until_ms
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which records are replayed; an empty set does not filter.
+
+    Attributes:
+        error_codes: ``error-code`` header values to match (any of them).
+        dag_ids: ``dag_id`` values of the JSON value to match (any of them).
+    """
+
+    error_codes: frozenset[str] = frozenset()
+    dag_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    """The offsets ``start <= offset < stop`` of one partition."""
+
+    start: int
+    stop: int
+
+    @property
+    def empty(self) -> bool:
+        """Whether the range holds no offset."""
+        return self.stop <= self.start
+
+
+@dataclass
+class Tally:
+    """What a replay did so far: records read, matched and replayed, by error code.
+
+    Attributes:
+        read: records read from the source topic.
+        matched: records that passed the window and the filters.
+        replayed: records the broker acknowledged on the target topic.
+        by_error_code: matched records per ``error-code`` header (``none`` without one).
+    """
+
+    read: int = 0
+    matched: int = 0
+    replayed: int = 0
+    by_error_code: Counter[str] = field(default_factory=Counter)
+
+    def summary(self, *, dry_run: bool) -> str:
+        """Render the one-line summary printed at the end.
+
+        Args:
+            dry_run: say "would replay" instead of "replayed".
+
+        Returns:
+            ``read N, matched M, replayed K`` and the counts per error code.
+        """
+        done = f"would replay {self.matched}" if dry_run else f"replayed {self.replayed}"
+        line = f"read {self.read}, matched {self.matched}, {done}"
+        if self.by_error_code:
+            codes = ", ".join(f"{code}={n}" for code, n in sorted(self.by_error_code.items()))
+            line += f"; by error-code: {codes}"
+        return line
+
+
+def parse_point_in_time(text: str, *, now: datetime) -> datetime:
+    """Turn an RFC 3339 timestamp or a duration ("2h": two hours ago) into a point in time.
+
+    Args:
+        text: ``2025-01-31T12:00:00Z``, ``2025-01-31T12:00:00+01:00``, or a duration
+            with a unit (``90s``, ``15m``, ``2h``, ``7d``).
+        now: the aware datetime durations count back from.
+
+    Returns:
+        An aware datetime.
+
+    Raises:
+        ValueError: for a timestamp without a zone, a duration without a unit, or text
+            that is neither.
+    """
+    stripped = text.strip()
+    try:
+        moment = datetime.fromisoformat(stripped)
+    except ValueError:
+        moment = None
+    if moment is not None:
+        if moment.tzinfo is None:
+            raise ValueError(f"{text!r}: an RFC 3339 timestamp needs a zone (Z or +hh:mm)")
+        return moment
+    # a bare number would be ambiguous (seconds? a year?), so durations need a unit
+    if not stripped or not stripped[-1].isalpha():
+        raise ValueError(f"{text!r}: not an RFC 3339 timestamp or a duration like 2h")
+    try:
+        ago: timedelta = parse_duration(stripped)
+    except ValueError:
+        raise ValueError(f"{text!r}: not an RFC 3339 timestamp or a duration like 2h") from None
+    return now - ago
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime (Kafka's timestamp unit).
+
+    Args:
+        moment: an aware datetime.
+
+    Returns:
+        The timestamp in milliseconds.
+    """
+    return int(moment.timestamp() * 1000)
+
+
+def dag_id_of(value: bytes | None) -> str | None:
+    """Read ``dag_id`` from a request value, when the value is a JSON object holding one.
+
+    Args:
+        value: the raw record value.
+
+    Returns:
+        The ``dag_id`` string, or None when the value is null, not JSON, not an object,
+        or has no string ``dag_id``.
+    """
+    if value is None:
+        return None
+    try:
+        payload: Any = json.loads(value)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    if not isinstance(payload, dict):
+        return None
+    dag_id = payload.get("dag_id")
+    return dag_id if isinstance(dag_id, str) else None
+
+
+def error_code_of(record: InboundRecord) -> str | None:
+    """Read the ``error-code`` header the worker wrote when dead-lettering.
+
+    Args:
+        record: a record of the source topic.
+
+    Returns:
+        The decoded header value, or None when the record has none.
+    """
+    raw = record.header(ERROR_CODE_HEADER)
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def matches(record: InboundRecord, filters: Filters) -> bool:
+    """Tell whether a record passes every filter.
+
+    Args:
+        record: a record of the source topic.
+        filters: the ``--error-code`` and ``--dag`` filters.
+
+    Returns:
+        True when each non-empty filter matches; an unparseable value never matches
+        a ``dag_id`` filter.
+    """
+    if filters.error_codes and error_code_of(record) not in filters.error_codes:
+        return False
+    return not filters.dag_ids or dag_id_of(record.value) in filters.dag_ids
+
+
+def replayed_from(record: InboundRecord) -> str:
+    """Name the record a replay copies: ``<topic>/<partition>/<offset>``.
+
+    Args:
+        record: the source record.
+
+    Returns:
+        The ``replayed-from`` header value.
+    """
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
+def replay_headers(record: InboundRecord) -> Headers:
+    """The headers of a replayed record: the original ones, minus the dead-letter ones.
+
+    The five headers the worker added when dead-lettering are dropped, as is the
+    ``replayed-from`` of an earlier replay: the new record names only its own source.
+    Every other header is kept in order, duplicates included.
+
+    Args:
+        record: the source record.
+
+    Returns:
+        The kept headers followed by ``replayed-from``.
+    """
+    kept = tuple((name, value) for name, value in record.headers if name not in DROPPED_HEADERS)
+    return (*kept, (REPLAYED_FROM_HEADER, replayed_from(record).encode("utf-8")))
+
+
+def replay_record(record: InboundRecord, *, topic: str) -> OutboundRecord:
+    """Build the record to publish for a source record: same key and value bytes.
+
+    Args:
+        record: the source record.
+        topic: the target topic.
+
+    Returns:
+        The record for the target topic; the key is never changed (dedup relies on it).
+    """
+    return OutboundRecord(
+        topic=topic, key=record.key, value=record.value, headers=replay_headers(record)
+    )
+
+
+def offset_range(
+    *,
+    beginning: int,
+    end: int,
+    window: Window,
+    since_offset: int | None = None,
+    until_offset: int | None = None,
+) -> OffsetRange:
+    """The offsets of one partition a replay reads, clamped to what the partition holds.
+
+    Args:
+        beginning: the partition's first offset.
+        end: the partition's end offset captured at start (the replay never reads past it).
+        window: the offset range asked for, if any.
+        since_offset: the first offset at or after ``window.since_ms``; None with a
+            ``since_ms`` means no record is that recent.
+        until_offset: the first offset at or after ``window.until_ms``; None: no such record.
+
+    Returns:
+        The range to read; empty when nothing qualifies.
+    """
+    start = max(beginning, window.from_offset or 0)
+    stop = end if window.to_offset is None else min(end, window.to_offset)
+    if window.since_ms is not None:
+        start = max(start, end if since_offset is None else since_offset)
+    if window.until_ms is not None and until_offset is not None:
+        stop = min(stop, until_offset)
+    return OffsetRange(start, max(start, stop))
+
+
+def pace_delay(*, sent: int, rate: float | None, elapsed: float) -> float:
+    """How long to wait before the next record so that at most ``rate`` go out per second.
+
+    Args:
+        sent: records sent so far.
+        rate: the maximum records per second; None: unlimited.
+        elapsed: seconds since the first record was sent.
+
+    Returns:
+        Seconds to wait (0 when the next record may go now).
+    """
+    if rate is None or sent == 0:
+        return 0.0
+    return max(0.0, sent / rate - elapsed)
+
+
+def to_inbound(record: Any) -> InboundRecord:
+    """Detach a kafka-python ``ConsumerRecord`` from the client.
+
+    Args:
+        record: a ``ConsumerRecord``.
+
+    Returns:
+        The same record as an ``InboundRecord``.
+    """
+    return InboundRecord(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=record.key,
+        value=record.value,
+        headers=tuple((name, value or b"") for name, value in record.headers or ()),
+    )
+
+
+# --- Kafka I/O ---------------------------------------------------------------------------
+
+
+def open_reader(connection: dict[str, Any]) -> KafkaConsumer:
+    """A group-less consumer that commits nothing and never creates topics.
+
+    Args:
+        connection: ``security.connection_options(settings)``.
+
+    Returns:
+        The consumer; the caller closes it.
+    """
+    return KafkaConsumer(
+        **connection,
+        group_id=None,
+        enable_auto_commit=False,
+        allow_auto_create_topics=False,
+        # offsets deleted by retention since the plan: continue at the oldest one left
+        auto_offset_reset="earliest",
+    )
+
+
+def plan_ranges(
+    consumer: KafkaConsumer, topic: str, *, partition: int | None, window: Window
+) -> dict[int, OffsetRange]:
+    """Capture, now, the offsets each partition of ``topic`` is read between.
+
+    Args:
+        consumer: a reader from ``open_reader``.
+        topic: the source topic.
+        partition: read only this partition; None: all of them.
+        window: the offset or time range.
+
+    Returns:
+        partition → range, for every selected partition (ranges may be empty).
+
+    Raises:
+        ReplayError: when the topic or the partition does not exist.
+    """
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise ReplayError(f"topic {topic!r} does not exist")
+    if partition is not None:
+        if partition not in partitions:
+            raise ReplayError(f"topic {topic!r} has no partition {partition}")
+        partitions = {partition}
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    beginnings = consumer.beginning_offsets(tps)
+    ends = consumer.end_offsets(tps)
+    since = _offsets_at(consumer, tps, window.since_ms)
+    until = _offsets_at(consumer, tps, window.until_ms)
+    return {
+        tp.partition: offset_range(
+            beginning=beginnings[tp],
+            end=ends[tp],
+            window=window,
+            since_offset=since.get(tp),
+            until_offset=until.get(tp),
+        )
+        for tp in tps
+    }
+
+
+def _offsets_at(
+    consumer: KafkaConsumer, tps: list[TopicPartition], timestamp_ms: int | None
+) -> dict[TopicPartition, int | None]:
+    if timestamp_ms is None:
+        return {}
+    found = consumer.offsets_for_times({tp: max(0, timestamp_ms) for tp in tps})
+    return {tp: None if hit is None else hit.offset for tp, hit in found.items()}
+
+
+def read_records(
+    consumer: KafkaConsumer,
+    topic: str,
+    ranges: dict[int, OffsetRange],
+    *,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+) -> Iterator[InboundRecord]:
+    """Yield every record in ``ranges``, partition by partition in offset order, then stop.
+
+    Never waits for new records: each partition is done once its position reaches the
+    range's stop, which is at most the end offset captured by ``plan_ranges``.
+
+    Args:
+        consumer: a reader from ``open_reader``.
+        topic: the source topic.
+        ranges: partition → range, from ``plan_ranges``.
+        idle_timeout: seconds without progress after which reading fails.
+
+    Yields:
+        The records, detached from the client.
+
+    Raises:
+        ReplayStalledError: when no partition advanced for ``idle_timeout`` seconds.
+    """
+    pending = {TopicPartition(topic, p): r for p, r in sorted(ranges.items()) if not r.empty}
+    consumer.assign(list(pending))
+    for tp, offsets in pending.items():
+        consumer.seek(tp, offsets.start)
+    last_progress = time.monotonic()
+    while pending:
+        batches = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        for tp, records in batches.items():
+            wanted = pending.get(tp)
+            for record in records:
+                if wanted is None or record.offset >= wanted.stop:
+                    break
+                yield to_inbound(record)
+        for tp in list(pending):
+            # compacted or transactional logs skip offsets: the position, not the last
+            # record, tells when a partition is done
+            if consumer.position(tp) >= pending[tp].stop:
+                del pending[tp]
+                consumer.pause(tp)
+        if batches:
+            last_progress = time.monotonic()
+        elif pending and time.monotonic() - last_progress > idle_timeout:
+            stuck = ", ".join(f"{tp.partition}@{consumer.position(tp)}" for tp in pending)
+            raise ReplayStalledError(f"no progress for {idle_timeout:g} s on {topic} ({stuck})")
+
+
+def topic_exists(consumer: KafkaConsumer, topic: str) -> bool:
+    """Tell whether ``topic`` exists (the reader never creates it).
+
+    Args:
+        consumer: a reader from ``open_reader``.
+        topic: the topic name.
+
+    Returns:
+        True when the broker knows the topic.
+    """
+    return bool(consumer.partitions_for_topic(topic))
+
+
+class RecordWriter:
+    """An ``acks=all`` idempotent producer that remembers what it still has to confirm."""
+
+    def __init__(self, connection: dict[str, Any]) -> None:
+        """Connect the producer.
+
+        Args:
+            connection: ``security.connection_options(settings)``.
+        """
+        self._producer = KafkaProducer(
+            **connection, acks="all", enable_idempotence=True, linger_ms=5
+        )
+        self._futures: list[Any] = []
+
+    def send(self, record: OutboundRecord) -> None:
+        """Queue one record; ``confirm`` waits for its ack.
+
+        Args:
+            record: the record to publish.
+        """
+        future = self._producer.send(
+            record.topic, key=record.key, value=record.value, headers=list(record.headers)
+        )
+        self._futures.append(future)
+
+    def confirm(self, timeout: float = DEFAULT_ACK_TIMEOUT) -> int:
+        """Wait until the broker acknowledged every queued record.
+
+        Args:
+            timeout: seconds to wait for each ack.
+
+        Returns:
+            How many records were acknowledged.
+
+        Raises:
+            ReplayWriteError: when a record was not acknowledged, with how many were.
+        """
+        acked = 0
+        futures, self._futures = self._futures, []
+        self._producer.flush(timeout=timeout)
+        for future in futures:
+            try:
+                future.get(timeout=timeout)
+            except KafkaError as exc:
+                raise ReplayWriteError(
+                    f"broker did not acknowledge a record ({type(exc).__name__}); "
+                    f"{acked} of {len(futures)} acknowledged before it"
+                ) from exc
+            acked += 1
+        return acked
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush and close the producer.
+
+        Args:
+            timeout: seconds to wait for outstanding sends.
+        """
+        self._producer.close(timeout=timeout)
+
+
+def replay(
+    records: Iterable[InboundRecord],
+    *,
+    target: str,
+    window: Window,
+    filters: Filters,
+    send: Callable[[OutboundRecord], None] | None,
+    limit: int | None = None,
+    rate: float | None = None,
+    on_match: Callable[[InboundRecord], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Tally:
+    """Select, filter and forward records; the caller confirms the sends afterwards.
+
+    Args:
+        records: the source records (``read_records``).
+        target: the target topic.
+        window: checked per record for its timestamp (the offsets are already bounded).
+        filters: the ``--error-code`` and ``--dag`` filters.
+        send: publishes one record; None for a dry run.
+        limit: stop after this many matched records; None: no limit.
+        rate: at most this many records per second; None: unlimited.
+        on_match: called with each matched record (a dry run lists them).
+        on_progress: called after each record read, with the running tally.
+
+    Returns:
+        The tally; ``replayed`` is left for the caller to fill in from the acks.
+    """
+    tally = Tally()
+    started: float | None = None
+    for record in records:
+        tally.read += 1
+        if window.holds_time(record.timestamp_ms) and matches(record, filters):
+            tally.matched += 1
+            tally.by_error_code[error_code_of(record) or NO_ERROR_CODE] += 1
+            if on_match is not None:
+                on_match(record)
+            if send is not None:
+                started = _pace(started, tally.matched - 1, rate)
+                send(replay_record(record, topic=target))
+        if on_progress is not None:
+            on_progress(tally)
+        if limit is not None and tally.matched >= limit:
+            break
+    return tally
+
+
+def _pace(started: float | None, sent: int, rate: float | None) -> float:
+    now = time.monotonic()
+    if started is None:
+        return now
+    delay = pace_delay(sent=sent, rate=rate, elapsed=now - started)
+    if delay > 0:
+        time.sleep(delay)  # the --rate limit: the only wait a replay makes on purpose
+    return started
