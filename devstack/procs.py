@@ -10,9 +10,14 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+# Linux sends the parent-death signal when the *thread* that forked the child exits, not
+# the process. Servers tied to this process are therefore forked by one long-lived thread,
+# never by a short-lived worker thread (Stack.up starts servers in parallel threads).
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devstack-spawner")
 
 
 class StackError(RuntimeError):
@@ -62,17 +67,21 @@ def spawn(
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            start_new_session=True,
-            user=user,
-            preexec_fn=_die_with_parent(parent_death_signal) if tie_to_parent else None,  # noqa: PLW1509 -- only prctl, no locks
-        )
+
+        def popen() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+                user=user,
+                preexec_fn=_die_with_parent(parent_death_signal) if tie_to_parent else None,  # noqa: PLW1509 -- only prctl, no locks
+            )
+
+        proc = _SPAWNER.submit(popen).result() if tie_to_parent else popen()
     _CHILDREN[proc.pid] = proc
     return proc.pid
 
