@@ -6,6 +6,7 @@ import threading
 
 from consumer.airflow import make_airflow_client
 from consumer.airflow.retry import RetryPolicy
+from consumer.concurrency import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.health import Readiness
 from consumer.kafka_io.security import connection_options
 from consumer.kafka_io.sink import RecordSink
@@ -47,7 +48,12 @@ def build_worker(
         pool_size=settings.airflow_max_concurrency + settings.track_concurrency,
         stop=stop,
     )
-    metrics.set_concurrency_limit(settings.airflow_max_concurrency)
+    airflow_limit: ConcurrencyLimit = (
+        AdaptiveLimit(settings.airflow_max_concurrency, on_change=metrics.set_concurrency_limit)
+        if settings.airflow_concurrency == "adaptive"
+        else FixedLimit(settings.airflow_max_concurrency)
+    )
+    metrics.set_concurrency_limit(airflow_limit.limit)
     store = open_store(settings.store_url, settings.dedup_retention)
     pipeline = Pipeline(
         limits=Limits(
@@ -62,7 +68,7 @@ def build_worker(
         store=store,
         airflow=airflow,
         gate=AirflowGate(airflow, stop),
-        airflow_slots=threading.BoundedSemaphore(settings.airflow_max_concurrency),
+        airflow_limit=airflow_limit,
     )
     connection = connection_options(settings)
 

@@ -115,7 +115,7 @@ class Metrics:
         )
         self._concurrency_limit = Gauge(
             "trigger_consumer_concurrency_limit",
-            "How many requests may currently be in flight.",
+            "How many Airflow calls may run at once (the adaptive limit).",
             registry=self.registry,
         )
         self._lag_lock = threading.Lock()
@@ -188,7 +188,7 @@ class Metrics:
             self._lag_labels = set(labels)
 
     def set_concurrency_limit(self, n: int) -> None:
-        """Set how many requests may be in flight (fixed today; adaptive later).
+        """Set how many Airflow calls may run at once (the adaptive or fixed limit).
 
         Args:
             n: the current limit.

@@ -94,8 +94,17 @@ class Settings(BaseSettings):
     airflow_ca_bundle: Path | None = Field(None, description="CA bundle for HTTPS to Airflow")
     airflow_connect_timeout: Duration = Field(timedelta(seconds=5), description="connect timeout")
     airflow_read_timeout: Duration = Field(timedelta(seconds=30), description="read timeout")
+    airflow_concurrency: Literal["adaptive", "fixed"] = Field(
+        "adaptive",
+        description="adaptive: start at 4 concurrent Airflow calls and follow Airflow's "
+        "latency and errors up to airflow_max_concurrency; fixed: always that maximum",
+    )
     airflow_max_concurrency: int = Field(
-        8, ge=1, le=256, description="concurrent Airflow calls (Airflow 3 collapses past ~24)"
+        8,
+        ge=1,
+        le=256,
+        description="most concurrent Airflow calls; the limit itself when fixed "
+        "(Airflow 3 collapses past ~24)",
     )
     airflow_retry_budget: Duration = Field(
         timedelta(minutes=2), description="how long one request retries while Airflow answers"

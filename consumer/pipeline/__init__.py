@@ -7,12 +7,12 @@ same-key requests in order); ``execute`` runs dedup and trigger (on a worker thr
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.airflow import AirflowApi
+from consumer.airflow import AirflowApi, TriggerResult
+from consumer.concurrency import Call, CallOutcome, ConcurrencyLimit
 from consumer.contract import TriggerRequest
 from consumer.errors import AirflowError, AirflowUnavailableError, Rejected
 from consumer.limits import Limits
@@ -37,7 +37,7 @@ class Pipeline:
     gate: AirflowGate
     # bounds concurrent Airflow calls below MAX_IN_FLIGHT: Airflow 3's API collapses past
     # ~24 concurrent triggers (notes §6), while requests answered from the store need no slot
-    airflow_slots: threading.BoundedSemaphore
+    airflow_limit: ConcurrencyLimit
 
     def process(self, record: InboundRecord) -> Outcome:
         """Run every stage on ``record`` (spec §1)."""
@@ -65,8 +65,7 @@ class Pipeline:
         if claimed.known is not None:
             return Outcome.duplicate(record, request, stored_run(claimed.known), attempts=0)
         try:
-            with self.airflow_slots:
-                result = trigger(request, claimed.dag_run_id, self.airflow, self.gate)
+            result = self._trigger(request, claimed.dag_run_id)
         except AirflowUnavailableError as exc:
             # keep the pending mark: the POST may have been accepted (spec §3)
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
@@ -93,9 +92,34 @@ class Pipeline:
         build = Outcome.triggered if made_here else Outcome.duplicate
         return build(record, request, result, attempts=result.attempts)
 
+    def _trigger(self, request: TriggerRequest, dag_run_id: str) -> TriggerResult:
+        """Trigger within the Airflow concurrency limit and tell it how Airflow coped."""
+        with self.airflow_limit.slot() as call:
+            try:
+                result = trigger(request, dag_run_id, self.airflow, self.gate)
+            except AirflowUnavailableError:
+                call.report(CallOutcome.OVERLOADED)
+                raise
+            except AirflowError:
+                call.report(CallOutcome.ANSWERED)  # a refusal of the data is a healthy answer
+                raise
+            _report(call, result)
+            return result
+
     def airflow_available(self) -> bool:
         """False while an Airflow outage is waited out (the loop stops fetching)."""
         return self.gate.available
+
+
+def _report(call: Call, result: TriggerResult) -> None:
+    # a clean answer takes one POST, or a POST and the GET that reads a duplicate after its
+    # 409; more calls mean the client retried a 5xx, 429 or timeout (or, rarely, a JWT)
+    clean_calls = 1 if result.created else 2
+    if result.attempts > clean_calls:
+        call.report(CallOutcome.OVERLOADED)
+    else:
+        # only a single POST is one round trip, a latency sample
+        call.report(CallOutcome.ANSWERED, latency=call.elapsed() if result.created else None)
 
 
 def _attempts(error: AirflowError) -> int:
