@@ -1,0 +1,59 @@
+"""Operating a running worker: health, readiness, metrics and per-message log context."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+import requests
+
+from tests.conftest import KafkaCluster, unique_name
+from tests.scenarios.harness import Topics, WorkerProcess, produce, read_all, request, running
+from tests.waiting import wait_until
+
+MESSAGE_KEYS = {"idempotency_key", "dag_id", "topic", "partition", "offset"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_health_readiness_metrics_and_log_context(
+    kafka: KafkaCluster, topics: Topics, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """/healthz and /readyz answer 200, /metrics counts the replies, log lines carry the ids."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    keys = [unique_name("ops") for _ in range(3)]
+    produce(
+        kafka.bootstrap_servers,
+        topics.requests,
+        [(key.encode(), request(key), []) for key in keys] + [(b"x", b"not json", [])],
+    )
+    worker = make_worker(http_port=str(port))
+    with running(worker):
+        read_all(kafka.bootstrap_servers, topics.replies, at_least=4)
+        assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
+        ready = wait_until(
+            lambda: (answer := requests.get(f"{base}/readyz", timeout=10)).ok and answer,
+            timeout=30,
+            what="/readyz 200",
+        )
+        assert ready.json() == {"ready": True}
+        metrics = wait_until(
+            lambda: (
+                'status="triggered"' in (text := requests.get(f"{base}/metrics", timeout=10).text)
+                and text
+            ),
+            timeout=30,
+            what="triggered requests in /metrics",
+        )
+    assert 'trigger_consumer_requests_total{code="none",status="triggered"} 3.0' in metrics
+    assert 'code="invalid_json",status="rejected"} 1.0' in metrics
+    assert "trigger_consumer_end_to_end_seconds_count 4.0" in metrics
+    done = [e for e in worker.events() if e.get("event") == "request_done"]
+    assert len(done) == 4
+    assert all(event.keys() >= MESSAGE_KEYS for event in done)
+    assert {e["idempotency_key"] for e in done if e["status"] == "triggered"} == set(keys)
