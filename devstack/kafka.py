@@ -141,15 +141,21 @@ class KafkaBroker:
             *args,
         ]
 
+    def _server_properties(self) -> str:
+        """The broker's ``server.properties`` text (a secured broker adds to it)."""
+        return SERVER_PROPERTIES.format(
+            port=self.port, ctrl_port=self.ctrl_port, data_dir=self.work / "data"
+        )
+
+    def _format_args(self) -> list[str]:
+        """Extra ``StorageTool format`` arguments (a secured broker adds SCRAM users)."""
+        return []
+
     def _configure(self, libs: Path) -> None:
         """Write the config files and format storage unless it already holds data."""
         (self.work / "logs").mkdir(parents=True, exist_ok=True)
         (self.work / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
-        (self.work / "server.properties").write_text(
-            SERVER_PROPERTIES.format(
-                port=self.port, ctrl_port=self.ctrl_port, data_dir=self.work / "data"
-            )
-        )
+        (self.work / "server.properties").write_text(self._server_properties())
         if (self.work / "data" / "meta.properties").exists():
             return
         procs.run(
@@ -161,6 +167,7 @@ class KafkaBroker:
                 new_cluster_id(),
                 "-c",
                 str(self.work / "server.properties"),
+                *self._format_args(),
             ),
             what="formatting Kafka storage",
             timeout=120,
@@ -174,6 +181,7 @@ class KafkaBroker:
         self.pid = procs.spawn(
             self._java(libs, "kafka.Kafka", str(self.work / "server.properties")),
             log=self.work / "logs" / "kafkaServer.out",
+            cwd=self.work,
             tie_to_parent=tie_to_parent,
         )
 

@@ -108,6 +108,7 @@ class PostgresServer:
                 "full_page_writes=off",
             ],
             log=self.work / "postgres.log",
+            cwd=self.work,
             tie_to_parent=tie_to_parent,
             parent_death_signal=signal.SIGINT,  # "fast" shutdown: disconnect clients, exit
             user=user,

@@ -14,6 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+# Every server runs in a work dir holding this file: a pid read back from a state file
+# counts as ours only if its working directory has it, so a pid reused by an unrelated
+# process is never signalled. (Not an environment variable: Airflow's setproctitle
+# overwrites /proc/<pid>/environ.)
+MARKER = ".devstack-server"
 # Linux sends the parent-death signal when the *thread* that forked the child exits, not
 # the process. Servers tied to this process are therefore forked by one long-lived thread,
 # never by a short-lived worker thread (Stack.up starts servers in parallel threads).
@@ -45,8 +50,8 @@ def spawn(
     argv: Sequence[str],
     *,
     log: Path,
+    cwd: Path,
     env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
     tie_to_parent: bool = False,
     parent_death_signal: int = signal.SIGTERM,
     user: str | None = None,
@@ -56,8 +61,8 @@ def spawn(
     Args:
         argv: the command.
         log: file that receives the output.
+        cwd: the server's work dir; it gets the ``MARKER`` file that ``alive`` looks for.
         env: the full environment; the current one when omitted.
-        cwd: working directory.
         tie_to_parent: send ``parent_death_signal`` to the child when this process dies.
         parent_death_signal: the signal the kernel sends, see ``tie_to_parent``.
         user: run as this user (PostgreSQL refuses to run as root).
@@ -66,6 +71,7 @@ def spawn(
         The child's pid, which is also its process group id.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    (cwd / MARKER).touch()
     with log.open("ab") as out:
 
         def popen() -> subprocess.Popen[bytes]:
@@ -91,21 +97,16 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def alive(pid: int) -> bool:
-    """Tell whether ``pid`` runs (a zombie counts as dead)."""
+    """Tell whether ``pid`` is a running server of ours (a zombie counts as dead)."""
     child = _CHILDREN.get(pid)
     if child is not None:
         return child.poll() is None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        ours = Path(f"/proc/{pid}/cwd/{MARKER}").exists()
     except (OSError, IndexError):
         return False
-    return state != "Z"
+    return state != "Z" and ours
 
 
 def _group_alive(pgid: int) -> bool:
@@ -136,8 +137,11 @@ def stop(pid: int, *, sig: int = signal.SIGTERM, grace: float = 30.0) -> None:
     """Send ``sig`` to the process group ``pid``, wait up to ``grace`` s, then SIGKILL the group.
 
     The whole group goes, so servers' own children (executor workers, gunicorn workers)
-    never outlive them.
+    never outlive them. A pid that is not a server of ours is left alone.
     """
+    if not _group_alive(pid):
+        _CHILDREN.pop(pid, None)
+        return
     try:
         os.killpg(pid, sig)
     except ProcessLookupError:

@@ -169,15 +169,19 @@ class Stack:
             for folder in dags:
                 server.link_dags(folder)
             return
-        if server is not None:
-            server.stop()
         if self.postgres is None:
             raise procs.StackError("PostgreSQL must run before Airflow")
         begin = time.monotonic()
         database = f"airflow{major}"
         self.postgres.create_database(database)
-        server = new_airflow(major, self.home / f"airflow{major}", self.postgres.url(database))
-        self.airflow[major] = server
+        if server is None:
+            server = new_airflow(major, self.home / f"airflow{major}", self.postgres.url(database))
+            self.airflow[major] = server
+        else:
+            # a process died: restart all of them on the same ports, so that URLs already
+            # handed out (fixtures, running workers) stay valid
+            say(f"Airflow {server.version} is incomplete; restarting it on {server.url}")
+            server.stop()
         say(f"preparing Airflow {server.version} (venv install on first use, db migrate)")
         server.prepare(dags)
         say(f"starting Airflow {server.version}")

@@ -17,7 +17,9 @@ def test_tied_server_outlives_the_thread_that_started_it(tmp_path: Path) -> None
     """A tied server started from a worker thread keeps running after that thread ends."""
     pids: list[int] = []
     starter = threading.Thread(
-        target=lambda: pids.append(procs.spawn(SLEEPER, log=tmp_path / "s.log", tie_to_parent=True))
+        target=lambda: pids.append(
+            procs.spawn(SLEEPER, log=tmp_path / "s.log", cwd=tmp_path, tie_to_parent=True)
+        )
     )
     starter.start()
     starter.join()
@@ -33,10 +35,11 @@ def test_tied_server_dies_with_its_process(tmp_path: Path) -> None:
     """When the process that started a tied server is killed, the server goes too."""
     pid_file = tmp_path / "pid"
     script = (
-        "import sys, time; from pathlib import Path; from devstack import procs; "
-        f"pid = procs.spawn({SLEEPER!r}, log=Path({str(tmp_path / 's.log')!r}), "
-        "tie_to_parent=True); "
-        f"Path({str(pid_file)!r}).write_text(str(pid)); time.sleep(120)"
+        "import time; from pathlib import Path; from devstack import procs\n"
+        f"work = Path({str(tmp_path)!r})\n"
+        f"pid = procs.spawn({SLEEPER!r}, log=work / 's.log', cwd=work, tie_to_parent=True)\n"
+        f"Path({str(pid_file)!r}).write_text(str(pid))\n"
+        "time.sleep(120)\n"
     )
     owner = subprocess.Popen([sys.executable, "-c", script])
     try:
@@ -58,3 +61,15 @@ def wait_until_dead(pid: int, *, timeout: float) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def test_a_pid_that_is_not_our_server_is_never_signalled() -> None:
+    """A pid from a stale state file that now belongs to another process counts as dead."""
+    stranger = subprocess.Popen(SLEEPER)  # runs outside any devstack work dir
+    try:
+        assert not procs.alive(stranger.pid)
+        procs.stop(stranger.pid, grace=1)
+        assert stranger.poll() is None  # left alone
+    finally:
+        stranger.kill()
+        stranger.wait(timeout=10)
