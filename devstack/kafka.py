@@ -6,8 +6,10 @@ import base64
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack import procs
 from devstack.paths import DEVSTACK_DIR, cache_dir
@@ -197,9 +199,25 @@ class KafkaBroker:
         procs.wait_for(
             "Kafka metadata", self.answers_metadata, timeout=READY_TIMEOUT, pid=self.pid, log=log
         )
+        procs.wait_for(
+            "Kafka group coordinator",
+            self.coordinates_groups,
+            timeout=READY_TIMEOUT,
+            pid=self.pid,
+            log=log,
+        )
 
     def answers_metadata(self) -> bool:
         """Tell whether the broker answers a metadata request (not just a TCP connect)."""
+        return self._admin_succeeds(lambda admin: admin.list_topics())
+
+    def coordinates_groups(self) -> bool:
+        """Tell whether consumer groups work (the offsets topic exists and has a leader)."""
+        return self._admin_succeeds(
+            lambda admin: admin.list_consumer_group_offsets("devstack-readiness-probe")
+        )
+
+    def _admin_succeeds(self, call: Callable[[Any], object]) -> bool:
         from kafka import KafkaAdminClient  # noqa: PLC0415 -- only when a broker is used
         from kafka.errors import KafkaError  # noqa: PLC0415
 
@@ -210,12 +228,12 @@ class KafkaBroker:
         except (KafkaError, OSError):
             return False
         try:
-            admin.list_topics()
-            return True
+            call(admin)
         except (KafkaError, OSError):
             return False
         finally:
             admin.close()
+        return True
 
     def stop(self) -> None:
         """Stop the broker cleanly (SIGTERM runs its shutdown hook), SIGKILL after 30 s."""

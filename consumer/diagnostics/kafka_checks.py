@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import CoordinatorNotAvailableError, KafkaError
 
 from consumer.diagnostics.result import (
     CLIENT_ID,
@@ -123,6 +126,22 @@ def check_topic(
     return CheckResult(name, True, f"{topic} exists with {partitions} partition(s)")
 
 
+def _describe_group(admin: KafkaAdminClient, group: str, timeout: float) -> Any:
+    """Describe ``group``, waiting out a coordinator that is still being elected.
+
+    A fresh cluster creates its offsets topic on the first group lookup and answers
+    CoordinatorNotAvailable meanwhile: that is not the operator's problem.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.describe_consumer_groups([group])[0]
+        except CoordinatorNotAvailableError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 def check_consumer_group(
     admin: KafkaAdminClient, settings: Settings, timeout: float
 ) -> CheckResult:
@@ -138,7 +157,7 @@ def check_consumer_group(
     """
     group, topic = settings.kafka_group_id, settings.request_topic
     try:
-        info = admin.describe_consumer_groups([group])[0]
+        info = _describe_group(admin, group, timeout)
         committed = {
             tp: meta.offset
             for tp, meta in admin.list_consumer_group_offsets(group).items()

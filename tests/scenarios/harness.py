@@ -41,8 +41,12 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
 
-    def start(self) -> None:
-        """Start the worker and wait until it owns partitions."""
+    def launch(self) -> int:
+        """Start the worker without waiting for anything.
+
+        Returns:
+            The log's size before the start: where this run's lines begin.
+        """
         mark = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -52,6 +56,11 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
             )
         self.starts += 1
+        return mark
+
+    def start(self) -> None:
+        """Start the worker and wait until it owns partitions."""
+        mark = self.launch()
 
         def assigned() -> bool:
             assert self.process is not None
@@ -146,10 +155,23 @@ def request(key: str, dag_id: str = "devstack_paused", **fields: Any) -> bytes:
 
 
 def produce(
-    bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, bytes, Headers]]
+    bootstrap: str,
+    topic: str,
+    values: Iterable[tuple[bytes | None, bytes, Headers]],
+    *,
+    client_options: dict[str, Any] | None = None,
 ) -> None:
-    """Write (key, value, headers) records and wait for the broker's acks."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    """Write (key, value, headers) records and wait for the broker's acks.
+
+    Args:
+        bootstrap: the brokers.
+        topic: where to write.
+        values: (key, value, headers) of each record.
+        client_options: extra producer arguments (security protocol, SASL, CA file).
+    """
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, **(client_options or {})
+    )
     try:
         futures = [
             producer.send(topic, key=key, value=value, headers=headers)
@@ -161,9 +183,26 @@ def produce(
         producer.close()
 
 
-def read_all(bootstrap: str, topic: str, *, at_least: int, timeout: float = 120) -> list[Any]:
-    """Every record of ``topic`` from the start, once there are at least ``at_least``."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+def read_all(
+    bootstrap: str,
+    topic: str,
+    *,
+    at_least: int,
+    timeout: float = 120,
+    client_options: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Every record of ``topic`` up to its end, once there are at least ``at_least``.
+
+    Args:
+        bootstrap: the brokers.
+        topic: what to read.
+        at_least: how many records to wait for.
+        timeout: seconds to wait for them.
+        client_options: extra consumer arguments (security protocol, SASL, CA file).
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **(client_options or {})
+    )
     try:
         partitions = wait_until(
             lambda: consumer.partitions_for_topic(topic), timeout=30, what=f"topic {topic}"
@@ -176,7 +215,11 @@ def read_all(bootstrap: str, topic: str, *, at_least: int, timeout: float = 120)
         def enough() -> bool:
             for records in consumer.poll(timeout_ms=300).values():
                 seen.extend(records)
-            return len(seen) >= at_least
+            if len(seen) < at_least:
+                return False
+            # then everything up to the end, so that no later record is left out
+            ends = consumer.end_offsets(assigned)
+            return all(consumer.position(tp) >= ends[tp] for tp in assigned)
 
         wait_until(enough, timeout=timeout, what=f"{at_least} records on {topic}")
         return seen
