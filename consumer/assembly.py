@@ -69,6 +69,7 @@ def build_worker(
         airflow=airflow,
         gate=AirflowGate(airflow, stop),
         airflow_limit=airflow_limit,
+        crash_at=settings.test_crash_at,
     )
     connection = connection_options(settings)
 

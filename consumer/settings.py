@@ -25,8 +25,9 @@ from pydantic_settings import (
 from consumer.errors import ConfigError
 
 ENV_PREFIX = "TRIGGER_CONSUMER_"
-# Variables of the test harness (e.g. TRIGGER_CONSUMER_TEST_KAFKA_BOOTSTRAP), not settings.
-RESERVED_PREFIXES = (f"{ENV_PREFIX}TEST_",)
+# Variables of the test harness (e.g. TRIGGER_CONSUMER_TEST_KAFKA_BOOTSTRAP), not settings;
+# the fault hook TEST_CRASH_AT is a setting, so a typo in its name is still caught.
+RESERVED_PREFIXES = (f"{ENV_PREFIX}TEST_KAFKA_",)
 SECRET_FIELDS = ("kafka_sasl_password", "airflow_password", "airflow_token")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -127,6 +128,9 @@ class Settings(BaseSettings):
         timedelta(hours=24), description="how long a tracked run is watched before giving up"
     )
     track_concurrency: int = Field(4, ge=1, le=64, description="concurrent tracking checks")
+    test_crash_at: Literal["after_trigger", "after_reply"] | None = Field(
+        None, description="test-only fault hook: exit abruptly at this point (never in production)"
+    )
     # Operations
     http_port: int = Field(9464, ge=0, le=65535, description="metrics and health (0 = off)")
     http_host: str = Field("127.0.0.1", description="address of the metrics/health server")

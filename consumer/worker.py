@@ -18,6 +18,7 @@ from types import FrameType
 import structlog
 
 from consumer.contract import TriggerRequest
+from consumer.crash import crash_here
 from consumer.dispatch import Dispatcher
 from consumer.errors import ConfigError
 from consumer.health import Readiness
@@ -184,6 +185,7 @@ class Worker:
                 outcome = Outcome.internal_error(record, exc, request=request)
             if not self._publish(outcome, record):
                 return
+            crash_here("after_reply", self._pipeline.crash_at)  # acked, not yet committed
             self.tracker.done(Partition(record.topic, record.partition), record.offset)
             self._observe(outcome, record)
             log.info("request_done", status=str(outcome.status), code=outcome.error_code)

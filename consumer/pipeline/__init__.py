@@ -14,6 +14,7 @@ from typing import Any
 from consumer.airflow import AirflowApi, TriggerResult
 from consumer.concurrency import Call, CallOutcome, ConcurrencyLimit
 from consumer.contract import TriggerRequest
+from consumer.crash import CrashPoint, crash_here
 from consumer.errors import AirflowError, AirflowUnavailableError, Rejected
 from consumer.limits import Limits
 from consumer.outcome import Outcome
@@ -38,6 +39,7 @@ class Pipeline:
     # bounds concurrent Airflow calls below MAX_IN_FLIGHT: Airflow 3's API collapses past
     # ~24 concurrent triggers (notes §6), while requests answered from the store need no slot
     airflow_limit: ConcurrencyLimit
+    crash_at: CrashPoint | None = None  # test-only fault hook (consumer/crash.py)
 
     def process(self, record: InboundRecord) -> Outcome:
         """Run every stage on ``record`` (spec §1)."""
@@ -73,6 +75,7 @@ class Pipeline:
             self.store.release(request.idempotency_key)  # no run: a corrected retry may reuse it
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
         # a run found under our run id is ours if an earlier attempt of this request was pending
+        crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
         made_here = result.created or claimed.resumed
         status = EntryStatus.TRIGGERED if made_here else EntryStatus.DUPLICATE
         self.store.record(

@@ -64,14 +64,17 @@ class WorkerProcess:
 
         def assigned() -> bool:
             assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited {self.process.returncode}: {self.tail()}")
+            exited = self.process.poll() is not None  # before reading: a crash may follow
             with self.log.open("rb") as fh:
                 fh.seek(mark)
-                return any(
+                if any(
                     event.get("event") == "partitions_assigned" and event.get("partitions")
                     for event in _json_lines(fh.read())
-                )
+                ):
+                    return True
+            if exited:
+                raise AssertionError(f"worker exited {self.process.returncode}: {self.tail()}")
+            return False
 
         wait_until(assigned, timeout=60, interval=0.2, what="worker owning partitions")
 

@@ -1,0 +1,86 @@
+"""Crashes at named points of the delivery path (test-only fault hook): one run, a reply."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from consumer.crash import CRASH_EXIT
+from consumer.store import EntryStatus, open_store
+from devstack.airflow import AirflowServer
+from tests.conftest import KafkaCluster, unique_name
+from tests.scenarios.harness import (
+    Topics,
+    WorkerProcess,
+    committed,
+    existing_runs,
+    produce,
+    read_all,
+    request,
+    running,
+)
+from tests.waiting import wait_until
+
+DAG = "devstack_paused"
+
+
+def _crash_then_recover(
+    point: str,
+    kafka: KafkaCluster,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> tuple[str, list[dict[str, object]], WorkerProcess]:
+    """One request; a worker armed to crash at ``point``; then a plain worker finishes it."""
+    key = unique_name(point.replace("_", "-"))
+    produce(kafka.bootstrap_servers, topics.requests, [(key.encode(), request(key, DAG), [])])
+    (sent,) = read_all(kafka.bootstrap_servers, topics.requests, at_least=1)
+    crashing = make_worker(test_crash_at=point)
+    crashing.start()
+    assert crashing.wait(timeout=120) == CRASH_EXIT
+    assert committed(kafka.bootstrap_servers, topics.group, topics.requests) == {}
+    recovering = make_worker()  # same group and store, no fault armed
+    with running(recovering):
+        wait_until(
+            lambda: (
+                committed(kafka.bootstrap_servers, topics.group, topics.requests)
+                == {sent.partition: 1}
+            ),
+            timeout=120,
+            what="the request committed after the restart",
+        )
+    replies = [
+        json.loads(r.value) for r in read_all(kafka.bootstrap_servers, topics.replies, at_least=1)
+    ]
+    return key, replies, recovering
+
+
+def test_crash_after_trigger_before_store_write(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Killed after Airflow made the run, before the store knew: the restart says `triggered`."""
+    key, replies, worker = _crash_then_recover("after_trigger", kafka, topics, make_worker)
+    assert [r["status"] for r in replies] == ["triggered"]  # the pending mark proves it was ours
+    assert existing_runs(airflow3, DAG, [key]) == {key}
+    store = open_store(worker.env["TRIGGER_CONSUMER_STORE_URL"])
+    try:
+        entry = store.get(key)
+    finally:
+        store.close()
+    assert entry is not None
+    assert entry.status is EntryStatus.TRIGGERED
+
+
+def test_crash_after_reply_before_commit(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Killed after the reply was acked, before the commit: re-delivered, answered, one run."""
+    key, replies, _ = _crash_then_recover("after_reply", kafka, topics, make_worker)
+    assert [r["status"] for r in replies] == ["triggered", "duplicate"]
+    assert replies[1]["attempts"] == 0  # the re-delivery was answered from the store
+    assert existing_runs(airflow3, DAG, [key]) == {key}
