@@ -1,0 +1,178 @@
+"""Fixtures for the security tests: a secured broker of their own and clients/workers on it.
+
+The secured broker is a second broker (own work dir and ports) started once per session;
+the shared PLAINTEXT broker of the other tests is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from devstack.airflow import AirflowServer
+from devstack.kafka_security import SecuredBroker, start_secured_broker
+from devstack.paths import run_dir
+from tests.conftest import unique_name
+from tests.scenarios.harness import Topics, WorkerProcess, worker_env
+from tests.waiting import wait_until
+
+
+@pytest.fixture(scope="session")
+def secured_kafka() -> Iterator[SecuredBroker]:
+    """A broker with PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL listeners, stopped at the end."""
+    # a directory of this session's own, under the run dir next to the shared broker's
+    work = run_dir() / f"kafka-secured-{os.getpid()}"
+    broker = start_secured_broker(work, tie_to_parent=True)
+    yield broker
+    broker.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+# Which CA a client trusts: the broker's own, the system's (no CA file), or another file.
+Trust = Literal["broker", "system"] | Path
+
+
+def client_options(
+    broker: SecuredBroker,
+    protocol: str,
+    mechanism: str | None = None,
+    *,
+    password: str | None = None,
+    trust: Trust = "broker",
+) -> dict[str, Any]:
+    """kafka-python security arguments to reach ``broker`` over ``protocol``.
+
+    Args:
+        broker: the secured broker.
+        protocol: one of its listeners' security protocols.
+        mechanism: the SASL mechanism (SASL protocols only).
+        password: a SASL password other than the right one.
+        trust: the CA the client trusts (TLS protocols only).
+
+    Returns:
+        Keyword arguments for ``KafkaConsumer``/``KafkaProducer``/``KafkaAdminClient``,
+        without ``bootstrap_servers`` (that is ``broker.endpoints[protocol]``). TLS goes
+        through an explicit context: kafka-python's default one warns (DeprecationWarning).
+    """
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.endswith("SSL"):
+        cafile = _cafile(broker, trust)
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=str(cafile) if cafile is not None else None
+        )
+    if mechanism is not None:
+        user = broker.credentials(mechanism)
+        options["sasl_mechanism"] = mechanism
+        options["sasl_plain_username"] = user.username
+        options["sasl_plain_password"] = password or user.password
+    return options
+
+
+def security_env(
+    broker: SecuredBroker,
+    protocol: str,
+    mechanism: str | None = None,
+    *,
+    password: str | None = None,
+    trust: Trust = "broker",
+) -> dict[str, str]:
+    """The worker's and CLI's ``TRIGGER_CONSUMER_KAFKA_*`` variables, as ``client_options``.
+
+    Args:
+        broker: the secured broker.
+        protocol: one of its listeners' security protocols.
+        mechanism: the SASL mechanism (SASL protocols only).
+        password: a SASL password other than the right one.
+        trust: the CA the client trusts (TLS protocols only).
+
+    Returns:
+        Environment variables, bootstrap servers included.
+    """
+    env = {
+        "TRIGGER_CONSUMER_KAFKA_BOOTSTRAP_SERVERS": broker.endpoints[protocol],
+        "TRIGGER_CONSUMER_KAFKA_SECURITY_PROTOCOL": protocol,
+    }
+    cafile = _cafile(broker, trust)
+    if protocol.endswith("SSL") and cafile is not None:
+        env["TRIGGER_CONSUMER_KAFKA_SSL_CAFILE"] = str(cafile)
+    if mechanism is not None:
+        user = broker.credentials(mechanism)
+        env["TRIGGER_CONSUMER_KAFKA_SASL_MECHANISM"] = mechanism
+        env["TRIGGER_CONSUMER_KAFKA_SASL_USERNAME"] = user.username
+        env["TRIGGER_CONSUMER_KAFKA_SASL_PASSWORD"] = password or user.password
+    return env
+
+
+def _cafile(broker: SecuredBroker, trust: Trust) -> Path | None:
+    if trust == "system":
+        return None
+    return broker.ca_file if trust == "broker" else Path(trust)
+
+
+@pytest.fixture
+def secured_topics(secured_kafka: SecuredBroker) -> Topics:
+    """Request, reply and dead-letter topics on the secured broker, and a group of their own.
+
+    They are created through its PLAINTEXT listener, which the tests also use to look at
+    what was (or was not) written.
+    """
+    names = Topics(
+        requests=unique_name("sec-requests"),
+        replies=unique_name("sec-replies"),
+        dlq=unique_name("sec-dlq"),
+        group=unique_name("sec-group"),
+    )
+    topics = [names.requests, names.replies, names.dlq]
+    admin = KafkaAdminClient(bootstrap_servers=secured_kafka.endpoints["PLAINTEXT"])
+    try:
+        admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topics])
+        wait_until(
+            lambda: all(d["partitions"] for d in admin.describe_topics(topics)),
+            timeout=30,
+            what=f"topics {topics}",
+        )
+    finally:
+        admin.close()
+    return names
+
+
+@pytest.fixture
+def make_secured_worker(
+    secured_kafka: SecuredBroker,
+    airflow3: AirflowServer,
+    secured_topics: Topics,
+    tmp_path: Path,
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory of worker processes on the secured broker (``extra``: more variables)."""
+    made: list[WorkerProcess] = []
+
+    def make(
+        security: dict[str, str],
+        *,
+        name: str = "worker",
+        airflow_password: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        env = worker_env(
+            bootstrap=security["TRIGGER_CONSUMER_KAFKA_BOOTSTRAP_SERVERS"],
+            airflow=airflow3,
+            topics=secured_topics,
+            store=tmp_path / f"{name}-store.db",
+            password=airflow_password,
+            extra={**security, **(extra or {})},
+        )
+        worker = WorkerProcess(env=env, log=tmp_path / f"{name}.log")
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.close()
