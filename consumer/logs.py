@@ -37,6 +37,13 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
         level: the minimum level name.
     """
     as_json = log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
+    # libraries log through stdlib logging (kafka-python's authentication failures, say):
+    # their warnings and errors go to stderr instead of nowhere
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )

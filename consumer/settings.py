@@ -244,10 +244,15 @@ def load_settings(
     values.update(overrides)
     if config_file is not None:
         values["config_file"] = config_file
+    problem: str | None = None
     try:
         settings = Settings(**values)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        problem = describe_validation_error(exc)
+    if problem is not None:
+        # raised outside the except block: pydantic's error holds the input values (secrets)
+        # and must not ride along as the exception's context
+        raise ConfigError(problem)
     missing = [name for name in REQUIRED_FOR_RUN if for_run and not getattr(settings, name)]
     if missing:
         names = ", ".join(f"{ENV_PREFIX}{name.upper()}" for name in missing)

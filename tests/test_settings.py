@@ -121,3 +121,15 @@ def test_every_setting_is_described() -> None:
     assert by_name["TRIGGER_CONSUMER_MAX_IN_FLIGHT"] == "64"
     assert all(meaning for _, _, meaning in rows)
     assert "TRIGGER_CONSUMER_AIRFLOW_PASSWORD[_FILE]" in {r[0] for r in rows}
+
+
+def test_settings_error_carries_no_secret_in_its_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ConfigError has no chained pydantic error, whose text would hold the input values."""
+    monkeypatch.setenv("TRIGGER_CONSUMER_DAG_ALLOWLIST", "*")
+    monkeypatch.setenv("TRIGGER_CONSUMER_KAFKA_SASL_PASSWORD", SECRET)
+    monkeypatch.setenv("TRIGGER_CONSUMER_KAFKA_SECURITY_PROTOCOL", "NOT_A_PROTOCOL")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.__context__ is None
+    assert caught.value.__cause__ is None
+    assert SECRET not in str(caught.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import ssl
 import sys
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     readiness, metrics = Readiness(), Metrics()
     try:
         worker = build_worker(settings, worker_name, readiness, metrics)
-    except ConfigError as exc:
+    except (ConfigError, ssl.SSLError) as exc:
+        # an untrusted broker certificate is a configuration error, not a crash
         structlog.get_logger(__name__).critical("configuration_error", error=str(exc))
         return EXIT_USAGE
     worker.install_signal_handlers()
