@@ -17,6 +17,7 @@ from types import FrameType
 
 import structlog
 
+from consumer.cli import EXIT_OK, EXIT_USAGE
 from consumer.contract import TriggerRequest
 from consumer.crash import crash_here
 from consumer.dispatch import Dispatcher
@@ -39,8 +40,6 @@ PartitionsCallback = Callable[[set[Partition]], None]
 # builds the request source given (on_assigned, on_revoked)
 SourceFactory = Callable[[PartitionsCallback, PartitionsCallback], RequestSource]
 
-EXIT_OK = 0
-EXIT_CONFIG = 2  # a configuration error stopped the worker (bad credentials, TLS)
 LAG_INTERVAL = 10.0  # seconds between consumer-lag measurements (one broker round trip)
 POLL_TIMEOUT = 0.2  # seconds: how quickly the loop notices a stop or commits finished work
 PUBLISH_RETRY_DELAY = 1.0  # seconds between attempts to publish a reply the broker refused
@@ -251,6 +250,6 @@ class Worker:
         self._tracker.join(self._shutdown_timeout)
         self._sink.close()
         if self._fatal is not None:
-            return EXIT_CONFIG
+            return EXIT_USAGE  # a configuration error stopped the worker (credentials, TLS)
         log.info("worker_stopped", drained=drained)
         return EXIT_OK
