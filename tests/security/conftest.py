@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,8 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
+from consumer.kafka_io.security import connection_options
+from consumer.settings import ENV_PREFIX, Settings
 from devstack.airflow import AirflowServer
 from devstack.kafka_security import SecuredBroker, start_secured_broker
 from devstack.paths import run_dir
@@ -50,29 +51,19 @@ def client_options(
 ) -> dict[str, Any]:
     """kafka-python security arguments to reach ``broker`` over ``protocol``.
 
-    Args:
-        broker: the secured broker.
-        protocol: one of its listeners' security protocols.
-        mechanism: the SASL mechanism (SASL protocols only).
-        password: a SASL password other than the right one.
-        trust: the CA the client trusts (TLS protocols only).
+    Built by the product's own mapping (``connection_options``) from the same settings the
+    worker gets (``security_env``), so tests and worker always connect alike.
 
     Returns:
         Keyword arguments for ``KafkaConsumer``/``KafkaProducer``/``KafkaAdminClient``,
-        without ``bootstrap_servers`` (that is ``broker.endpoints[protocol]``). TLS goes
-        through an explicit context: kafka-python's default one warns (DeprecationWarning).
+        without ``bootstrap_servers`` (that is ``broker.endpoints[protocol]``).
     """
-    options: dict[str, Any] = {"security_protocol": protocol}
-    if protocol.endswith("SSL"):
-        cafile = _cafile(broker, trust)
-        options["ssl_context"] = ssl.create_default_context(
-            cafile=str(cafile) if cafile is not None else None
-        )
-    if mechanism is not None:
-        user = broker.credentials(mechanism)
-        options["sasl_mechanism"] = mechanism
-        options["sasl_plain_username"] = user.username
-        options["sasl_plain_password"] = password or user.password
+    env = security_env(broker, protocol, mechanism, password=password, trust=trust)
+    settings = Settings(
+        **{name.removeprefix(ENV_PREFIX).lower(): value for name, value in env.items()}
+    )
+    options = connection_options(settings)
+    del options["bootstrap_servers"]
     return options
 
 
