@@ -173,7 +173,12 @@ class Worker:
                 if isinstance(admitted, Outcome):
                     outcome = admitted
                 else:
+                    began = time.monotonic()
                     outcome = self._pipeline.execute(record, admitted)
+                    if outcome.attempts:
+                        self._metrics.observe_airflow_call(
+                            str(outcome.status), time.monotonic() - began
+                        )
             except StoppingError:
                 return  # no reply, no commit: the next owner processes it again
             except ConfigError as exc:

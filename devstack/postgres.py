@@ -108,7 +108,7 @@ class PostgresServer:
                 "full_page_writes=off",
             ],
             log=self.work / "postgres.log",
-            cwd=self.work,
+            cwd=data,  # postgres chdirs into its data dir: the ownership marker must be there
             tie_to_parent=tie_to_parent,
             parent_death_signal=signal.SIGINT,  # "fast" shutdown: disconnect clients, exit
             user=user,

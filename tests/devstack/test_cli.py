@@ -93,3 +93,18 @@ def test_no_server_listens_outside_loopback(
                     exposed.append((pid, listening[inode]))
     assert checked >= 4  # Kafka (2), PostgreSQL, two API servers at least
     assert exposed == []
+
+
+def test_every_recorded_server_is_alive(
+    stack: Stack, kafka: KafkaCluster, airflow3: AirflowServer, airflow2: AirflowServer
+) -> None:
+    """After `up`, each pid in the state file is a running server of this stack."""
+    from devstack import procs  # noqa: PLC0415 -- only this test needs it
+
+    stack.up(kafka=True, airflow=("3", "2"))
+    recorded = {"kafka": stack.kafka.pid if stack.kafka else None}
+    recorded["postgres"] = stack.postgres.pid if stack.postgres else None
+    for major, server in stack.airflow.items():
+        recorded.update({f"airflow{major} {role}": pid for role, pid in server.pids.items()})
+    dead = {name: pid for name, pid in recorded.items() if pid is None or not procs.alive(pid)}
+    assert dead == {}

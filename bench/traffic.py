@@ -1,0 +1,114 @@
+"""The load of one contender: produce N requests in a burst, collect the replies, time each key.
+
+Latency is produce time → reply acked, both read as Kafka CreateTime stamps on this host:
+the request's from the broker's ack of our producer, the reply's from the record the
+contender wrote (stamped at its send, a few ms before the broker's ack).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from bench.rig import request_value
+
+OK_STATUSES = frozenset({"triggered", "duplicate", None})
+STALL_SECONDS = 60.0  # no reply for this long: the contender collapsed; stop piling on load
+
+
+@dataclass
+class Replies:
+    """What came back: first reply time and status per key."""
+
+    at_ms: dict[str, int] = field(default_factory=dict)
+    status: dict[str, str | None] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        """Replies whose status is not a success (``rejected``, ``error``)."""
+        return sum(1 for s in self.status.values() if s not in OK_STATUSES)
+
+
+class ReplyCollector(threading.Thread):
+    """Reads a reply topic from its beginning until ``expected`` keys answered or a deadline."""
+
+    def __init__(self, bootstrap: str, topic: str, expected: int, timeout: float) -> None:
+        """Prepare the collector; ``start`` it before the requests are produced."""
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.topic = topic
+        self.expected = expected
+        self.deadline = time.monotonic() + timeout
+        self.replies = Replies()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        """Assign every partition, then poll until done (bounded by the deadline)."""
+        try:
+            partitions = None
+            while not partitions and time.monotonic() < self.deadline:
+                partitions = self.consumer.partitions_for_topic(self.topic)
+                time.sleep(0 if partitions else 0.2)
+            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions or ())]
+            self.consumer.assign(assigned)
+            self.consumer.seek_to_beginning(*assigned)
+            self.ready.set()
+            progress = time.monotonic()
+            while len(self.replies.at_ms) < self.expected and time.monotonic() < self.deadline:
+                for records in self.consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        self._take(record)
+                        progress = time.monotonic()
+                if time.monotonic() - progress > STALL_SECONDS:
+                    break
+        finally:
+            self.ready.set()
+            self.consumer.close()
+
+    def _take(self, record: Any) -> None:
+        key = record.key.decode() if record.key else ""
+        if key in self.replies.at_ms:
+            return
+        try:
+            reply = json.loads(record.value)
+        except ValueError:
+            reply = {}
+        self.replies.at_ms[key] = record.timestamp
+        self.replies.status[key] = reply.get("status") if isinstance(reply, dict) else None
+        if isinstance(reply, dict) and isinstance(reply.get("attempts"), int):
+            self.replies.attempts[key] = reply["attempts"]
+
+
+def produce_burst(bootstrap: str, topic: str, keys: list[str], dag_id: str) -> dict[str, int]:
+    """Write one request per key as fast as the producer goes; return each one's timestamp (ms)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    try:
+        futures = {
+            key: producer.send(topic, key=key.encode(), value=request_value(key, dag_id))
+            for key in keys
+        }
+        return {key: future.get(timeout=60).timestamp for key, future in futures.items()}
+    finally:
+        producer.close()
+
+
+def drive(
+    bootstrap: str, topics: tuple[str, str], keys: list[str], dag_id: str, timeout: float
+) -> tuple[dict[str, int], Replies]:
+    """Produce ``keys`` to ``topics[0]`` and wait (bounded) for their replies on ``topics[1]``.
+
+    Returns:
+        The produce timestamp of each key, and the replies that came back in time.
+    """
+    collector = ReplyCollector(bootstrap, topics[1], len(keys), timeout)
+    collector.start()
+    collector.ready.wait(timeout=60)
+    sent = produce_burst(bootstrap, topics[0], keys, dag_id)
+    collector.join(timeout=timeout + 30)
+    return sent, collector.replies
