@@ -27,8 +27,9 @@ _STRING = re.compile(r'"[^"]*"')  # linear: applied after escapes are removed
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _TOKEN = re.compile(r'"[^"]*"|[\[\]{}]')
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-# a number this long might overflow a double or cost quadratic int() time (or sits in a string)
-_RISKY_NUMBER = re.compile(r"[0-9]{300}|[eE][+-]?[0-9]{3}")
+# a number that might overflow a double or cost quadratic int() time (or sits in a string):
+# without 300 digits in a row, only a two-digit exponent reaches 1.8e308 (1e299 * 1e9 cannot)
+_RISKY_NUMBER = re.compile(r"[0-9]{300}|[eE][+-]?[0-9]{2}")
 _DEPTH_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
 _JSON_TYPES = {
     list: "array",

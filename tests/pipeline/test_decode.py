@@ -116,6 +116,26 @@ def test_numbers_beyond_a_double_are_refused(number: bytes) -> None:
     assert rejected.details["reason"] == "number_out_of_range"
 
 
+@pytest.mark.parametrize(
+    "number",
+    [b"1" + b"0" * 290 + b"e20", b"-" + b"9" * 299 + b"e10", b"1" + b"0" * 298 + b".5E+99"],
+)
+def test_short_mantissa_with_two_digit_exponent_overflow_is_refused(number: bytes) -> None:
+    """Regression: under 300 digits with a two-digit exponent can still overflow: invalid_json.
+
+    These used to decode to inf (no 300-digit run, no three-digit exponent) and surfaced
+    later as a schema_violation of conf.
+    """
+    rejected = _rejected(b'{"conf": {"n": ' + number + b"}}")
+    assert rejected.code is ErrorCode.INVALID_JSON
+    assert rejected.details["reason"] == "number_out_of_range"
+
+
+def test_largest_number_without_risky_pattern_is_finite() -> None:
+    """299 digits with a one-digit exponent stays below the double range, so needs no hook."""
+    assert decode(b'{"n": ' + b"9" * 299 + b"e9}") == {"n": float("9" * 299 + "e9")}
+
+
 def test_huge_integers_are_refused_cheaply() -> None:
     """An integer over MAX_NUMBER_CHARS digits is invalid_json; one at the bound is read."""
     at_bound = b"7" * MAX_NUMBER_CHARS
