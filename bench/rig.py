@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +11,10 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from devstack.airflow import USERNAME, AirflowServer
+from devstack.airflow import AirflowServer
+from devstack.procs import free_port
 from devstack.stack import Stack
+from devstack.worker_env import worker_environment
 
 PAUSED_DAG = "devstack_paused"
 UNPAUSED_DAG = "devstack_plain"
@@ -78,34 +78,19 @@ class Rig:
 
     def worker_env(self, topics: Topics, store: Path, extra: dict[str, str]) -> dict[str, str]:
         """The environment of ``trigger-consumer run`` (and of the baselines) on this rig."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_CONSUMER_")}
-        env.update(
-            {
-                "TRIGGER_CONSUMER_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "TRIGGER_CONSUMER_KAFKA_GROUP_ID": topics.group,
-                "TRIGGER_CONSUMER_REQUEST_TOPIC": topics.requests,
-                "TRIGGER_CONSUMER_REPLY_TOPIC": topics.replies,
-                "TRIGGER_CONSUMER_DLQ_TOPIC": topics.dlq,
-                "TRIGGER_CONSUMER_AIRFLOW_URL": self.airflow.url,
-                "TRIGGER_CONSUMER_AIRFLOW_USERNAME": USERNAME,
-                "TRIGGER_CONSUMER_AIRFLOW_PASSWORD": self.airflow.describe()["password"],
-                "TRIGGER_CONSUMER_DAG_ALLOWLIST": "devstack_*",
-                "TRIGGER_CONSUMER_STORE_URL": f"sqlite:///{store}",
-                "TRIGGER_CONSUMER_HTTP_PORT": str(free_port()),
-                "TRIGGER_CONSUMER_LOG_FORMAT": "json",
-                "TRIGGER_CONSUMER_SHUTDOWN_TIMEOUT": "20s",
-            }
+        env = worker_environment(
+            bootstrap=self.bootstrap,
+            airflow=self.airflow,
+            store=store,
+            kafka_group_id=topics.group,
+            request_topic=topics.requests,
+            reply_topic=topics.replies,
+            dlq_topic=topics.dlq,
+            http_port=str(free_port()),
+            shutdown_timeout="20s",
         )
         env.update(extra)
         return env
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def keys_for(run_tag: str, n: int) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -16,26 +15,9 @@ from kafka.errors import TopicAlreadyExistsError
 
 from devstack.procs import StackError
 from devstack.stack import Stack, say
+from devstack.worker_env import worker_environment
 
 TOPICS = {"dag-trigger-requests": 3, "dag-trigger-replies": 1, "dag-trigger-dlq": 1}
-
-
-def worker_environment(doc: dict[str, Any], store: Path) -> dict[str, str]:
-    """TRIGGER_CONSUMER_* settings that point a worker at the stack described by ``doc``."""
-    airflow = doc["airflow"]["3"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_CONSUMER_")}
-    env.update(
-        {
-            "TRIGGER_CONSUMER_KAFKA_BOOTSTRAP_SERVERS": doc["kafka"]["bootstrap_servers"],
-            "TRIGGER_CONSUMER_AIRFLOW_URL": airflow["url"],
-            "TRIGGER_CONSUMER_AIRFLOW_USERNAME": airflow["username"],
-            "TRIGGER_CONSUMER_AIRFLOW_PASSWORD": airflow["password"],
-            "TRIGGER_CONSUMER_DAG_ALLOWLIST": "devstack_*",
-            "TRIGGER_CONSUMER_STORE_URL": f"sqlite:///{store}",
-            "TRIGGER_CONSUMER_LOG_FORMAT": "json",
-        }
-    )
-    return env
 
 
 def create_topics(bootstrap: str) -> None:
@@ -72,7 +54,11 @@ def main() -> int:
     stack = Stack()
     doc = stack.up(kafka=True, airflow=("3",))
     create_topics(doc["kafka"]["bootstrap_servers"])
-    env = worker_environment(doc, Path(doc["run_dir"]) / "demo-store.db")
+    env = worker_environment(
+        bootstrap=doc["kafka"]["bootstrap_servers"],
+        airflow=stack.airflow_server("3"),
+        store=Path(doc["run_dir"]) / "demo-store.db",
+    )
     log = Path(doc["run_dir"]) / "demo-worker.log"
     say(f"starting the worker (log: {log})")
     with log.open("ab") as out:

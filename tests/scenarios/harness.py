@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,8 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumer.run_id import run_id_for
-from devstack.airflow import USERNAME, AirflowServer
+from devstack.airflow import AirflowServer
+from devstack.worker_env import worker_environment
 from tests.waiting import wait_until
 
 Headers = list[tuple[str, bytes]]
@@ -129,24 +129,18 @@ def worker_env(
     password: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of a worker on the devstack servers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_CONSUMER_")}
-    env.update(
-        {
-            "TRIGGER_CONSUMER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "TRIGGER_CONSUMER_KAFKA_GROUP_ID": topics.group,
-            "TRIGGER_CONSUMER_REQUEST_TOPIC": topics.requests,
-            "TRIGGER_CONSUMER_REPLY_TOPIC": topics.replies,
-            "TRIGGER_CONSUMER_DLQ_TOPIC": topics.dlq,
-            "TRIGGER_CONSUMER_AIRFLOW_URL": airflow.url,
-            "TRIGGER_CONSUMER_AIRFLOW_USERNAME": USERNAME,
-            "TRIGGER_CONSUMER_AIRFLOW_PASSWORD": password or airflow.describe()["password"],
-            "TRIGGER_CONSUMER_DAG_ALLOWLIST": "devstack_*",
-            "TRIGGER_CONSUMER_STORE_URL": f"sqlite:///{store}",
-            "TRIGGER_CONSUMER_HTTP_PORT": "0",
-            "TRIGGER_CONSUMER_LOG_FORMAT": "json",
-            "TRIGGER_CONSUMER_SHUTDOWN_TIMEOUT": "20s",
-        }
+    """The environment of a worker on the devstack servers, with the scenario's topics."""
+    env = worker_environment(
+        bootstrap=bootstrap,
+        airflow=airflow,
+        store=store,
+        password=password,
+        kafka_group_id=topics.group,
+        request_topic=topics.requests,
+        reply_topic=topics.replies,
+        dlq_topic=topics.dlq,
+        http_port="0",
+        shutdown_timeout="20s",
     )
     env.update(extra or {})
     return env

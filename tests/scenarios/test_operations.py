@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import requests
 
+from devstack.procs import free_port
 from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import Topics, WorkerProcess, produce, read_all, request, running
 from tests.waiting import wait_until
@@ -14,17 +14,11 @@ from tests.waiting import wait_until
 MESSAGE_KEYS = {"idempotency_key", "dag_id", "topic", "partition", "offset"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_health_readiness_metrics_and_log_context(
     kafka: KafkaCluster, topics: Topics, make_worker: Callable[..., WorkerProcess]
 ) -> None:
     """/healthz and /readyz answer 200, /metrics counts the replies, log lines carry the ids."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     keys = [unique_name("ops") for _ in range(3)]
     produce(
