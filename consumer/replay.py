@@ -21,7 +21,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from consumer.errors import TriggerConsumerError
-from consumer.pipeline.dead_letter import DEAD_LETTER_HEADERS, ERROR_CODE_HEADER
+from consumer.pipeline.dead_letter import (
+    DEAD_LETTER_HEADERS,
+    ERROR_CODE_HEADER,
+    VALUE_OMITTED_HEADER,
+)
 from consumer.record import Headers, InboundRecord, OutboundRecord
 from consumer.settings import parse_duration
 
@@ -121,11 +125,14 @@ class Tally:
         matched: records that passed the window and the filters.
         replayed: records the broker acknowledged on the target topic.
         by_error_code: matched records per ``error-code`` header (``none`` without one).
+        without_value: matched records dead-lettered without their value (too large for
+            the dead-letter topic); never replayed, as they would arrive empty.
     """
 
     read: int = 0
     matched: int = 0
     replayed: int = 0
+    without_value: int = 0
     by_error_code: Counter[str] = field(default_factory=Counter)
 
     def summary(self, *, dry_run: bool) -> str:
@@ -142,6 +149,11 @@ class Tally:
         if self.by_error_code:
             codes = ", ".join(f"{code}={n}" for code, n in sorted(self.by_error_code.items()))
             line += f"; by error-code: {codes}"
+        if self.without_value:
+            line += (
+                f"; {self.without_value} skipped: dead-lettered without their value, "
+                "replay them from their source-topic/-partition/-offset headers"
+            )
         return line
 
 
@@ -584,7 +596,9 @@ def replay(
             tally.by_error_code[error_code_of(record) or NO_ERROR_CODE] += 1
             if on_match is not None:
                 on_match(record)
-            if send is not None:
+            if record.header(VALUE_OMITTED_HEADER) is not None:
+                tally.without_value += 1
+            elif send is not None:
                 started = _pace(started, tally.matched - 1, rate)
                 send(replay_record(record, topic=target))
         if on_progress is not None:

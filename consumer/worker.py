@@ -30,6 +30,7 @@ from consumer.logs import bind_message
 from consumer.metrics import Metrics
 from consumer.outcome import Outcome
 from consumer.pipeline import Pipeline
+from consumer.pipeline.dead_letter import Omit
 from consumer.pipeline.trigger import StoppingError
 from consumer.record import InboundRecord, OutboundRecord
 from consumer.tracking import CompletionTracker
@@ -55,7 +56,7 @@ class Worker:
         sink: RecordSink,
         tracker: CompletionTracker,
         pipeline: Pipeline,
-        build_records: Callable[[Outcome, InboundRecord], list[OutboundRecord]],
+        build_records: Callable[[Outcome, InboundRecord, Omit], list[OutboundRecord]],
         max_in_flight: int,
         shutdown_timeout: float,
         stop: threading.Event,
@@ -69,7 +70,8 @@ class Worker:
             sink: publishes replies and dead-letter records.
             tracker: sends the ``completed`` replies of tracked runs, in its own thread.
             pipeline: turns one record into an Outcome.
-            build_records: the reply (and dead-letter) records for an outcome.
+            build_records: the reply (and dead-letter) records for an outcome, the
+                dead-letter one leaving out what ``Omit`` says.
             max_in_flight: bound on fetched-but-unfinished records.
             shutdown_timeout: how long a stop waits for in-flight work, in seconds.
             stop: set to stop; shared with the Airflow client so retry waits end at once.
@@ -207,14 +209,26 @@ class Worker:
             self._metrics.count_dedup_hit()
 
     def _publish(self, outcome: Outcome, record: InboundRecord) -> bool:
-        """Publish until acked; False when stopping first (the offset then stays uncommitted)."""
-        records = self._build_records(outcome, record)
+        """Publish until acked; False when stopping first (the offset then stays uncommitted).
+
+        Only the records the broker did not acknowledge are sent again; a dead-letter
+        record it refused as too large is sent again at once without its value (then
+        without the original headers), so an oversize request never stalls its partition.
+        """
+        omit = Omit.NOTHING
+        pending = list(range(len(self._build_records(outcome, record, omit))))
         while True:
+            records = self._build_records(outcome, record, omit)
             try:
-                self._sink.publish(records)
+                self._sink.publish([records[i] for i in pending])
                 return True
             except SinkError as exc:
                 log.warning("publish_failed", error=str(exc))
+                pending = [pending[i] for i in exc.unacked]
+                if exc.too_large and omit < Omit.VALUE_AND_HEADERS:
+                    omit = Omit(omit + 1)
+                    log.warning("dead_letter_shrunk", omitted=omit.name.lower())
+                    continue
             if self._stop.wait(PUBLISH_RETRY_DELAY):
                 return False
 

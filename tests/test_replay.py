@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -299,6 +300,22 @@ def test_replay_loop_stops_at_the_limit_and_skips_records_outside_the_time_range
     assert [record.offset for record in matched] == [2, 3]
     assert (tally.read, tally.matched) == (4, 2)
     assert next(records).offset == 4  # reading stopped right at the limit
+
+
+def test_a_copy_without_its_value_is_counted_but_never_replayed() -> None:
+    """A dead-letter record sent without its value would arrive empty: it is skipped, said."""
+    whole = dlq_record(offset=0)
+    shrunk = dlq_record(offset=1)
+    shrunk = dataclasses.replace(
+        shrunk, value=b"", headers=(*shrunk.headers, ("value-omitted-bytes", b"10000008"))
+    )
+    sent: list[OutboundRecord] = []
+    tally = replay(
+        [whole, shrunk], target="requests", window=Window(), filters=Filters(), send=sent.append
+    )
+    assert [record.headers[-1] for record in sent] == [("replayed-from", b"dlq/1/0")]
+    assert (tally.matched, tally.without_value) == (2, 1)
+    assert "1 skipped: dead-lettered without their value" in tally.summary(dry_run=False)
 
 
 def test_summary_line_counts_by_error_code() -> None:

@@ -12,6 +12,9 @@ from consumer.kafka_io.offsets import Partition
 from consumer.record import InboundRecord
 
 PartitionsCallback = Callable[[set[Partition]], None]
+# The largest fetch response read: kafka-python's default (1,000,000 bytes) is below one
+# record a topic may legally hold, and a bigger response closes the connection for ever.
+MAX_FRAME_BYTES = 100 * 1024 * 1024
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
@@ -59,6 +62,7 @@ class RequestSource:
             max_poll_interval_ms=600_000,
             session_timeout_ms=10_000,  # a crashed member is replaced within 10 s
             heartbeat_interval_ms=3_000,
+            receive_message_max_bytes=MAX_FRAME_BYTES,
         )
         self._consumer.subscribe([topic], listener=_Listener(on_assigned, on_revoked))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from consumer.contract import TriggerRequest
 from consumer.errors import AirflowError, ErrorCode, Rejected
 from consumer.outcome import Outcome
-from consumer.pipeline.dead_letter import dead_letter_record, needs_dead_letter
+from consumer.pipeline.dead_letter import Omit, dead_letter_record, needs_dead_letter
 from consumer.record import InboundRecord
 
 
@@ -51,6 +52,35 @@ def test_original_record_travels_unchanged_plus_five_headers() -> None:
         ("source-partition", b"4"),
         ("source-offset", b"99"),
     )
+
+
+def test_a_copy_too_large_goes_without_its_value_then_without_its_headers() -> None:
+    """Each smaller form keeps key and error/source headers and names what it left out."""
+    outcome = Outcome.rejected(RECORD, Rejected(ErrorCode.MESSAGE_TOO_LARGE, "too big"))
+    assert RECORD.value is not None
+    digest = hashlib.sha256(RECORD.value).hexdigest().encode()
+
+    no_value = dead_letter_record(outcome, RECORD, topic="dlq", omit=Omit.VALUE)
+    assert (no_value.key, no_value.value) == (RECORD.key, b"")
+    assert no_value.headers[:3] == RECORD.headers
+    assert no_value.headers[-2:] == (
+        ("value-omitted-bytes", str(len(RECORD.value)).encode()),
+        ("value-sha256", digest),
+    )
+
+    bare = dead_letter_record(outcome, RECORD, topic="dlq", omit=Omit.VALUE_AND_HEADERS)
+    assert bare.value == b""
+    assert [name for name, _ in bare.headers] == [
+        "error-code",
+        "error-message",
+        "source-topic",
+        "source-partition",
+        "source-offset",
+        "value-omitted-bytes",
+        "value-sha256",
+        "headers-omitted",
+    ]
+    assert dict(bare.headers)["headers-omitted"] == b"3"
 
 
 def test_tombstone_stays_a_tombstone() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
+from consumer.kafka_io.source import MAX_FRAME_BYTES
 from consumer.run_id import run_id_for
 from devstack.airflow import AirflowServer
 from devstack.worker_env import worker_environment
@@ -198,7 +199,10 @@ def read_all(
         client_options: extra consumer arguments (security protocol, SASL, CA file).
     """
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, **(client_options or {})
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        receive_message_max_bytes=MAX_FRAME_BYTES,  # the hostile tests' 10 MB records
+        **(client_options or {}),
     )
     try:
         partitions = wait_until(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,12 +118,14 @@ def _corpus() -> list[Case]:
     ]
 
 
-def _large_topic(bootstrap: str, prefix: str, partitions: int) -> str:
-    """Create a topic whose records may be up to ``TOPIC_MAX_MESSAGE_BYTES``."""
+def _large_topic(
+    bootstrap: str, prefix: str, partitions: int, max_bytes: int = TOPIC_MAX_MESSAGE_BYTES
+) -> str:
+    """Create a topic whose records may be up to ``max_bytes``."""
     name = unique_name(prefix)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
+        config = {"max.message.bytes": str(max_bytes)}
         admin.create_topics(
             [NewTopic(name, partitions, replication_factor=1, topic_configs=config)]
         )
@@ -188,16 +191,18 @@ def _run(
     cases: list[Case],
     *,
     timeout: float,
+    dlq_max_message_bytes: int = TOPIC_MAX_MESSAGE_BYTES,
 ) -> Run:
     """Produce ``cases``, let one worker answer all of them, check it committed and lives on."""
     bootstrap = kafka.bootstrap_servers
     requests_topic = _large_topic(bootstrap, "hostile-requests", REQUEST_PARTITIONS)
-    dlq_topic = _large_topic(bootstrap, "hostile-dlq", 1)
+    dlq_topic = _large_topic(bootstrap, "hostile-dlq", 1, dlq_max_message_bytes)
     placed = _produce(bootstrap, requests_topic, cases)
     worker = make_worker(request_topic=requests_topic, dlq_topic=dlq_topic)
     with running(worker):
         dead = read_all(bootstrap, dlq_topic, at_least=len(cases), timeout=timeout)
-        ends = end_offsets(bootstrap, requests_topic)
+        # an empty partition has nothing to commit
+        ends = {p: end for p, end in end_offsets(bootstrap, requests_topic).items() if end}
         wait_until(
             lambda: committed(bootstrap, topics.group, requests_topic) == ends,
             timeout=timeout,
@@ -211,8 +216,8 @@ def _run(
     return Run(requests_topic, placed, replies, dead, worker.events(), peak_rss_kib)
 
 
-def _assert_each_rejected_once_and_dead_lettered(run: Run) -> None:
-    """One rejected reply with the case's code and one exact DLQ copy per case."""
+def _assert_each_rejected_once_and_dead_lettered(run: Run, *, exact: bool = True) -> None:
+    """One rejected reply with the case's code and one DLQ copy per case (exact by default)."""
     answers: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for record in run.replies:
         reply = json.loads(record.value)
@@ -233,17 +238,19 @@ def _assert_each_rejected_once_and_dead_lettered(run: Run) -> None:
     assert len(run.replies) == len(run.dead) == len(run.placed)
     for source, case in run.placed.items():
         (reply,) = answers[source]
-        if case.headers:  # a correlation-id header that is not UTF-8 is ignored, not echoed
+        if case.name == "binary-headers":  # a correlation-id that is not UTF-8 is not echoed
             assert reply["correlation_id"] == reply["idempotency_key"], case.name
         (copy,) = copies[source]
-        assert copy.value == case.value, case.name  # the tombstone's copy is a tombstone too
         assert copy.key == case.key, case.name
-        assert copy.headers[: len(case.headers)] == case.headers, case.name
         headers = dict(copy.headers)
         assert headers["error-code"] == case.code.encode(), case.name
         assert headers["source-topic"] == run.requests_topic.encode(), case.name
-    boundary = {"internal_error", "publish_failed"}
-    assert [e for e in run.events if e.get("event") in boundary] == []
+        if exact:
+            assert copy.value == case.value, case.name  # the tombstone's copy is a tombstone too
+            assert copy.headers[: len(case.headers)] == case.headers, case.name
+    if exact:
+        boundary = {"internal_error", "publish_failed"}
+        assert [e for e in run.events if e.get("event") in boundary] == []
 
 
 def test_hostile_corpus_is_rejected_dead_lettered_and_committed(
@@ -261,17 +268,67 @@ def test_hostile_corpus_is_rejected_dead_lettered_and_committed(
     assert run.peak_rss_kib < PEAK_RSS_BOUND_KIB, f"peak RSS {run.peak_rss_kib} KiB"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a 10 MB value cannot be dead-lettered: the worker's producer sends at most 8 MiB "
-    "(kafka_io/sink.py max_request_size), so the DLQ publish fails for ever, the reply is "
-    "re-sent every second and the partition never commits past the record",
-)
-def test_ten_megabyte_value_is_rejected_dead_lettered_and_committed(
+TEN_MB = b'{"a":"' + b"x" * 10_000_000 + b'"}'
+TRACE = [("trace", b"big-one")]
+
+
+def test_ten_megabyte_value_is_rejected_dead_lettered_exactly_and_committed(
     kafka: KafkaCluster, topics: Topics, make_worker: Callable[..., WorkerProcess]
 ) -> None:
-    """A 10 MB value (the request topic accepts 10 MiB) is rejected, dead-lettered and committed."""
-    ten_mb = Case("ten-mb", b'{"a":"' + b"x" * 10_000_000 + b'"}', "message_too_large")
-    run = _run(kafka, topics, make_worker, [ten_mb], timeout=20)
+    """A 10 MB value, where the request and dead-letter topics accept 10 MiB: an exact copy."""
+    ten_mb = Case("ten-mb", TEN_MB, "message_too_large", headers=TRACE)
+    run = _run(kafka, topics, make_worker, [ten_mb], timeout=60)
     _assert_each_rejected_once_and_dead_lettered(run)
+
+
+@pytest.mark.parametrize(
+    ("dlq_max_bytes", "value", "headers", "omitted"),
+    [
+        # the broker's default limit (~1 MiB): the copy goes without its value
+        (1_048_588, TEN_MB, TRACE, "value"),
+        # a 100 KB limit under a 300 KB header: without the original headers too
+        (100_000, b"y" * 2_000_000, [("blob", b"\xab" * 300_000)], "value_and_headers"),
+    ],
+    ids=["value-omitted", "value-and-headers-omitted"],
+)
+def test_copy_too_large_for_the_dead_letter_topic_is_shrunk_not_stalled(
+    kafka: KafkaCluster,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+    *,
+    dlq_max_bytes: int,
+    value: bytes,
+    headers: Headers,
+    omitted: str,
+) -> None:
+    """The DLQ refuses the full copy: it is sent again smaller, and the partition commits.
+
+    The smaller copy keeps the key and the error/source headers, and says what it left
+    out (the value's size and SHA-256, the count of headers), so the original can be
+    found at its source offset; the reply is the usual ``message_too_large`` rejection.
+    """
+    case = Case("too-large-for-dlq", value, "message_too_large", headers=headers)
+    run = _run(
+        kafka,
+        topics,
+        make_worker,
+        [case],
+        timeout=60,
+        dlq_max_message_bytes=dlq_max_bytes,
+    )
+
+    _assert_each_rejected_once_and_dead_lettered(run, exact=False)
+    (copy,) = run.dead
+    assert copy.value == b""
+    added = dict(copy.headers)
+    assert added["value-omitted-bytes"] == str(len(value)).encode()
+    assert added["value-sha256"] == hashlib.sha256(value).hexdigest().encode()
+    if omitted == "value":
+        assert copy.headers[: len(headers)] == headers
+        assert "headers-omitted" not in added
+    else:
+        assert added["headers-omitted"] == str(len(headers)).encode()
+        assert not [name for name, _ in copy.headers if name == "blob"]
+    shrunk = [e["omitted"] for e in run.events if e.get("event") == "dead_letter_shrunk"]
+    assert shrunk[-1] == omitted
+    assert [e for e in run.events if e.get("event") == "internal_error"] == []
