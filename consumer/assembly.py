@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 
+import structlog
+
 from consumer.airflow import make_airflow_client
 from consumer.airflow.retry import RetryPolicy
 from consumer.concurrency import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.health import Readiness
+from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
 from consumer.kafka_io.security import connection_options
 from consumer.kafka_io.sink import RecordSink
 from consumer.kafka_io.source import RequestSource
@@ -15,7 +18,7 @@ from consumer.limits import Limits
 from consumer.metrics import Metrics
 from consumer.outcome import Outcome
 from consumer.pipeline import Pipeline
-from consumer.pipeline.dead_letter import dead_letter_record, needs_dead_letter
+from consumer.pipeline.dead_letter import Omit, dead_letter_record, needs_dead_letter
 from consumer.pipeline.policy import Policy
 from consumer.pipeline.reply import reply_record
 from consumer.pipeline.trigger import AirflowGate
@@ -25,6 +28,8 @@ from consumer.store import open_store
 from consumer.tracking import CompletionTracker, reply_publisher
 from consumer.worker import PartitionsCallback, Worker
 
+log = structlog.get_logger(__name__)
+
 
 def build_worker(
     settings: Settings, worker_name: str, readiness: Readiness, metrics: Metrics
@@ -32,8 +37,15 @@ def build_worker(
     """Connect every part the worker needs.
 
     Raises:
-        ConfigError: a setting is unusable (store URL, Airflow credentials, TLS).
+        ConfigError: a setting is unusable (store URL, Airflow credentials, TLS), or the
+            brokers refused the Kafka credentials or certificate (``KafkaSecurityError``).
     """
+    # spec §3: refused Kafka credentials stop the worker before it reads or writes anything
+    try:
+        check_connection(settings)
+    except KafkaUnreachableError as exc:
+        # a broker outage is not a configuration error: the clients below wait as before
+        log.warning("kafka_unreachable", error=str(exc))
     stop = threading.Event()
     airflow = make_airflow_client(
         settings.airflow_url,
@@ -73,12 +85,12 @@ def build_worker(
     )
     connection = connection_options(settings)
 
-    def build_records(outcome: Outcome, record: InboundRecord) -> list[OutboundRecord]:
+    def build_records(outcome: Outcome, record: InboundRecord, omit: Omit) -> list[OutboundRecord]:
         records = [
             reply_record(outcome, record, default_topic=settings.reply_topic, worker=worker_name)
         ]
         if needs_dead_letter(outcome):
-            records.append(dead_letter_record(outcome, record, topic=settings.dlq_topic))
+            records.append(dead_letter_record(outcome, record, topic=settings.dlq_topic, omit=omit))
         return records
 
     def source_factory(

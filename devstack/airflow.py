@@ -1,4 +1,8 @@
-"""Real Apache Airflow 3 and 2 servers on loopback, each from its own cached venv."""
+"""Real Apache Airflow 3 and 2 servers on loopback, each from its own cached venv.
+
+An extra Airflow 3 API server can also serve HTTPS (``start_extra_api(..., tls=...)``) with
+a certificate from a throwaway CA that ``issue_tls`` makes; nothing of it is committed.
+"""
 
 from __future__ import annotations
 
@@ -49,9 +53,51 @@ def venv_dir(major: str) -> Path:
     return venv
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """What an API server needs to serve HTTPS, and what its clients need to trust it.
+
+    Attributes:
+        cert: PEM certificate chain (server certificate first), valid for ``127.0.0.1``.
+        key: PEM private key of the certificate.
+        ca: PEM certificate of the CA that signed it: the clients' CA bundle.
+    """
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def issue_tls(folder: Path) -> ServerTls:
+    """Make a CA and a certificate for ``127.0.0.1``/``localhost`` issued by it.
+
+    Args:
+        folder: where the three PEM files go (created if missing).
+
+    Returns:
+        The files; the CA is trusted by nothing but the clients given ``ca``.
+    """
+    import trustme  # noqa: PLC0415 -- a test dependency, needed only for HTTPS servers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA(organization_name="devstack Airflow test CA")
+    # the IP SAN matters: clients connect to https://127.0.0.1:<port>
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    tls = ServerTls(cert=folder / "server.pem", key=folder / "server-key.pem", ca=folder / "ca.pem")
+    tls.cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    tls.key.touch(mode=0o600)
+    issued.private_key_pem.write_to_path(str(tls.key))
+    ca.cert_pem.write_to_path(str(tls.ca))
+    return tls
+
+
 @dataclass
 class AirflowServer:
-    """One Airflow installation: API server, scheduler and (Airflow 3) DAG processor."""
+    """One Airflow installation: API server, scheduler and (Airflow 3) DAG processor.
+
+    ``tls`` is set only on an extra API server started with a certificate: its URL is
+    then ``https://`` and the devstack's own calls (health, login) trust ``tls.ca``.
+    """
 
     major: str
     home: Path
@@ -59,6 +105,7 @@ class AirflowServer:
     database_url: str
     log_ports: tuple[int, int]
     pids: dict[str, int] = field(default_factory=dict)
+    tls: ServerTls | None = None
 
     @property
     def version(self) -> str:
@@ -68,7 +115,13 @@ class AirflowServer:
     @property
     def url(self) -> str:
         """Base URL of the API server and UI."""
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> str | bool:
+        """What ``requests`` should verify the server's certificate against."""
+        return str(self.tls.ca) if self.tls is not None else True
 
     @property
     def api_version(self) -> str:
@@ -232,15 +285,23 @@ class AirflowServer:
             interval=0.5,
         )
 
-    def start_extra_api(self, extra_env: dict[str, str], *, tie_to_parent: bool) -> AirflowServer:
+    def start_extra_api(
+        self,
+        extra_env: dict[str, str],
+        *,
+        tie_to_parent: bool,
+        tls: ServerTls | None = None,
+    ) -> AirflowServer:
         """Start a second Airflow 3 API server on a free port with ``extra_env``; same home, DB.
 
         The shared servers keep running untouched; stop the returned one with ``stop_api``.
-        Used for settings a test needs but others must not see (a short JWT expiry, say).
+        Used for settings a test needs but others must not see (a short JWT expiry, HTTPS).
 
         Args:
             extra_env: Airflow settings (``AIRFLOW__SECTION__KEY``) for this process only.
             tie_to_parent: the process dies with this one.
+            tls: serve HTTPS only, with this certificate (``api-server --ssl-cert/--ssl-key``);
+                the readiness wait then verifies it against ``tls.ca``.
 
         Returns:
             A server object for the new API process (its ``pids`` hold only ``api``).
@@ -257,8 +318,11 @@ class AirflowServer:
             port=procs.free_port(),
             database_url=self.database_url,
             log_ports=self.log_ports,
+            tls=tls,
         )
         argv = ["api-server", "-H", "127.0.0.1", "-p", str(extra.port)]
+        if tls is not None:
+            argv += ["--ssl-cert", str(tls.cert), "--ssl-key", str(tls.key)]
         log = self.home / "logs" / f"api-{extra.port}.log"
         extra.pids["api"] = procs.spawn(
             [str(self._bin() / "airflow"), *argv],
@@ -298,7 +362,7 @@ class AirflowServer:
     def _health(self) -> dict[str, object] | None:
         path = "/api/v2/monitor/health" if self.major == "3" else "/health"
         try:
-            answer = requests.get(self.url + path, timeout=5)
+            answer = requests.get(self.url + path, timeout=5, verify=self.verify)
         except requests.RequestException:
             return None
         if answer.status_code != 200:  # noqa: PLR2004 -- HTTP OK
@@ -319,10 +383,14 @@ class AirflowServer:
     def session(self) -> requests.Session:
         """A requests session authenticated as the devstack admin."""
         session = requests.Session()
+        if self.tls is not None:
+            # requests lets REQUESTS_CA_BUNDLE from the environment override session.verify
+            session.trust_env = False
+            session.verify = self.verify
         if self.major == "2":
             session.auth = (USERNAME, PASSWORD)
             return session
-        answer = requests.post(
+        answer = session.post(
             f"{self.url}/auth/token",
             json={"username": USERNAME, "password": PASSWORD},
             timeout=10,

@@ -14,6 +14,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, No
 
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from consumer.errors import ConfigError
+from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
 from consumer.kafka_io.security import connection_options
 from consumer.record import InboundRecord
 from consumer.replay import (
@@ -40,7 +41,13 @@ from consumer.settings import Settings, load_settings
 HELP = "re-drive dead-lettered (or any past) requests from a topic into the request topic"
 PROGRESS_INTERVAL = 0.2  # seconds between redraws of the terminal progress counter
 # errors that mean "the broker could not be reached", not "the broker said no"
-UNREACHABLE = (NoBrokersAvailable, KafkaTimeoutError, KafkaConnectionError, ReplayStalledError)
+UNREACHABLE = (
+    NoBrokersAvailable,
+    KafkaTimeoutError,
+    KafkaConnectionError,
+    KafkaUnreachableError,
+    ReplayStalledError,
+)
 
 
 class UsageError(Exception):
@@ -173,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             filters=filters,
             progress=progress,
         )
-    except ReplayError as exc:
+    except (ReplayError, ConfigError) as exc:  # ConfigError: refused credentials or certificate
         return _fail(f"{exc}", EXIT_USAGE, progress)
     except ReplayWriteError as exc:
         code = EXIT_UNAVAILABLE if isinstance(exc.__cause__, UNREACHABLE) else EXIT_FAILURE
@@ -201,6 +208,7 @@ def _replay(
     filters: Filters,
     progress: _Progress | None,
 ) -> Tally:
+    check_connection(settings)  # refused credentials fail here instead of stalling below
     connection = connection_options(settings)
     reader = open_reader(connection)
     try:

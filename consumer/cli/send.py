@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from consumer.errors import ConfigError
+from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
 from consumer.kafka_io.security import connection_options
 from consumer.settings import Settings, load_settings
 
@@ -59,7 +60,11 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Send the request; with ``--wait`` print the reply and exit by its status."""
+    """Send the request; with ``--wait`` print the reply and exit by its status.
+
+    Exits ``EXIT_USAGE`` when the brokers refuse the Kafka credentials or certificate,
+    ``EXIT_UNAVAILABLE`` when none can be reached or no reply came in time.
+    """
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -81,6 +86,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("trigger-consumer: send needs --dag or --file", file=sys.stderr)
         return EXIT_USAGE
+    return _send(args, settings, key=key, value=value, reply_topic=reply_topic)
+
+
+def _send(
+    args: argparse.Namespace, settings: Settings, *, key: str | None, value: bytes, reply_topic: str
+) -> int:
+    """Produce ``value``; with ``--wait`` print the reply. Returns the exit code."""
+    try:
+        check_connection(settings)  # refused credentials fail here instead of hanging below
+    except (ConfigError, KafkaUnreachableError) as exc:
+        print(f"trigger-consumer: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_UNAVAILABLE
     correlation_id = str(uuid.uuid4())
     listener = _reply_listener(settings, reply_topic) if args.wait else None
     _produce(settings, args.topic or settings.request_topic, key, value, correlation_id)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import CoordinatorNotAvailableError, KafkaError
+from kafka.errors import KafkaError
 
 from consumer.diagnostics.result import (
     CLIENT_ID,
@@ -15,9 +16,16 @@ from consumer.diagnostics.result import (
     env_name,
     not_checked,
 )
+from consumer.kafka_io.preflight import (
+    KafkaSecurityError,
+    KafkaUnreachableError,
+    check_connection,
+)
 from consumer.kafka_io.security import connection_options
 from consumer.settings import Settings
 
+T = TypeVar("T")
+RETRY_PAUSE = 0.1  # seconds between attempts of a call that failed transiently
 TOPIC_SETTINGS = (
     ("request topic", "request_topic"),
     ("reply topic", "reply_topic"),
@@ -33,9 +41,20 @@ def kafka_checks(settings: Settings, timeout: float) -> list[CheckResult]:
         timeout: seconds each Kafka call may take.
 
     Returns:
-        The Kafka results; topics and group are "not checked" when Kafka is unreachable.
+        The Kafka results; topics and group are "not checked" when Kafka is unreachable
+        or refuses the credentials or certificate.
     """
     dependents = [name for name, _ in TOPIC_SETTINGS] + ["consumer group"]
+    # the preflight names a refused password or certificate; the admin client would not
+    try:
+        check_connection(settings, timeout=timeout)
+    except KafkaSecurityError as exc:
+        return [
+            CheckResult("kafka", False, exc.problem, exc.remedy),
+            *not_checked(dependents, "kafka"),
+        ]
+    except KafkaUnreachableError as exc:
+        return [kafka_unreachable(settings, exc), *not_checked(dependents, "kafka")]
     ms = int(timeout * 1000)
     try:
         admin = KafkaAdminClient(
@@ -48,7 +67,7 @@ def kafka_checks(settings: Settings, timeout: float) -> list[CheckResult]:
         return [kafka_unreachable(settings, exc), *not_checked(dependents, "kafka")]
     try:
         try:
-            topics = set(admin.list_topics())
+            topics = set(retrying(admin.list_topics, timeout))
         except KafkaError as exc:
             return [kafka_unreachable(settings, exc), *not_checked(dependents, "kafka")]
         reached = CheckResult(
@@ -59,7 +78,10 @@ def kafka_checks(settings: Settings, timeout: float) -> list[CheckResult]:
         )
         return [
             reached,
-            *(check_topic(admin, topics, name, field, settings) for name, field in TOPIC_SETTINGS),
+            *(
+                check_topic(admin, topics, name, field, settings, timeout=timeout)
+                for name, field in TOPIC_SETTINGS
+            ),
             check_consumer_group(admin, settings, timeout),
         ]
     finally:
@@ -81,17 +103,25 @@ def kafka_unreachable(settings: Settings, exc: BaseException) -> CheckResult:
         names += [env_name(f"kafka_sasl_{part}") for part in ("mechanism", "username", "password")]
     if settings.kafka_security_protocol.endswith("SSL"):
         names.append(env_name("kafka_ssl_cafile"))
+    # the preflight's own message already lists each server and why it failed
+    reason = str(exc) if isinstance(exc, KafkaUnreachableError) else describe_error(exc)
     return CheckResult(
         "kafka",
         False,
         f"cannot reach {settings.kafka_bootstrap_servers} "
-        f"({settings.kafka_security_protocol}): {describe_error(exc)}",
+        f"({settings.kafka_security_protocol}): {reason}",
         f"check {', '.join(names)} and that the brokers are up",
     )
 
 
 def check_topic(
-    admin: KafkaAdminClient, existing: set[str], name: str, field: str, settings: Settings
+    admin: KafkaAdminClient,
+    existing: set[str],
+    name: str,
+    field: str,
+    settings: Settings,
+    *,
+    timeout: float,
 ) -> CheckResult:
     """One configured topic exists; its partition count goes in the detail.
 
@@ -101,6 +131,7 @@ def check_topic(
         name: the check's name, like ``request topic``.
         field: the setting holding the topic, like ``request_topic``.
         settings: the settings to check.
+        timeout: seconds the call may be retried.
 
     Returns:
         The result; a missing topic fails, naming the topic and its setting.
@@ -114,7 +145,7 @@ def check_topic(
             f"create topic {topic}, or set {env_name(field)} to an existing topic",
         )
     try:
-        described = admin.describe_topics([topic])[0]
+        described = retrying(lambda: admin.describe_topics([topic])[0], timeout)
     except KafkaError as exc:
         return CheckResult(
             name,
@@ -126,20 +157,32 @@ def check_topic(
     return CheckResult(name, True, f"{topic} exists with {partitions} partition(s)")
 
 
-def _describe_group(admin: KafkaAdminClient, group: str, timeout: float) -> Any:
-    """Describe ``group``, waiting out a coordinator that is still being elected.
+def retrying(call: Callable[[], T], timeout: float) -> T:
+    """``call()``, repeated while it fails with a retriable Kafka error, for ``timeout`` s.
 
-    A fresh cluster creates its offsets topic on the first group lookup and answers
-    CoordinatorNotAvailable meanwhile: that is not the operator's problem.
+    Two transient failures are not the operator's problem: a fresh cluster answers
+    CoordinatorNotAvailable while it creates its offsets topic on the first group lookup,
+    and kafka-python drops a new TLS 1.3 connection whose broker sends its session ticket
+    before any request is in flight ("Socket EVENT_READ without in-flight-requests").
+
+    Args:
+        call: one admin-client call.
+        timeout: seconds to keep trying.
+
+    Returns:
+        What ``call`` returned.
+
+    Raises:
+        KafkaError: a non-retriable error at once, a retriable one after ``timeout``.
     """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return admin.describe_consumer_groups([group])[0]
-        except CoordinatorNotAvailableError:
-            if time.monotonic() >= deadline:
+            return call()
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() >= deadline:
                 raise
-            time.sleep(0.2)
+        time.sleep(RETRY_PAUSE)
 
 
 def check_consumer_group(
@@ -157,10 +200,11 @@ def check_consumer_group(
     """
     group, topic = settings.kafka_group_id, settings.request_topic
     try:
-        info = _describe_group(admin, group, timeout)
+        info = retrying(lambda: admin.describe_consumer_groups([group])[0], timeout)
+        offsets = retrying(lambda: admin.list_consumer_group_offsets(group), timeout)
         committed = {
             tp: meta.offset
-            for tp, meta in admin.list_consumer_group_offsets(group).items()
+            for tp, meta in offsets.items()
             if tp.topic == topic and meta.offset >= 0
         }
         ends = _end_offsets(settings, list(committed), timeout) if committed else {}

@@ -81,4 +81,6 @@ def describe_error(exc: BaseException) -> str:
         One line for a detail.
     """
     name, text = type(exc).__name__, str(exc)
-    return f"{name}: {text}" if text and text != name else name
+    if text.startswith(name):  # kafka-python's errors name their class themselves
+        return text
+    return f"{name}: {text}" if text else name

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
+from pathlib import Path
 
 import requests
 
 from devstack import Stack
-from devstack.airflow import AirflowServer, wait_for_run
+from devstack.airflow import AirflowServer, issue_tls, wait_for_run
 
 
 def _trigger(server: AirflowServer, dag_id: str) -> str:
@@ -61,3 +63,37 @@ def test_api_server_stops_and_starts_on_the_same_url(stack: Stack, airflow3: Air
     server = stack.airflow_server("3")
     assert server.url == url
     assert server.session().get(f"{url}/api/v2/dags", timeout=30).status_code == 200
+
+
+def _handshake(client: ssl.SSLObject, server: ssl.SSLObject) -> None:
+    """Drive a TLS handshake between two in-memory ends (no socket) until both finish."""
+    pending = [client, server]
+    for _ in range(10):
+        for end in list(pending):
+            try:
+                end.do_handshake()
+            except ssl.SSLWantReadError:
+                continue
+            pending.remove(end)
+        if not pending:
+            return
+    raise AssertionError("the TLS handshake did not finish")
+
+
+def test_issued_certificate_verifies_for_127_0_0_1(tmp_path: Path) -> None:
+    """issue_tls: a client trusting only its CA accepts the server certificate for 127.0.0.1."""
+    tls = issue_tls(tmp_path / "tls")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tls.cert, tls.key)
+    # with a cafile, the default context trusts that CA alone (no system store)
+    client_context = ssl.create_default_context(cafile=str(tls.ca))
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server = server_context.wrap_bio(to_server, to_client, server_side=True)
+    client = client_context.wrap_bio(to_client, to_server, server_hostname="127.0.0.1")
+
+    _handshake(client, server)
+
+    peer = client.getpeercert()
+    assert peer is not None
+    assert ("IP Address", "127.0.0.1") in peer["subjectAltName"]
+    assert tls.key.stat().st_mode & 0o077 == 0  # the private key is readable by its owner only

@@ -41,7 +41,7 @@ def test_topics_report_their_partitions_and_a_missing_one_fails(
 
 
 def test_an_unreachable_broker_fails_and_skips_the_topics() -> None:
-    """A closed port fails the kafka check; the topic and group checks are not run."""
+    """A closed port fails the kafka check with the refused server; topics and group are not run."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -54,6 +54,11 @@ def test_an_unreachable_broker_fails_and_skips_the_topics() -> None:
         ("DLQ topic", False),
         ("consumer group", False),
     ]
+    assert results[0].detail.startswith(
+        f"cannot reach 127.0.0.1:{port} (PLAINTEXT): no Kafka broker accepted a connection: "
+        f"127.0.0.1:{port} (KafkaConnectionError: "
+    )
+    assert "ECONNREFUSED" in results[0].detail
     assert results[0].remedy is not None
     assert "TRIGGER_CONSUMER_KAFKA_BOOTSTRAP_SERVERS" in results[0].remedy
     assert results[1].detail == "not checked: kafka failed"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from devstack.airflow import AirflowServer
 from devstack.kafka_security import SecuredBroker, start_secured_broker
 from devstack.paths import run_dir
 from tests.conftest import unique_name
-from tests.scenarios.harness import Topics, WorkerProcess, worker_env
+from tests.scenarios.harness import Topics, WorkerProcess, running, worker_env
 from tests.waiting import wait_until
 
 
@@ -58,13 +59,23 @@ def client_options(
         Keyword arguments for ``KafkaConsumer``/``KafkaProducer``/``KafkaAdminClient``,
         without ``bootstrap_servers`` (that is ``broker.endpoints[protocol]``).
     """
-    env = security_env(broker, protocol, mechanism, password=password, trust=trust)
-    settings = Settings(
-        **{name.removeprefix(ENV_PREFIX).lower(): value for name, value in env.items()}
-    )
+    settings = security_settings(broker, protocol, mechanism, password=password, trust=trust)
     options = connection_options(settings)
     del options["bootstrap_servers"]
     return options
+
+
+def security_settings(
+    broker: SecuredBroker,
+    protocol: str,
+    mechanism: str | None = None,
+    *,
+    password: str | None = None,
+    trust: Trust = "broker",
+) -> Settings:
+    """The worker's ``Settings`` for ``security_env`` (same arguments), bootstrap included."""
+    env = security_env(broker, protocol, mechanism, password=password, trust=trust)
+    return Settings(**{name.removeprefix(ENV_PREFIX).lower(): value for name, value in env.items()})
 
 
 def security_env(
@@ -110,10 +121,18 @@ def _cafile(broker: SecuredBroker, trust: Trust) -> Path | None:
 
 @pytest.fixture
 def secured_topics(secured_kafka: SecuredBroker) -> Topics:
-    """Request, reply and dead-letter topics on the secured broker, and a group of their own.
+    """Request, reply and dead-letter topics on the secured broker, and a group of their own."""
+    return create_topics(secured_kafka)
 
-    They are created through its PLAINTEXT listener, which the tests also use to look at
+
+def create_topics(broker: SecuredBroker) -> Topics:
+    """Create request, reply and dead-letter topics with unique names, and name a group.
+
+    They are created through the PLAINTEXT listener, which the tests also use to look at
     what was (or was not) written.
+
+    Returns:
+        The names, once the broker describes every topic with its partition.
     """
     names = Topics(
         requests=unique_name("sec-requests"),
@@ -122,7 +141,7 @@ def secured_topics(secured_kafka: SecuredBroker) -> Topics:
         group=unique_name("sec-group"),
     )
     topics = [names.requests, names.replies, names.dlq]
-    admin = KafkaAdminClient(bootstrap_servers=secured_kafka.endpoints["PLAINTEXT"])
+    admin = KafkaAdminClient(bootstrap_servers=broker.endpoints["PLAINTEXT"])
     try:
         admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1) for t in topics])
         wait_until(
@@ -167,3 +186,73 @@ def make_secured_worker(
     yield make
     for worker in made:
         worker.close()
+
+
+# every security protocol the worker supports (spec §5), with the SASL mechanism it uses
+LISTENERS = [
+    ("PLAINTEXT", None),
+    ("SSL", None),
+    ("SASL_PLAINTEXT", "PLAIN"),
+    ("SASL_SSL", "SCRAM-SHA-256"),
+    ("SASL_SSL", "SCRAM-SHA-512"),
+]
+
+
+def listener_id(listener: tuple[str, str | None]) -> str:
+    """A test id like ``SASL_SSL-SCRAM-SHA-256``."""
+    protocol, mechanism = listener
+    return protocol if mechanism is None else f"{protocol}-{mechanism}"
+
+
+@dataclass
+class ListenerWorker:
+    """A running worker that reaches the secured broker over one listener.
+
+    Attributes:
+        protocol: the listener's security protocol.
+        mechanism: its SASL mechanism, None without SASL.
+        bootstrap: the listener's ``host:port``.
+        options: kafka-python arguments to reach the listener, without the bootstrap.
+        topics: the worker's own topics and group.
+        worker: the worker; its ``env`` also configures ``send``, ``replay`` and ``doctor``.
+    """
+
+    protocol: str
+    mechanism: str | None
+    bootstrap: str
+    options: dict[str, Any]
+    topics: Topics
+    worker: WorkerProcess
+
+
+@pytest.fixture(scope="module", params=LISTENERS, ids=listener_id)
+def listener_worker(
+    request: pytest.FixtureRequest,
+    secured_kafka: SecuredBroker,
+    airflow3: AirflowServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ListenerWorker]:
+    """One worker per listener, shared by the module's tests of that listener.
+
+    Module scope with parameters: pytest runs every test of one listener before the next
+    listener's worker starts, so each protocol costs one worker start.
+    """
+    protocol, mechanism = request.param
+    topics = create_topics(secured_kafka)
+    folder = tmp_path_factory.mktemp(listener_id(request.param))
+    env = worker_env(
+        bootstrap=secured_kafka.endpoints[protocol],
+        airflow=airflow3,
+        topics=topics,
+        store=folder / "store.db",
+        extra=security_env(secured_kafka, protocol, mechanism),
+    )
+    with running(WorkerProcess(env=env, log=folder / "worker.log")) as worker:
+        yield ListenerWorker(
+            protocol=protocol,
+            mechanism=mechanism,
+            bootstrap=secured_kafka.endpoints[protocol],
+            options=client_options(secured_kafka, protocol, mechanism),
+            topics=topics,
+            worker=worker,
+        )
