@@ -32,11 +32,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--clients", default="1,2,4,8,16,32", help="ceiling sweep (1,...,32)")
     parser.add_argument("--fixed", default="4,16,64", help="fixed worker limits (4,16,64)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="run the duplicate replay under py-spy; write its collapsed stacks to this file",
+    )
     parser.add_argument("--remark", default="", help="a line for the report (load, context)")
     return parser.parse_args(argv)
 
 
-def worker_contenders(rig: Rig, n: int, fixed: list[int], chosen: set[str]) -> list[Contender]:
+def worker_contenders(
+    rig: Rig, n: int, fixed: list[int], chosen: set[str], profile: Path | None = None
+) -> list[Contender]:
     """The Kafka contenders in run order; the replay reuses the adaptive run's keys and store."""
     adaptive_keys = keys_for(f"{rig.run_tag}-adaptive", n)
     adaptive_store = rig.work / "adaptive.db"
@@ -93,6 +101,7 @@ def worker_contenders(rig: Rig, n: int, fixed: list[int], chosen: set[str]) -> l
                 PAUSED_DAG,
                 args=["run"],
                 store=adaptive_store,
+                profile=profile,
             )
         )
     if "passthrough" in chosen:
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         clients = tuple(int(c) for c in args.clients.split(","))
         results += ceiling.sweep(rig, args.n, args.ceiling_seconds, clients)
     try:
-        for contender in worker_contenders(rig, args.n, fixed, chosen):
+        for contender in worker_contenders(rig, args.n, fixed, chosen, args.profile):
             try:
                 result = run(rig, contender)
             except (RuntimeError, OSError) as exc:  # one broken contender must not lose the rest

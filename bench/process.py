@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,18 +14,44 @@ from typing import Any
 from bench.procstat import Usage, read_usage
 
 READY_TIMEOUT = 90.0
+# py-spy must start the program itself: attaching to a running process is not permitted here
+PY_SPY = Path(sys.executable).with_name("py-spy")
+PROFILE_RATE = 250  # samples per second
 
 
 class ContenderProcess:
     """``python -m MODULE ARGS`` with its own env, logging JSON lines to ``log``."""
 
-    def __init__(self, module: str, args: list[str], env: dict[str, str], log: Path) -> None:
-        """Start the process at once."""
+    def __init__(
+        self,
+        module: str,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        *,
+        profile: Path | None = None,
+    ) -> None:
+        """Start the process at once; with ``profile``, under py-spy writing collapsed stacks."""
         self.log = log
+        command = [sys.executable, "-m", module, *args]
+        if profile is not None:
+            command = [
+                str(PY_SPY),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                str(PROFILE_RATE),
+                "--threads",
+                "--output",
+                str(profile),
+                "--",
+                *command,
+            ]
         with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", module, *args], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # the program itself: signalled and measured (under py-spy, py-spy's child)
+        self.pid = self.process.pid if profile is None else _child_of(self.process.pid)
 
     def events(self) -> list[dict[str, Any]]:
         """Every JSON line logged so far."""
@@ -58,12 +85,12 @@ class ContenderProcess:
 
     def usage(self) -> Usage:
         """CPU and peak RSS so far (the process must still run)."""
-        return read_usage(self.process.pid)
+        return read_usage(self.pid)
 
     def stop(self, timeout: float = 40.0) -> dict[str, Any]:
         """SIGTERM, wait (then SIGKILL); return the ``summary`` line if the program wrote one."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            os.kill(self.pid, signal.SIGTERM)  # py-spy writes its profile when its child exits
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -71,3 +98,15 @@ class ContenderProcess:
                 self.process.wait(timeout=30)
         summaries = [e for e in self.events() if e.get("event") == "summary"]
         return summaries[-1] if summaries else {}
+
+
+def _child_of(pid: int, timeout: float = 10.0) -> int:
+    """The first child process of ``pid``, waited for (bounded)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = children.read_text().split()
+        if found:
+            return int(found[0])
+        time.sleep(0.05)
+    raise RuntimeError(f"process {pid} started no child within {timeout:.0f} s")

@@ -30,6 +30,7 @@ class Contender:
     env: dict[str, str] = field(default_factory=dict)
     store: Path | None = None
     concurrency: float | None = None
+    profile: Path | None = None  # where py-spy writes collapsed stacks of this run
 
 
 def drive_timeout(n: int) -> float:
@@ -44,7 +45,9 @@ def run(rig: Rig, contender: Contender) -> Result:
     store = contender.store or rig.work / f"{slug}.db"
     env = rig.worker_env(topics, store, contender.env)
     port = int(env["TRIGGER_CONSUMER_HTTP_PORT"]) if contender.module == "consumer" else None
-    process = ContenderProcess(contender.module, contender.args, env, rig.work / f"{slug}.log")
+    process = ContenderProcess(
+        contender.module, contender.args, env, rig.work / f"{slug}.log", profile=contender.profile
+    )
     sampler = metrics_probe.LimitSampler(port) if port else None
     try:
         process.wait_ready()

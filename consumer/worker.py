@@ -91,6 +91,7 @@ class Worker:
         self._dispatcher = Dispatcher(max_in_flight=max_in_flight)
         self._stop = stop
         self._fatal: ConfigError | None = None
+        self._room = threading.Event()  # set when a request is done: an in-flight slot is free
         self._source = source_factory(self._on_assigned, self._on_revoked)
 
     # -- signals and control ----------------------------------------------------------------
@@ -119,6 +120,7 @@ class Worker:
         try:
             while not self._stop.is_set() and self._fatal is None:
                 self._commit_done()
+                self._wait_for_room()
                 self._apply_backpressure()
                 room = self._max_in_flight - self.tracker.in_flight()
                 records = self._source.poll(max_records=max(room, 1), timeout=POLL_TIMEOUT)
@@ -129,6 +131,17 @@ class Worker:
         finally:
             code = self._shut_down()
         return code
+
+    def _wait_for_room(self) -> None:
+        """While every in-flight slot is taken, wait (at most one poll timeout) for one to free.
+
+        Waking as soon as a request is done keeps fast work (duplicates answered from the
+        store) fetching without pausing: a paused poll cannot be woken early, and
+        kafka-python drops the records it buffered for a paused partition.
+        """
+        self._room.clear()
+        if self.tracker.in_flight() >= self._max_in_flight:
+            self._room.wait(POLL_TIMEOUT)
 
     def _apply_backpressure(self) -> None:
         """Pause fetching while the in-flight bound is reached or Airflow is unreachable."""
@@ -193,6 +206,7 @@ class Worker:
                 return
             crash_here("after_reply", self._pipeline.crash_at)  # acked, not yet committed
             self.tracker.done(Partition(record.topic, record.partition), record.offset)
+            self._room.set()
             self._observe(outcome, record)
             log.info("request_done", status=str(outcome.status), code=outcome.error_code)
 
