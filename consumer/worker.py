@@ -230,9 +230,9 @@ class Worker:
         without the original headers), so an oversize request never stalls its partition.
         """
         omit = Omit.NOTHING
-        pending = list(range(len(self._build_records(outcome, record, omit))))
+        records = self._build_records(outcome, record, omit)
+        pending = list(range(len(records)))  # positions in ``records`` not yet acknowledged
         while True:
-            records = self._build_records(outcome, record, omit)
             try:
                 self._sink.publish([records[i] for i in pending])
                 return True
@@ -241,6 +241,7 @@ class Worker:
                 pending = [pending[i] for i in exc.unacked]
                 if exc.too_large and omit < Omit.VALUE_AND_HEADERS:
                     omit = Omit(omit + 1)
+                    records = self._build_records(outcome, record, omit)
                     log.warning("dead_letter_shrunk", omitted=omit.name.lower())
                     continue
             if self._stop.wait(PUBLISH_RETRY_DELAY):
