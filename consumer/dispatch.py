@@ -140,6 +140,11 @@ class Dispatcher:
         with self._lock:
             return self._accepted
 
+    def busy(self, key: str) -> bool:
+        """Return whether a task of ``key`` is accepted but unfinished (queued or running)."""
+        with self._lock:
+            return key in self._queues
+
     def running(self) -> int:
         """Return how many tasks are running now."""
         with self._lock:

@@ -1,10 +1,11 @@
 """The worker loop: poll → dispatch → process → publish → mark done → commit (spec §1, §3).
 
-The loop thread owns the Kafka consumer (kafka-python's consumer is not thread-safe) and
-does only I/O: it polls, hands each record to the dispatcher, commits offsets whose whole
-prefix is done, and pauses fetching under backpressure. Worker threads run the pipeline
-and publish the reply and dead-letter record; an offset is marked done only after the
-broker acknowledged them.
+The loop thread owns the Kafka consumer (kafka-python's consumer is not thread-safe): it
+polls, admits each record (decode, validate, policy), answers at once what needs no
+Airflow call (rejections, keys the store knows), hands the rest to the dispatcher's
+worker threads, commits offsets whose whole prefix is done, and pauses fetching under
+backpressure. Replies and dead-letter records are sent without waiting; an offset is
+marked done when the broker acknowledged them, on the producer's thread.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 
 import structlog
@@ -33,6 +35,7 @@ from consumer.pipeline import Pipeline
 from consumer.pipeline.dead_letter import Omit
 from consumer.pipeline.trigger import StoppingError
 from consumer.record import InboundRecord, OutboundRecord
+from consumer.store import StoredEntry
 from consumer.tracking import CompletionTracker
 
 log = structlog.get_logger(__name__)
@@ -92,6 +95,8 @@ class Worker:
         self._stop = stop
         self._fatal: ConfigError | None = None
         self._room = threading.Event()  # set when a request is done: an in-flight slot is free
+        self._answering = threading.Condition()  # guards _unsettled
+        self._unsettled = 0  # answers sent whose broker acknowledgement is still awaited
         self._source = source_factory(self._on_assigned, self._on_revoked)
 
     # -- signals and control ----------------------------------------------------------------
@@ -125,8 +130,7 @@ class Worker:
                 room = self._max_in_flight - self.tracker.in_flight()
                 records = self._source.poll(max_records=max(room, 1), timeout=POLL_TIMEOUT)
                 self.readiness.set_kafka(True)
-                for record in records:
-                    self._dispatch(record)
+                self._dispatch(records)
                 self._observe_loop()
         finally:
             code = self._shut_down()
@@ -164,36 +168,66 @@ class Worker:
             self._next_lag = now + LAG_INTERVAL
             self._metrics.set_lag(self._source.lag())
 
-    def _dispatch(self, record: InboundRecord) -> None:
+    def _dispatch(self, records: list[InboundRecord]) -> None:
+        """Answer at once what needs no Airflow call; queue the rest, in order per key.
+
+        Rejections and keys the store already maps to a run (read for the whole poll in
+        one query) are answered on the loop's thread: handing them to a worker thread
+        would cost more than answering them, and a duplicate replay is all such records.
+        A key with work still queued or running waits behind it, so that same-key
+        requests are answered in order.
+        """
+        admitted = [self._admit(record) for record in records]
+        known = self._known_runs([item for item in admitted if not isinstance(item, Outcome)])
+        for record, item in zip(records, admitted, strict=True):
+            if isinstance(item, Outcome):
+                self._answer(record, item)
+                continue
+            key = item.idempotency_key
+            if key in known and not self._dispatcher.busy(key):
+                self._answer(record, self._recall(record, item, known[key]))
+            else:
+                self._dispatcher.submit(key, partial(self._finish, record, item))
+
+    def _admit(self, record: InboundRecord) -> TriggerRequest | Outcome:
+        """Start tracking ``record``; decode, validate, check policy (the per-message boundary)."""
         self.tracker.started(Partition(record.topic, record.partition), record.offset)
         try:
-            admitted = self._pipeline.admit(record)
+            return self._pipeline.admit(record)
         except Exception as exc:  # the per-message boundary: a bug never stops the loop
             with bind_message(record):
                 log.exception("internal_error")
-            admitted = Outcome.internal_error(record, exc)
-        # same-key requests run in order; a rejected record's own position is its key
-        if isinstance(admitted, Outcome):
-            key = f"{record.topic}/{record.partition}/{record.offset}"
-        else:
-            key = admitted.idempotency_key
-        self._dispatcher.submit(key, lambda: self._finish(record, admitted))
+            return Outcome.internal_error(record, exc)
 
-    def _finish(self, record: InboundRecord, admitted: TriggerRequest | Outcome) -> None:
-        """Run in a worker thread: execute, publish, mark done. Never raises."""
-        request = None if isinstance(admitted, Outcome) else admitted
-        key = request.idempotency_key if request else None
-        with bind_message(record, key, request.dag_id if request else None):
+    def _known_runs(self, requests: list[TriggerRequest]) -> dict[str, StoredEntry]:
+        if not requests:
+            return {}
+        try:
+            return self._pipeline.known_runs(requests)
+        except Exception:  # a store hiccup: each request then goes the worker-thread way
+            log.exception("store_read_failed")
+            return {}
+
+    def _recall(
+        self, record: InboundRecord, request: TriggerRequest, known: StoredEntry
+    ) -> Outcome:
+        try:
+            return self._pipeline.recall(record, request, known)
+        except Exception as exc:  # the per-message boundary: a bug never stops the loop
+            with bind_message(record, request.idempotency_key, request.dag_id):
+                log.exception("internal_error")
+            return Outcome.internal_error(record, exc, request=request)
+
+    def _finish(self, record: InboundRecord, request: TriggerRequest) -> None:
+        """Run in a worker thread: deduplicate and trigger, then answer. Never raises."""
+        with bind_message(record, request.idempotency_key, request.dag_id):
             try:
-                if isinstance(admitted, Outcome):
-                    outcome = admitted
-                else:
-                    began = time.monotonic()
-                    outcome = self._pipeline.execute(record, admitted)
-                    if outcome.attempts:
-                        self._metrics.observe_airflow_call(
-                            str(outcome.status), time.monotonic() - began
-                        )
+                began = time.monotonic()
+                outcome = self._pipeline.execute(record, request)
+                if outcome.attempts:
+                    self._metrics.observe_airflow_call(
+                        str(outcome.status), time.monotonic() - began
+                    )
             except StoppingError:
                 return  # no reply, no commit: the next owner processes it again
             except ConfigError as exc:
@@ -202,13 +236,58 @@ class Worker:
             except Exception as exc:  # the per-message boundary: a bug never stops the loop
                 log.exception("internal_error")
                 outcome = Outcome.internal_error(record, exc, request=request)
-            if not self._publish(outcome, record):
+        self._answer(record, outcome)
+
+    def _answer(self, record: InboundRecord, outcome: Outcome) -> None:
+        """Send the reply (and dead-letter record) without waiting; done once acked.
+
+        The broker's answer arrives on the producer's thread (``_settled``): the offset is
+        marked done there, and only then can a commit cover it (spec §3 Delivery).
+        """
+        with self._answering:
+            self._unsettled += 1
+        try:
+            delivery = self._sink.send(self._build_records(outcome, record, Omit.NOTHING))
+        except Exception:  # a bug building the records: logged; the offset stays uncommitted
+            with bind_message(record, outcome.idempotency_key, outcome.dag_id):
+                log.exception("internal_error")
+            self._settle_one()
+            return
+        delivery.on_settled(lambda error: self._settled(record, outcome, error))
+
+    def _settled(self, record: InboundRecord, outcome: Outcome, error: SinkError | None) -> None:
+        """The broker answered: mark done, or send again from a thread of its own."""
+        if error is None:
+            self._done(record, outcome)
+            return
+        # never wait on the producer's own thread: it is the one that delivers
+        threading.Thread(
+            target=self._send_again, args=(record, outcome, error), name="send-again", daemon=True
+        ).start()
+
+    def _send_again(self, record: InboundRecord, outcome: Outcome, error: SinkError) -> None:
+        with bind_message(record, outcome.idempotency_key, outcome.dag_id):
+            if self._publish(outcome, record, error):
+                self._done(record, outcome)
                 return
-            crash_here("after_reply", self._pipeline.crash_at)  # acked, not yet committed
-            self.tracker.done(Partition(record.topic, record.partition), record.offset)
-            self._room.set()
-            self._observe(outcome, record)
-            log.info("request_done", status=str(outcome.status), code=outcome.error_code)
+        self._settle_one()
+
+    def _done(self, record: InboundRecord, outcome: Outcome) -> None:
+        """The reply (and dead-letter record) are acked: the offset may be committed."""
+        try:
+            with bind_message(record, outcome.idempotency_key, outcome.dag_id):
+                crash_here("after_reply", self._pipeline.crash_at)  # acked, not committed
+                self.tracker.done(Partition(record.topic, record.partition), record.offset)
+                self._room.set()
+                self._observe(outcome, record)
+                log.info("request_done", status=str(outcome.status), code=outcome.error_code)
+        finally:
+            self._settle_one()
+
+    def _settle_one(self) -> None:
+        with self._answering:
+            self._unsettled -= 1
+            self._answering.notify_all()
 
     def _observe(self, outcome: Outcome, record: InboundRecord) -> None:
         """Metrics of one answered request (read from the Outcome at one point, STYLE §2)."""
@@ -222,8 +301,8 @@ class Worker:
         if outcome.status == "duplicate" and outcome.attempts == 0:
             self._metrics.count_dedup_hit()
 
-    def _publish(self, outcome: Outcome, record: InboundRecord) -> bool:
-        """Publish until acked; False when stopping first (the offset then stays uncommitted).
+    def _publish(self, outcome: Outcome, record: InboundRecord, error: SinkError) -> bool:
+        """After ``error``, publish until acked; False when stopping first (no commit then).
 
         Only the records the broker did not acknowledge are sent again; a dead-letter
         record it refused as too large is sent again at once without its value (then
@@ -233,19 +312,19 @@ class Worker:
         records = self._build_records(outcome, record, omit)
         pending = list(range(len(records)))  # positions in ``records`` not yet acknowledged
         while True:
+            log.warning("publish_failed", error=str(error))
+            pending = [pending[i] for i in error.unacked]
+            if error.too_large and omit < Omit.VALUE_AND_HEADERS:
+                omit = Omit(omit + 1)
+                records = self._build_records(outcome, record, omit)
+                log.warning("dead_letter_shrunk", omitted=omit.name.lower())
+            elif self._stop.wait(PUBLISH_RETRY_DELAY):
+                return False
             try:
                 self._sink.publish([records[i] for i in pending])
                 return True
             except SinkError as exc:
-                log.warning("publish_failed", error=str(exc))
-                pending = [pending[i] for i in exc.unacked]
-                if exc.too_large and omit < Omit.VALUE_AND_HEADERS:
-                    omit = Omit(omit + 1)
-                    records = self._build_records(outcome, record, omit)
-                    log.warning("dead_letter_shrunk", omitted=omit.name.lower())
-                    continue
-            if self._stop.wait(PUBLISH_RETRY_DELAY):
-                return False
+                error = exc
 
     def _fail(self, exc: ConfigError) -> None:
         if self._fatal is None:
@@ -275,7 +354,11 @@ class Worker:
 
     def _shut_down(self) -> int:
         self._source.pause()
+        deadline = time.monotonic() + self._shutdown_timeout
         drained = self._dispatcher.shutdown(timeout=self._shutdown_timeout)
+        with self._answering:  # the last answers' acks, so that the commit covers them
+            remaining = max(0.0, deadline - time.monotonic())
+            drained = self._answering.wait_for(lambda: self._unsettled == 0, remaining) and drained
         if not drained:
             log.warning("drain_timed_out", in_flight=self.tracker.in_flight())
         self._commit_done()

@@ -86,11 +86,22 @@ def airflow(request: pytest.FixtureRequest) -> AirflowServer:
 def new_topic(kafka: KafkaCluster) -> Callable[..., str]:
     """Factory: create a uniquely named topic with N partitions and return its name."""
 
-    def create(partitions: int = 1, prefix: str = "test") -> str:
+    def create(
+        partitions: int = 1, prefix: str = "test", config: dict[str, str] | None = None
+    ) -> str:
         name = unique_name(prefix)
         admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
         try:
-            admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+            admin.create_topics(
+                [
+                    NewTopic(
+                        name,
+                        num_partitions=partitions,
+                        replication_factor=1,
+                        topic_configs=config or {},
+                    )
+                ]
+            )
             wait_until(
                 lambda: len(admin.describe_topics([name])[0]["partitions"]) == partitions,
                 timeout=30,

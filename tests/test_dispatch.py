@@ -358,3 +358,20 @@ def test_task_and_callback_see_the_submitters_context_vars(
     wait_until(lambda: len(seen) == 2, timeout=TIMEOUT, what="callbacks")
     assert sorted(seen) == ["req-1", "req-2"]
     assert REQUEST_ID.get() == "unset"
+
+
+def test_busy_while_a_task_of_the_key_is_queued_or_running(
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    """busy(key) holds from submit until the key's last task finished, and only for that key."""
+    dispatcher = make_dispatcher(1)
+    gate = threading.Event()
+    assert not dispatcher.busy("a")
+    first = dispatcher.submit("a", blocked_until(gate))
+    second = dispatcher.submit("b", blocked_until(gate))  # queued: the one thread is taken
+    assert first is not None and second is not None
+    assert dispatcher.busy("a") and dispatcher.busy("b")
+    assert not dispatcher.busy("c")
+    gate.set()
+    wait([first, second], timeout=TIMEOUT)
+    wait_until(lambda: not dispatcher.busy("a") and not dispatcher.busy("b"), timeout=TIMEOUT)

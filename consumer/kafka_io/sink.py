@@ -1,9 +1,9 @@
-"""Publish replies and dead-letter records, and wait for the broker's ack (spec §3 Delivery)."""
+"""Publish replies and dead-letter records; learn when the broker acked them (spec §3 Delivery)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kafka import KafkaProducer
@@ -16,6 +16,7 @@ DEFAULT_ACK_TIMEOUT = 60.0
 # The client-side bound on one record: far above any topic's max.message.bytes, so the
 # broker decides what is too large (it says so per topic, and a DLQ copy is then shrunk).
 MAX_REQUEST_SIZE = 64 * 1024 * 1024
+_ACKED = "acked"  # a record's state once the broker acknowledged it
 
 
 class SinkError(TriggerConsumerError):
@@ -36,8 +37,81 @@ class SinkError(TriggerConsumerError):
         self.too_large = frozenset(too_large)
 
 
+OnSettled = Callable[[SinkError | None], None]
+"""Called once every record of a delivery is settled: None when all were acknowledged."""
+
+
+class Delivery:
+    """The broker's answers for the records of one ``RecordSink.send``.
+
+    kafka-python settles each record on its I/O thread, so ``on_settled`` callbacks run
+    there: they must be quick and must never wait for another delivery.
+    """
+
+    def __init__(self, futures: Sequence[Any]) -> None:
+        """Watch what ``KafkaProducer.send`` gave per record, in publish order.
+
+        Args:
+            futures: per record, the future it returned or the ``KafkaError`` it raised.
+        """
+        self._lock = threading.Lock()
+        # per record: None while unanswered, _ACKED, or the error the producer reported
+        self._states: list[str | BaseException | None] = [None] * len(futures)
+        self._open = len(futures)
+        self._settled = threading.Event()
+        self._callbacks: list[OnSettled] = []
+        if not futures:
+            self._settled.set()
+        for position, future in enumerate(futures):
+            if isinstance(future, KafkaError):
+                self._settle(position, future)
+            else:
+                future.add_callback(self._settle, position)
+                future.add_errback(self._settle, position)
+
+    def _settle(self, position: int, answer: object) -> None:
+        with self._lock:
+            self._states[position] = answer if isinstance(answer, BaseException) else _ACKED
+            self._open -= 1
+            if self._open:
+                return
+            callbacks, self._callbacks = self._callbacks, []
+            self._settled.set()
+        error = self._error()
+        for callback in callbacks:
+            callback(error)
+
+    def on_settled(self, callback: OnSettled) -> None:
+        """Call ``callback(error)`` once every record is settled; at once if they are."""
+        with self._lock:
+            if not self._settled.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self._error())
+
+    def wait(self, timeout: float) -> SinkError | None:
+        """Wait at most ``timeout`` seconds: None when every record was acknowledged."""
+        self._settled.wait(timeout)
+        return self._error()
+
+    def _error(self) -> SinkError | None:
+        with self._lock:
+            states = list(self._states)
+        unacked = [position for position, state in enumerate(states) if state is not _ACKED]
+        if not unacked:
+            return None
+        too_large = [p for p in unacked if isinstance(states[p], MessageSizeTooLargeError)]
+        reasons = {type(states[p]).__name__ if states[p] else "no answer in time" for p in unacked}
+        return SinkError(
+            f"broker did not acknowledge {len(unacked)} of {len(states)} records: "
+            + ", ".join(sorted(reasons)),
+            unacked=unacked,
+            too_large=too_large,
+        )
+
+
 class RecordSink:
-    """One idempotent ``acks=all`` producer shared by all worker threads (it is thread-safe)."""
+    """One idempotent ``acks=all`` producer shared by all threads (it is thread-safe)."""
 
     def __init__(self, connection: dict[str, Any], *, client_id: str) -> None:
         """Connect the producer.
@@ -55,6 +129,27 @@ class RecordSink:
             max_request_size=MAX_REQUEST_SIZE,
         )
 
+    def send(self, records: Sequence[OutboundRecord]) -> Delivery:
+        """Hand ``records`` to the producer without waiting for the broker.
+
+        Every record is settled within the producer's delivery timeout (two minutes),
+        acknowledged or failed.
+        """
+        futures: list[Any] = []
+        for record in records:
+            try:
+                futures.append(
+                    self._producer.send(
+                        record.topic,
+                        key=record.key,
+                        value=record.value,
+                        headers=list(record.headers),
+                    )
+                )
+            except KafkaError as exc:  # refused before sending: too large, no metadata in time
+                futures.append(exc)
+        return Delivery(futures)
+
     def publish(
         self, records: Sequence[OutboundRecord], *, timeout: float = DEFAULT_ACK_TIMEOUT
     ) -> None:
@@ -64,31 +159,9 @@ class RecordSink:
             SinkError: when any record was not acknowledged within ``timeout`` seconds;
                 it names the unacknowledged records and those refused as too large.
         """
-        deadline = time.monotonic() + timeout
-        futures = [
-            self._producer.send(
-                record.topic, key=record.key, value=record.value, headers=list(record.headers)
-            )
-            for record in records
-        ]
-        unacked: list[int] = []
-        too_large: list[int] = []
-        errors: set[str] = set()
-        for position, future in enumerate(futures):
-            try:
-                future.get(timeout=max(0.0, deadline - time.monotonic()))
-            except KafkaError as exc:
-                unacked.append(position)
-                errors.add(type(exc).__name__)
-                if isinstance(exc, MessageSizeTooLargeError):
-                    too_large.append(position)
-        if unacked:
-            raise SinkError(
-                f"broker did not acknowledge {len(unacked)} of {len(futures)} records: "
-                + ", ".join(sorted(errors)),
-                unacked=unacked,
-                too_large=too_large,
-            )
+        error = self.send(records).wait(timeout)
+        if error is not None:
+            raise error
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush and close the producer."""

@@ -1,13 +1,14 @@
 """The request pipeline: decode → validate → policy → dedup → trigger, in spec §1 order.
 
 Each stage is its own module; ``Pipeline`` strings them together. ``admit`` runs the
-cheap, pure stages (on the worker loop's thread, which needs the idempotency key to keep
-same-key requests in order); ``execute`` runs dedup and trigger (on a worker thread).
+cheap, pure stages, ``known_runs`` and ``recall`` answer keys the store already maps to
+a run (all on the worker loop's thread, which needs the idempotency key to keep same-key
+requests in order); ``execute`` runs dedup and trigger (on a worker thread).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +20,12 @@ from consumer.errors import AirflowError, AirflowUnavailableError, Rejected
 from consumer.limits import Limits
 from consumer.outcome import Outcome
 from consumer.pipeline.decode import decode
-from consumer.pipeline.dedup import claim, stored_run
+from consumer.pipeline.dedup import check_known, claim, final_entries, stored_run
 from consumer.pipeline.policy import Policy, check_policy
 from consumer.pipeline.trigger import AirflowGate, trigger
 from consumer.pipeline.validate import validate
 from consumer.record import InboundRecord
-from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin
+from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,22 @@ class Pipeline:
         except Rejected as rejected:  # stages stop a message by raising Rejected (STYLE §5)
             return Outcome.rejected(record, rejected, request=request, payload=payload)
         return request
+
+    def known_runs(self, requests: Iterable[TriggerRequest]) -> dict[str, StoredEntry]:
+        """The store's final entries for these requests' keys, in one read (no Airflow call)."""
+        return final_entries({request.idempotency_key for request in requests}, self.store)
+
+    def recall(self, record: InboundRecord, request: TriggerRequest, known: StoredEntry) -> Outcome:
+        """Answer an admitted request whose key the store maps to a run (``known_runs``).
+
+        Returns:
+            ``duplicate``, or ``rejected`` when the key was used for a different request.
+        """
+        try:
+            check_known(request, known)
+        except Rejected as rejected:  # idempotency_key_reused
+            return Outcome.rejected(record, rejected, request=request)
+        return Outcome.duplicate(record, request, stored_run(known), attempts=0)
 
     def execute(self, record: InboundRecord, request: TriggerRequest) -> Outcome:
         """Deduplicate and trigger an admitted request; record the run it maps to."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -54,14 +55,39 @@ def claim(request: TriggerRequest, store: IdempotencyStore) -> Claim:
     resumed = entry is not None and entry.status is EntryStatus.PENDING
     if entry is None:
         entry = store.mark_pending(key, fingerprint=own, dag_id=request.dag_id, dag_run_id=run_id)
+    _check_same_request(entry, own)
+    known = entry if entry.status is not EntryStatus.PENDING else None
+    return Claim(dag_run_id=run_id, fingerprint=own, known=known, resumed=resumed)
+
+
+def final_entries(keys: Collection[str], store: IdempotencyStore) -> dict[str, StoredEntry]:
+    """The entries of ``keys`` that already map to a run, read in one go without writing.
+
+    A key left out is unknown or still ``pending``: ``claim`` decides what it needs.
+    """
+    return {
+        key: entry
+        for key, entry in store.get_many(keys).items()
+        if entry.status is not EntryStatus.PENDING
+    }
+
+
+def check_known(request: TriggerRequest, entry: StoredEntry) -> None:
+    """Check that the final ``entry`` of the request's key was made by this same request.
+
+    Raises:
+        Rejected: ``idempotency_key_reused`` when a different request claimed the key.
+    """
+    _check_same_request(entry, fingerprint(request))
+
+
+def _check_same_request(entry: StoredEntry, own: str) -> None:
     if entry.fingerprint != own:
         raise Rejected(
             ErrorCode.IDEMPOTENCY_KEY_REUSED,
             "this idempotency key was already used for a different request",
             {"dag_run_id": entry.dag_run_id, "dag_id": entry.dag_id},
         )
-    known = entry if entry.status is not EntryStatus.PENDING else None
-    return Claim(dag_run_id=run_id, fingerprint=own, known=known, resumed=resumed)
 
 
 def stored_run(entry: StoredEntry) -> StoredRun:

@@ -14,7 +14,7 @@ The life of one key::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -148,6 +148,17 @@ class IdempotencyStore(Protocol):
 
         Returns:
             The entry, or None.
+        """
+        ...
+
+    def get_many(self, keys: Collection[str]) -> dict[str, StoredEntry]:
+        """Return the live entries of ``keys`` in one read; unknown or expired keys are absent.
+
+        Args:
+            keys: idempotency keys.
+
+        Returns:
+            Key to entry, for the keys that have a live entry.
         """
         ...
 

@@ -84,3 +84,57 @@ def test_crash_after_reply_before_commit(
     assert [r["status"] for r in replies] == ["triggered", "duplicate"]
     assert replies[1]["attempts"] == 0  # the re-delivery was answered from the store
     assert existing_runs(airflow3, DAG, [key]) == {key}
+
+
+def test_crash_after_reply_answered_without_airflow(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Killed after the acked reply of an answer made without Airflow, before the commit.
+
+    Duplicates and rejections are answered on the loop's thread: the restart answers both
+    again the same way, and the key still has one run.
+    """
+    key = unique_name("loop")
+    produce(kafka.bootstrap_servers, topics.requests, [(key.encode(), request(key, DAG), [])])
+    with running(make_worker()):
+        wait_until(
+            lambda: (
+                sum(committed(kafka.bootstrap_servers, topics.group, topics.requests).values()) == 1
+            ),
+            timeout=120,
+            what="the first request committed",
+        )
+    # the same request again (a duplicate) and a broken one (a rejection), same partition
+    produce(
+        kafka.bootstrap_servers,
+        topics.requests,
+        [(key.encode(), request(key, DAG), []), (key.encode(), b'{"idempotency_key": ', [])],
+    )
+    crashing = make_worker(test_crash_at="after_reply")
+    crashing.start()
+    assert crashing.wait(timeout=120) == CRASH_EXIT
+    assert sum(committed(kafka.bootstrap_servers, topics.group, topics.requests).values()) == 1
+    with running(make_worker()):
+        wait_until(
+            lambda: (
+                sum(committed(kafka.bootstrap_servers, topics.group, topics.requests).values()) == 3
+            ),
+            timeout=120,
+            what="both later requests committed after the restart",
+        )
+    replies = [
+        json.loads(r.value) for r in read_all(kafka.bootstrap_servers, topics.replies, at_least=3)
+    ]
+    statuses = [r["status"] for r in replies]  # one reply partition (one key): in order
+    assert statuses[0] == "triggered"
+    # the crashed worker's acked replies (one or both: they may share a produce batch) ...
+    before_crash = statuses[1:-2]
+    assert 1 <= len(before_crash) <= 2
+    assert set(before_crash) <= {"duplicate", "rejected"}
+    # ... then the restart answered both again, neither having been committed
+    assert sorted(statuses[-2:]) == ["duplicate", "rejected"]
+    assert all(r["attempts"] == 0 for r in replies[1:])  # none of them called Airflow
+    assert existing_runs(airflow3, DAG, [key]) == {key}

@@ -15,7 +15,7 @@ import pytest
 
 from consumer.errors import ConfigError
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
-from consumer.store.sqlite import SCHEMA_VERSION, SqliteStore
+from consumer.store.sqlite import READ_BATCH, SCHEMA_VERSION, SqliteStore
 
 RETENTION = timedelta(days=7)
 START = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -459,3 +459,19 @@ def test_concurrent_claims_from_two_connections_have_one_winner(db_path: Path) -
     finally:
         for opened in stores:
             opened.close()
+
+
+def test_get_many_reads_live_entries_in_batches(store: SqliteStore, clock: ManualClock) -> None:
+    """get_many returns what get would, key by key, across READ_BATCH chunks; expired: absent."""
+    old = trigger(store, "old")
+    clock.advance(RETENTION)
+    keys = [f"k{i}" for i in range(READ_BATCH + 7)]  # more than one SELECT
+    made = {key: trigger(store, key) for key in keys[::2]}
+    pending = claim(store, "pending")
+    assert store.get_many(["old"]) == {"old": old}
+    clock.advance(timedelta(seconds=1))  # "old" is now past the retention window
+
+    found = store.get_many([*keys, "pending", "old", "unknown", keys[0]])
+
+    assert found == {**made, "pending": pending}
+    assert store.get_many([]) == {}

@@ -1,0 +1,77 @@
+"""RecordSink against the real broker: what a Delivery says once the broker answered."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from consumer.kafka_io.sink import MAX_REQUEST_SIZE, RecordSink, SinkError
+from consumer.record import OutboundRecord
+from tests.conftest import KafkaCluster
+from tests.scenarios.harness import read_all
+
+
+@pytest.fixture
+def sink(kafka: KafkaCluster) -> Iterator[RecordSink]:
+    """A sink on the test broker."""
+    made = RecordSink({"bootstrap_servers": kafka.bootstrap_servers}, client_id="test-sink")
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _record(topic: str, value: bytes) -> OutboundRecord:
+    return OutboundRecord(topic=topic, key=b"k", value=value, headers=(("h", b"1"),))
+
+
+def test_on_settled_reports_every_record_acked(
+    sink: RecordSink, kafka: KafkaCluster, new_topic: Callable[..., str]
+) -> None:
+    """Both records acked: the callback gets None once, and the records are on the topic."""
+    topic = new_topic()
+    answers: list[SinkError | None] = []
+    settled = threading.Event()
+
+    def on_settled(error: SinkError | None) -> None:
+        answers.append(error)
+        settled.set()
+
+    sink.send([_record(topic, b"one"), _record(topic, b"two")]).on_settled(on_settled)
+    assert settled.wait(60)
+    assert answers == [None]
+    values = [r.value for r in read_all(kafka.bootstrap_servers, topic, at_least=2)]
+    assert values == [b"one", b"two"]
+
+
+def test_too_large_for_the_client_is_named_not_raised(
+    sink: RecordSink, new_topic: Callable[..., str]
+) -> None:
+    """A record over the producer's own bound is refused before sending: unacked, too large."""
+    topic = new_topic()
+    delivery = sink.send([_record(topic, b"ok"), _record(topic, b"x" * (MAX_REQUEST_SIZE + 1))])
+    error = delivery.wait(60)
+    assert error is not None
+    assert error.unacked == (1,)
+    assert error.too_large == frozenset({1})
+
+
+def test_too_large_for_the_topic_is_named(sink: RecordSink, new_topic: Callable[..., str]) -> None:
+    """A record over its topic's max.message.bytes is refused by the broker; the other is acked."""
+    # another topic: kafka-python refuses a whole batch, and does not split it as Java does
+    small_limit = new_topic(config={"max.message.bytes": "2000"})
+    error = sink.send([_record(small_limit, b"x" * 10_000), _record(new_topic(), b"ok")]).wait(60)
+    assert error is not None
+    assert error.unacked == (0,)
+    assert error.too_large == frozenset({0})
+    assert "MessageSizeTooLargeError" in str(error)
+
+
+def test_publish_raises_what_send_reports(sink: RecordSink, new_topic: Callable[..., str]) -> None:
+    """The blocking publish raises the same SinkError a Delivery settles with."""
+    topic = new_topic()
+    with pytest.raises(SinkError) as raised:
+        sink.publish([_record(topic, b"x" * (MAX_REQUEST_SIZE + 1))])
+    assert raised.value.unacked == (0,)
