@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import ceiling, report
@@ -11,7 +12,11 @@ from bench.result import Result, describe
 from bench.rig import PAUSED_DAG, UNPAUSED_DAG, Rig, keys_for
 from bench.worker_run import Contender, run
 
-CONTENDERS = ("ceiling", "naive", "worker", "replay", "passthrough", "unpaused")
+DEFAULT_CONTENDERS = ("ceiling", "naive", "worker", "replay", "passthrough", "unpaused")
+# the long ones, run when named: a large duplicate replay against a raw passthrough of the
+# same size, a backlog of new keys with MAX_IN_FLIGHT=256, a duplicate backlog for RSS
+LARGE_CONTENDERS = ("replay-large", "backlog", "backlog-rss")
+CONTENDERS = DEFAULT_CONTENDERS + LARGE_CONTENDERS
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -22,9 +27,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=6, help="request topic partitions (6)")
     parser.add_argument(
         "--contenders",
-        default=",".join(CONTENDERS),
-        help=f"comma-separated subset of {','.join(CONTENDERS)} (all)",
+        default=",".join(DEFAULT_CONTENDERS),
+        help=f"comma-separated subset of {','.join(CONTENDERS)} "
+        f"(default {','.join(DEFAULT_CONTENDERS)})",
     )
+    parser.add_argument(
+        "--large-n", type=int, default=100_000, help="replay-large requests (100,000)"
+    )
+    parser.add_argument("--backlog-n", type=int, default=20_000, help="backlog requests (20,000)")
+    parser.add_argument("--rss-n", type=int, default=200_000, help="backlog-rss requests (200,000)")
     parser.add_argument("--airflow", choices=("3", "2"), default="3", help="Airflow major (3)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder")
     parser.add_argument(
@@ -42,10 +53,36 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """How many requests each kind of contender gets."""
+
+    n: int
+    large: int
+    backlog: int
+    rss: int
+
+
+def large_replay(rig: Rig, name: str, n: int) -> Contender:
+    """A duplicate replay of ``n`` requests queued before the worker starts, store seeded."""
+    slug = name.rsplit(",", maxsplit=1)[-1].strip().replace(" ", "-").lower()
+    return Contender(
+        name,
+        "replay",
+        "consumer",
+        keys_for(f"{rig.run_tag}-{slug}", n),
+        PAUSED_DAG,
+        args=["run"],
+        queued=True,
+        seeded=True,
+    )
+
+
 def worker_contenders(
-    rig: Rig, n: int, fixed: list[int], chosen: set[str], profile: Path | None = None
+    rig: Rig, sizes: Sizes, fixed: list[int], chosen: set[str], profile: Path | None = None
 ) -> list[Contender]:
     """The Kafka contenders in run order; the replay reuses the adaptive run's keys and store."""
+    n = sizes.n
     adaptive_keys = keys_for(f"{rig.run_tag}-adaptive", n)
     adaptive_store = rig.work / "adaptive.db"
     plan: list[Contender] = []
@@ -125,6 +162,39 @@ def worker_contenders(
                 args=["run"],
             )
         )
+    return plan + large_contenders(rig, sizes, chosen)
+
+
+def large_contenders(rig: Rig, sizes: Sizes, chosen: set[str]) -> list[Contender]:
+    """The long contenders, each with its requests queued before it starts."""
+    plan: list[Contender] = []
+    if "replay-large" in chosen:
+        plan.append(large_replay(rig, "duplicate replay, large", sizes.large))
+        plan.append(
+            Contender(
+                "raw passthrough, large",
+                "passthrough",
+                "bench.passthrough",
+                keys_for(f"{rig.run_tag}-raw-large", sizes.large),
+                PAUSED_DAG,
+                queued=True,
+            )
+        )
+    if "backlog" in chosen:
+        plan.append(
+            Contender(
+                "worker, backlog, MAX_IN_FLIGHT=256",
+                "backlog",
+                "consumer",
+                keys_for(f"{rig.run_tag}-backlog", sizes.backlog),
+                PAUSED_DAG,
+                args=["run"],
+                env={"TRIGGER_CONSUMER_MAX_IN_FLIGHT": "256"},
+                queued=True,
+            )
+        )
+    if "backlog-rss" in chosen:
+        plan.append(large_replay(rig, "duplicate backlog, RSS", sizes.rss))
     return plan
 
 
@@ -147,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         clients = tuple(int(c) for c in args.clients.split(","))
         results += ceiling.sweep(rig, args.n, args.ceiling_seconds, clients)
     try:
-        for contender in worker_contenders(rig, args.n, fixed, chosen, args.profile):
+        sizes = Sizes(args.n, args.large_n, args.backlog_n, args.rss_n)
+        for contender in worker_contenders(rig, sizes, fixed, chosen, args.profile):
             try:
                 result = run(rig, contender)
             except (RuntimeError, OSError) as exc:  # one broken contender must not lose the rest

@@ -32,3 +32,15 @@ def read_usage(pid: int) -> Usage:
         if line.startswith("VmHWM:"):
             peak = int(line.split()[1]) * 1024
     return Usage(cpu_seconds=(utime + stime) / CLOCK_TICKS, peak_rss_bytes=peak)
+
+
+def current_rss(pid: int) -> int:
+    """The resident set size (``VmRSS``) of a live process, in bytes; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0

@@ -93,6 +93,16 @@ def ratios(results: list[Result]) -> list[str]:
     replay, passthrough = by_name.get("duplicate replay"), by_name.get("raw passthrough")
     compare("duplicate replay vs raw passthrough, throughput", replay, passthrough)
     compare("duplicate replay vs raw passthrough, CPU", replay, passthrough, what="cpu")
+    replay, passthrough = (
+        by_name.get("duplicate replay, large"),
+        by_name.get("raw passthrough, large"),
+    )
+    compare("large duplicate replay vs raw passthrough, throughput", replay, passthrough)
+    compare("large duplicate replay vs raw passthrough, CPU", replay, passthrough, what="cpu")
+    backlog = by_name.get("worker, backlog, MAX_IN_FLIGHT=256")
+    compare(
+        f"backlog, MAX_IN_FLIGHT=256 vs API ceiling ({best.name if best else '-'})", backlog, best
+    )
     return lines
 
 

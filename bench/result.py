@@ -60,14 +60,27 @@ class Result:
 
 
 def from_replies(
-    name: str, family: str, sent: dict[str, int], replies: Replies, **extra: Any
+    name: str,
+    family: str,
+    sent: dict[str, int],
+    replies: Replies,
+    *,
+    queued: bool = False,
+    **extra: Any,
 ) -> Result:
-    """A Kafka contender's result from its produce stamps and the replies collected."""
+    """A Kafka contender's result from its produce stamps and the replies collected.
+
+    The time runs from the first request produced to the last reply; for a backlog
+    queued before the contender started (``queued``), from its first reply instead.
+    """
     answered = [k for k in sent if k in replies.at_ms]
     latencies = [(replies.at_ms[k] - sent[k]) / 1000 for k in answered]
     span = 0.0
     if answered:
-        span = (max(replies.at_ms[k] for k in answered) - min(sent.values())) / 1000
+        start = min(sent.values())
+        if queued:
+            start = min(replies.at_ms[k] for k in answered)
+        span = (max(replies.at_ms[k] for k in answered) - start) / 1000
     return Result(
         name=name,
         family=family,

@@ -99,9 +99,24 @@ def produce_burst(bootstrap: str, topic: str, keys: list[str], dag_id: str) -> d
 
 
 def drive(
-    bootstrap: str, topics: tuple[str, str], keys: list[str], dag_id: str, timeout: float
+    bootstrap: str,
+    topics: tuple[str, str],
+    keys: list[str],
+    dag_id: str,
+    timeout: float,
+    *,
+    queued: dict[str, int] | None = None,
 ) -> tuple[dict[str, int], Replies]:
     """Produce ``keys`` to ``topics[0]`` and wait (bounded) for their replies on ``topics[1]``.
+
+    Args:
+        bootstrap: the brokers.
+        topics: the request and reply topics.
+        keys: one request per key.
+        dag_id: the DAG the requests name.
+        timeout: seconds to wait for the replies at most.
+        queued: the produce timestamps of requests already queued (``produce_burst``
+            before the contender started); nothing more is produced then.
 
     Returns:
         The produce timestamp of each key, and the replies that came back in time.
@@ -109,6 +124,6 @@ def drive(
     collector = ReplyCollector(bootstrap, topics[1], len(keys), timeout)
     collector.start()
     collector.ready.wait(timeout=60)
-    sent = produce_burst(bootstrap, topics[0], keys, dag_id)
+    sent = queued if queued is not None else produce_burst(bootstrap, topics[0], keys, dag_id)
     collector.join(timeout=timeout + 30)
     return sent, collector.replies

@@ -2,19 +2,25 @@
 
 Each runs as its own process on fresh topics: it joins, then the same burst of N requests
 is produced and its replies are timed; CPU and peak RSS are read from /proc while it runs.
+A backlog contender finds its requests queued before it starts, and is timed from its
+first reply.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import metrics_probe
 from bench.process import ContenderProcess
-from bench.procstat import Usage
+from bench.procstat import Usage, current_rss
 from bench.result import Result, from_replies
 from bench.rig import Rig, Topics
-from bench.traffic import drive
+from bench.seed import seed_store
+from bench.traffic import drive, produce_burst
+
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class Contender:
     store: Path | None = None
     concurrency: float | None = None
     profile: Path | None = None  # where py-spy writes collapsed stacks of this run
+    queued: bool = False  # the requests are produced before the contender starts (a backlog)
+    seeded: bool = False  # the store already knows every key: each request is a duplicate
 
 
 def drive_timeout(n: int) -> float:
@@ -40,9 +48,14 @@ def drive_timeout(n: int) -> float:
 
 def run(rig: Rig, contender: Contender) -> Result:
     """Start the contender, send its burst, measure, stop it."""
-    slug = contender.name.replace(" ", "-").replace(",", "").replace("(", "").replace(")", "")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", contender.name).strip("-")  # a legal topic name
     topics: Topics = rig.topics(slug)
     store = contender.store or rig.work / f"{slug}.db"
+    if contender.seeded:
+        seed_store(store, contender.keys, contender.dag_id)
+    queued = None
+    if contender.queued:
+        queued = produce_burst(rig.bootstrap, topics.requests, contender.keys, contender.dag_id)
     env = rig.worker_env(topics, store, contender.env)
     port = int(env["TRIGGER_CONSUMER_HTTP_PORT"]) if contender.module == "consumer" else None
     process = ContenderProcess(
@@ -52,6 +65,9 @@ def run(rig: Rig, contender: Contender) -> Result:
     try:
         process.wait_ready()
         before, counters_before = process.usage(), _counters(port)
+        if contender.queued:  # it began on the backlog at once: count from its start
+            before, counters_before = Usage(0.0, 0), {}
+        rss_at_ready = current_rss(process.pid)
         if sampler:
             sampler.start()
         sent, replies = drive(
@@ -60,6 +76,7 @@ def run(rig: Rig, contender: Contender) -> Result:
             contender.keys,
             contender.dag_id,
             drive_timeout(len(contender.keys)),
+            queued=queued,
         )
         after, counters_after = process.usage(), _counters(port)
     finally:
@@ -87,11 +104,14 @@ def run(rig: Rig, contender: Contender) -> Result:
     ):
         concurrency = sampler.mean()
         note += f"; limit mean {concurrency:.1f}, max {max(sampler.samples):.0f}"
+    if contender.queued:
+        note += f"; RSS at ready {rss_at_ready / MIB:.0f} MiB"
     return from_replies(
         contender.name,
         contender.family,
         sent,
         replies,
+        queued=contender.queued,
         airflow_calls=calls,
         usage=Usage(after.cpu_seconds - before.cpu_seconds, after.peak_rss_bytes),
         concurrency=concurrency,

@@ -86,6 +86,11 @@ def test_crash_after_reply_before_commit(
     assert existing_runs(airflow3, DAG, [key]) == {key}
 
 
+def _committed_count(kafka: KafkaCluster, topics: Topics) -> int:
+    """How many requests the group committed (offsets start at 0 on fresh topics)."""
+    return sum(committed(kafka.bootstrap_servers, topics.group, topics.requests).values())
+
+
 def test_crash_after_reply_answered_without_airflow(
     kafka: KafkaCluster,
     airflow3: AirflowServer,
@@ -101,9 +106,7 @@ def test_crash_after_reply_answered_without_airflow(
     produce(kafka.bootstrap_servers, topics.requests, [(key.encode(), request(key, DAG), [])])
     with running(make_worker()):
         wait_until(
-            lambda: (
-                sum(committed(kafka.bootstrap_servers, topics.group, topics.requests).values()) == 1
-            ),
+            lambda: _committed_count(kafka, topics) == 1,
             timeout=120,
             what="the first request committed",
         )
@@ -116,12 +119,10 @@ def test_crash_after_reply_answered_without_airflow(
     crashing = make_worker(test_crash_at="after_reply")
     crashing.start()
     assert crashing.wait(timeout=120) == CRASH_EXIT
-    assert sum(committed(kafka.bootstrap_servers, topics.group, topics.requests).values()) == 1
+    assert _committed_count(kafka, topics) == 1
     with running(make_worker()):
         wait_until(
-            lambda: (
-                sum(committed(kafka.bootstrap_servers, topics.group, topics.requests).values()) == 3
-            ),
+            lambda: _committed_count(kafka, topics) == 3,
             timeout=120,
             what="both later requests committed after the restart",
         )
