@@ -137,7 +137,10 @@ class _Slots:
             with self._cond:
                 self._in_flight -= 1
                 self._learn(call)
-                self._cond.notify_all()
+                # wake only as many waiters as there are free slots: a worker may have
+                # hundreds of threads waiting here, and waking them all at every release
+                # cost it several milliseconds of CPU per Airflow call
+                self._cond.notify(max(1, self._admission_limit() - self._in_flight))
 
     def _admission_limit(self) -> int:
         return self._limit
