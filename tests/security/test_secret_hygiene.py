@@ -231,10 +231,10 @@ def test_working_worker_send_and_doctor_leak_nothing(
 def test_send_refused_by_kafka_leaks_nothing(
     secured_kafka: SecuredBroker, secured_topics: Topics, tmp_path: Path
 ) -> None:
-    """``send`` that cannot connect (untrusted broker) prints a traceback without the password.
+    """``send`` refused by the broker (an untrusted certificate) says why, without the password.
 
-    The TLS variant, not a wrong SASL password: ``send`` then blocks for kafka-python's
-    60 s metadata timeout, too slow for this suite (the doctor test covers that refusal).
+    Its preflight connection stops it before producing (tests/security/test_preflight.py
+    covers a wrong SASL password the same way).
     """
     other_ca = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other_ca))
