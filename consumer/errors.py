@@ -95,3 +95,18 @@ class ConfigError(TriggerConsumerError):
     Operator action: fix the named setting and restart; the worker stops consuming rather
     than dead-letter the backlog.
     """
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as ``Type: message`` (the type alone when the message adds nothing).
+
+    Args:
+        exc: a client error.
+
+    Returns:
+        One line for a detail.
+    """
+    name, text = type(exc).__name__, str(exc)
+    if text.startswith(name):  # kafka-python's errors name their class themselves
+        return text
+    return f"{name}: {text}" if text else name

@@ -282,3 +282,15 @@ def describe_settings() -> list[tuple[str, str, str]]:
             variable += "[_FILE]"
         rows.append((variable, default, field.description or ""))
     return rows
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting.
+
+    Args:
+        field: a ``Settings`` field name, like ``request_topic``.
+
+    Returns:
+        Like ``TRIGGER_CONSUMER_REQUEST_TOPIC``.
+    """
+    return f"{ENV_PREFIX}{field.upper()}"

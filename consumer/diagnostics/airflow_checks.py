@@ -9,9 +9,9 @@ import requests
 from consumer.airflow import AirflowClient, RetryPolicy
 from consumer.airflow.transport import read_json
 from consumer.diagnostics.allowlist import DagInfo, check_allowlist, check_paused
-from consumer.diagnostics.result import CheckResult, env_name, not_checked
+from consumer.diagnostics.result import CheckResult, not_checked
 from consumer.errors import AirflowError, ConfigError, ErrorCode
-from consumer.settings import Settings
+from consumer.settings import Settings, env_name
 
 DAG_PAGE_SIZE = 100  # Airflow's default maximum_page_limit
 MAX_DAG_PAGES = 100

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from consumer.diagnostics.result import CheckResult, env_name, list_names
+from consumer.diagnostics.result import CheckResult, list_names
+from consumer.settings import env_name
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,15 @@ from typing import TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from consumer.diagnostics.result import (
-    CLIENT_ID,
-    CheckResult,
-    describe_error,
-    env_name,
-    not_checked,
-)
+from consumer.diagnostics.result import CLIENT_ID, CheckResult, not_checked
+from consumer.errors import describe_error
 from consumer.kafka_io.preflight import (
     KafkaSecurityError,
     KafkaUnreachableError,
     check_connection,
 )
 from consumer.kafka_io.security import connection_options
-from consumer.settings import Settings
+from consumer.settings import Settings, env_name
 
 T = TypeVar("T")
 RETRY_PAUSE = 0.1  # seconds between attempts of a call that failed transiently

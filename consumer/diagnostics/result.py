@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from consumer.settings import ENV_PREFIX
-
 CLIENT_ID = "trigger-consumer-doctor"
 NAMES_SHOWN = 5
 
@@ -28,18 +26,6 @@ class CheckResult:
     detail: str
     remedy: str | None = None
     warning: bool = False
-
-
-def env_name(field: str) -> str:
-    """The environment variable of a setting.
-
-    Args:
-        field: a ``Settings`` field name, like ``request_topic``.
-
-    Returns:
-        Like ``TRIGGER_CONSUMER_REQUEST_TOPIC``.
-    """
-    return f"{ENV_PREFIX}{field.upper()}"
 
 
 def not_checked(names: Iterable[str], prerequisite: str) -> list[CheckResult]:
@@ -69,18 +55,3 @@ def list_names(names: Sequence[str]) -> str:
     """
     shown = ", ".join(names[:NAMES_SHOWN])
     return shown if len(names) <= NAMES_SHOWN else f"{shown}, … (+{len(names) - NAMES_SHOWN})"
-
-
-def describe_error(exc: BaseException) -> str:
-    """An exception as ``Type: message`` (the type alone when the message adds nothing).
-
-    Args:
-        exc: a client error.
-
-    Returns:
-        One line for a detail.
-    """
-    name, text = type(exc).__name__, str(exc)
-    if text.startswith(name):  # kafka-python's errors name their class themselves
-        return text
-    return f"{name}: {text}" if text else name

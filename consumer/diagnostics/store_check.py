@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
-from consumer.diagnostics.result import CLIENT_ID, CheckResult, describe_error, env_name
-from consumer.errors import ConfigError
-from consumer.settings import Settings
+from consumer.diagnostics.result import CLIENT_ID, CheckResult
+from consumer.errors import ConfigError, describe_error
+from consumer.settings import Settings, env_name
 from consumer.store import open_store
 
 

@@ -25,9 +25,9 @@ from kafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from consumer.errors import ConfigError, TriggerConsumerError
+from consumer.errors import ConfigError, TriggerConsumerError, describe_error
 from consumer.kafka_io.security import connection_options
-from consumer.settings import ENV_PREFIX, Settings
+from consumer.settings import Settings, env_name
 
 DEFAULT_TIMEOUT = 10.0  # seconds for the whole preflight, over every bootstrap server
 CLIENT_ID = "trigger-consumer-preflight"
@@ -95,7 +95,7 @@ def check_connection(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) ->
     except OSError as exc:
         raise KafkaSecurityError(
             f"cannot load the Kafka CA file {settings.kafka_ssl_cafile} ({exc})",
-            f"set {_env('kafka_ssl_cafile')} to a readable PEM file of CA certificates",
+            f"set {env_name('kafka_ssl_cafile')} to a readable PEM file of CA certificates",
         ) from exc
     servers = options.pop("bootstrap_servers")
     deadline = time.monotonic() + timeout
@@ -108,7 +108,7 @@ def check_connection(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) ->
         refusal = _refusal(error, server, settings)
         if refusal is not None:
             raise refusal from error
-        reasons.append(f"{server} ({_describe(error)})")
+        reasons.append(f"{server} ({describe_error(error)})")
         if time.monotonic() >= deadline:
             break
     raise KafkaUnreachableError(f"no Kafka broker accepted a connection: {'; '.join(reasons)}")
@@ -154,29 +154,29 @@ def _refusal(error: BaseException, server: str, settings: Settings) -> KafkaSecu
         return KafkaSecurityError(
             f"Kafka at {server} refused the SASL credentials for user "
             f"{settings.kafka_sasl_username} (mechanism {settings.kafka_sasl_mechanism})",
-            f"check {_env('kafka_sasl_username')} and {_env('kafka_sasl_password')}[_FILE]",
+            f"check {env_name('kafka_sasl_username')} and {env_name('kafka_sasl_password')}[_FILE]",
         )
     if isinstance(error, UnsupportedSaslMechanismError):
         return KafkaSecurityError(
             f"Kafka at {server} does not offer SASL mechanism {settings.kafka_sasl_mechanism}",
-            f"set {_env('kafka_sasl_mechanism')} to a mechanism the brokers enable",
+            f"set {env_name('kafka_sasl_mechanism')} to a mechanism the brokers enable",
         )
     if isinstance(error, IllegalSaslStateError):
         return KafkaSecurityError(
             f"Kafka at {server} does not expect SASL ({protocol}) on this listener",
-            f"check {_env('kafka_security_protocol')} against the listener of "
-            f"{_env('kafka_bootstrap_servers')}",
+            f"check {env_name('kafka_security_protocol')} against the listener of "
+            f"{env_name('kafka_bootstrap_servers')}",
         )
     if isinstance(error, ssl.SSLCertVerificationError):
         trusted = settings.kafka_ssl_cafile or "the system CAs"
         if "mismatch" in str(error.verify_message):
             remedy = (
-                f"list the brokers in {_env('kafka_bootstrap_servers')} by a name their "
-                f"certificate carries, or check {_env('kafka_ssl_cafile')}"
+                f"list the brokers in {env_name('kafka_bootstrap_servers')} by a name their "
+                f"certificate carries, or check {env_name('kafka_ssl_cafile')}"
             )
         else:
             remedy = (
-                f"set {_env('kafka_ssl_cafile')} to the CA that signed the brokers' certificate"
+                f"set {env_name('kafka_ssl_cafile')} to the CA that signed the brokers' certificate"
             )
         return KafkaSecurityError(
             f"Kafka at {server} presented a TLS certificate that is not trusted "
@@ -186,18 +186,7 @@ def _refusal(error: BaseException, server: str, settings: Settings) -> KafkaSecu
     if isinstance(error, ssl.SSLError):
         return KafkaSecurityError(
             f"TLS with Kafka at {server} failed ({error.reason or error})",
-            f"check that {_env('kafka_security_protocol')}={protocol} matches the listener, "
-            f"and {_env('kafka_ssl_cafile')}",
+            f"check that {env_name('kafka_security_protocol')}={protocol} matches the listener, "
+            f"and {env_name('kafka_ssl_cafile')}",
         )
     return None
-
-
-def _describe(error: BaseException) -> str:
-    name, text = type(error).__name__, str(error)
-    if text.startswith(name):  # kafka-python's errors name their class themselves
-        return text
-    return f"{name}: {text}" if text else name
-
-
-def _env(field: str) -> str:
-    return f"{ENV_PREFIX}{field.upper()}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from consumer.diagnostics.result import CheckResult, describe_error, env_name, not_checked
+from consumer.diagnostics.result import CheckResult, not_checked
+from consumer.errors import describe_error
+from consumer.settings import env_name
 
 
 def test_env_name_is_the_variable_users_type() -> None:
