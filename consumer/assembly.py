@@ -8,6 +8,7 @@ import structlog
 
 from consumer.airflow import make_airflow_client
 from consumer.airflow.retry import RetryPolicy
+from consumer.answering import Answerer
 from consumer.concurrency import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.health import Readiness
 from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
@@ -16,16 +17,12 @@ from consumer.kafka_io.sink import RecordSink
 from consumer.kafka_io.source import RequestSource
 from consumer.limits import Limits
 from consumer.metrics import Metrics
-from consumer.outcome import Outcome
 from consumer.pipeline import Pipeline
-from consumer.pipeline.dead_letter import Omit, dead_letter_record, needs_dead_letter
 from consumer.pipeline.policy import Policy
-from consumer.pipeline.reply import reply_record
 from consumer.pipeline.trigger import AirflowGate
-from consumer.record import InboundRecord, OutboundRecord
 from consumer.settings import Settings
 from consumer.store import open_store
-from consumer.tracking import CompletionTracker, reply_publisher
+from consumer.tracking import CompletionTracker
 from consumer.worker import PartitionsCallback, Worker
 
 log = structlog.get_logger(__name__)
@@ -85,14 +82,6 @@ def build_worker(
     )
     connection = connection_options(settings)
 
-    def build_records(outcome: Outcome, record: InboundRecord, omit: Omit) -> list[OutboundRecord]:
-        records = [
-            reply_record(outcome, record, default_topic=settings.reply_topic, worker=worker_name)
-        ]
-        if needs_dead_letter(outcome):
-            records.append(dead_letter_record(outcome, record, topic=settings.dlq_topic, omit=omit))
-        return records
-
     def source_factory(
         on_assigned: PartitionsCallback, on_revoked: PartitionsCallback
     ) -> RequestSource:
@@ -105,11 +94,19 @@ def build_worker(
             on_revoked=on_revoked,
         )
 
-    sink = RecordSink(connection, client_id=worker_name)
+    answerer = Answerer(
+        RecordSink(connection, client_id=worker_name),
+        reply_topic=settings.reply_topic,
+        dlq_topic=settings.dlq_topic,
+        worker=worker_name,
+        metrics=metrics,
+        stop=stop,
+        crash_at=settings.test_crash_at,
+    )
     tracker = CompletionTracker(
         store,
         airflow,
-        reply_publisher(sink, default_topic=settings.reply_topic, worker=worker_name),
+        answerer.publish_completed,
         stop=stop,
         interval=settings.track_poll_interval.total_seconds(),
         horizon=settings.track_horizon,
@@ -117,10 +114,9 @@ def build_worker(
     )
     return Worker(
         source_factory=source_factory,
-        sink=sink,
-        tracker=tracker,
         pipeline=pipeline,
-        build_records=build_records,
+        answerer=answerer,
+        tracker=tracker,
         max_in_flight=settings.max_in_flight,
         shutdown_timeout=settings.shutdown_timeout.total_seconds(),
         stop=stop,

@@ -43,7 +43,7 @@ class TriggerConsumerError(Exception):
 class Rejected(TriggerConsumerError):  # noqa: N818 -- a control-flow signal, not an error (STYLE §8)
     """Raised when a message is unusable: bad input or outside policy; never retried.
 
-    Only ``Pipeline.process`` catches it and turns it into a ``rejected`` reply plus a
+    Only ``pipeline.screen`` catches it; the pipeline turns it into a ``rejected`` reply plus a
     dead-letter record.
     """
 

@@ -2,7 +2,7 @@
 
 An ``Outcome`` is a plain frozen value. Its constructors say how it came about
 (``triggered``, ``duplicate``, ``rejected``, ``failed``, ``internal_error``, and
-``completed`` or ``completed_for`` for a tracked run) and fill in
+``completed`` for a tracked run) and fill in
 what the reply echoes: the request's identifying fields when they could be read, None
 otherwise (spec §2).
 """
@@ -27,13 +27,9 @@ from consumer.contract import (
 )
 from consumer.errors import AirflowError, ErrorCode, Rejected
 from consumer.record import Headers, InboundRecord
-from consumer.store import StoredEntry
 
 MAX_ERROR_MESSAGE_CHARS = 1000
 FAILED_RUN_STATES = frozenset({"failed"})
-# Kafka's own "unknown" partition and offset: the source of a tracked run recorded before
-# the store kept request coordinates (store schema version 1)
-UNKNOWN_SOURCE = Source(topic="", partition=-1, offset=-1, timestamp=None)
 
 
 class RunView(Protocol):
@@ -65,11 +61,23 @@ def source_of(record: InboundRecord) -> Source:
     Returns:
         Its topic, partition, offset and timestamp (None when unknown or out of range).
     """
+    return source_at(record.topic, record.partition, record.offset, record.timestamp_ms)
+
+
+def source_at(topic: str, partition: int, offset: int, timestamp_ms: int | None) -> Source:
+    """Describe a request's Kafka coordinates as the reply's ``source`` field.
+
+    Args:
+        topic: the request's topic.
+        partition: its partition.
+        offset: its offset.
+        timestamp_ms: its timestamp in milliseconds since the epoch, or None.
+
+    Returns:
+        The source; the timestamp is None when unknown or out of range.
+    """
     return Source(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp=_timestamp_of(record.timestamp_ms),
+        topic=topic, partition=partition, offset=offset, timestamp=_timestamp_of(timestamp_ms)
     )
 
 
@@ -318,43 +326,6 @@ class Outcome:
             run_url=run.run_url,
             processed_at=_now(),
         )
-
-    @classmethod
-    def completed_for(cls, entry: StoredEntry, run: RunView) -> Outcome:
-        """Build the ``completed`` outcome of a tracked run from what the store kept.
-
-        The completion tracker has no request record, only the store's entry: the reply
-        echoes the entry's key and DAG and, from its ``origin``, the request's source,
-        correlation id and reply topic. An entry without origin (recorded by a release
-        that did not keep it) echoes ``UNKNOWN_SOURCE``, the key as correlation id, and
-        goes to the default reply topic.
-
-        Args:
-            entry: the tracked entry.
-            run: the run in its final state.
-
-        Returns:
-            A ``completed`` outcome, as ``completed`` builds it; ``attempts`` is 0.
-        """
-        origin = entry.origin
-        source = UNKNOWN_SOURCE
-        if origin is not None:
-            source = Source(
-                topic=origin.topic,
-                partition=origin.partition,
-                offset=origin.offset,
-                timestamp=_timestamp_of(origin.timestamp_ms),
-            )
-        base = cls(
-            status=Status.COMPLETED,
-            source=source,
-            idempotency_key=entry.key,
-            correlation_id=(origin.correlation_id if origin else None) or entry.key,
-            dag_id=entry.dag_id,
-            reply_topic=origin.reply_topic if origin else None,
-            track=entry.track,
-        )
-        return base.completed(run)
 
     @classmethod
     def _for_run(

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeAlias
+from typing import TypeAlias
 
 import structlog
 
 from consumer.airflow import AirflowApi
+from consumer.contract import Source, Status
 from consumer.errors import AirflowError, ConfigError
-from consumer.outcome import Outcome
-from consumer.pipeline.reply import reply_record
-from consumer.record import InboundRecord, OutboundRecord
+from consumer.outcome import Outcome, RunView, source_at
 from consumer.store import Clock, IdempotencyStore, StoredEntry
 
 log = structlog.get_logger(__name__)
@@ -49,13 +48,9 @@ DEFAULT_BATCH = 1000  # tracked entries read from the store per poll
 BACKOFF_FACTOR = 2.0
 MAX_BACKOFF_EXPONENT = 32  # keeps the float power finite however often a run was checked
 FINAL_RUN_STATES = frozenset({"success", "failed"})
-
-
-class Sink(Protocol):
-    """Publishes records and returns once the broker acknowledged them (``RecordSink`` fits)."""
-
-    def publish(self, records: Sequence[OutboundRecord]) -> None:
-        """Send ``records``; raise when they were not acknowledged."""
+# Kafka's own "unknown" partition and offset: the source of a tracked run recorded before
+# the store kept request coordinates (store schema version 1)
+UNKNOWN_SOURCE = Source(topic="", partition=-1, offset=-1, timestamp=None)
 
 
 @dataclass(frozen=True)
@@ -90,47 +85,35 @@ def backoff_delay(checks: int, interval: float, max_delay: float) -> float:
     return float(min(interval * BACKOFF_FACTOR**exponent, max_delay))
 
 
-def completion_record(outcome: Outcome, *, default_topic: str, worker: str) -> OutboundRecord:
-    """Build the reply record of a ``completed`` outcome.
+def completed_outcome(entry: StoredEntry, run: RunView) -> Outcome:
+    """Build the ``completed`` outcome of a tracked run from what the store kept.
+
+    The tracker has no request record, only the store's entry: the reply echoes the
+    entry's key and DAG and, from its ``origin``, the request's source, correlation id and
+    reply topic. An entry without origin (recorded by a release that did not keep it)
+    echoes ``UNKNOWN_SOURCE``, the key as correlation id, and goes to the default reply topic.
 
     Args:
-        outcome: a ``completed`` outcome (``Outcome.completed_for``).
-        default_topic: the reply topic used unless the request named an allowed one.
-        worker: which worker instance and version answers.
+        entry: the tracked entry.
+        run: the run in its final state.
 
     Returns:
-        The reply record: key = idempotency key, header ``correlation-id``.
+        A ``completed`` outcome, as ``Outcome.completed`` builds it; ``attempts`` is 0.
     """
-    # reply_record reads the request record only for its key, when the outcome has no
-    # idempotency key; a completed outcome always has one, and the value is not kept
-    source = outcome.source
-    request = InboundRecord(
-        topic=source.topic,
-        partition=source.partition,
-        offset=source.offset,
-        timestamp_ms=None,
-        key=None,
-        value=None,
+    origin = entry.origin
+    source = UNKNOWN_SOURCE
+    if origin is not None:
+        source = source_at(origin.topic, origin.partition, origin.offset, origin.timestamp_ms)
+    base = Outcome(
+        status=Status.COMPLETED,
+        source=source,
+        idempotency_key=entry.key,
+        correlation_id=(origin.correlation_id if origin else None) or entry.key,
+        dag_id=entry.dag_id,
+        reply_topic=origin.reply_topic if origin else None,
+        track=entry.track,
     )
-    return reply_record(outcome, request, default_topic=default_topic, worker=worker)
-
-
-def reply_publisher(sink: Sink, *, default_topic: str, worker: str) -> Publish:
-    """Build the tracker's ``publish`` callback over the worker's sink.
-
-    Args:
-        sink: the sink replies go through (``RecordSink``).
-        default_topic: the default reply topic.
-        worker: which worker instance and version answers.
-
-    Returns:
-        A callback that publishes one ``completed`` reply and waits for the ack.
-    """
-
-    def publish(outcome: Outcome) -> None:
-        sink.publish([completion_record(outcome, default_topic=default_topic, worker=worker)])
-
-    return publish
+    return base.completed(run)
 
 
 def _utc_now() -> datetime:
@@ -315,7 +298,7 @@ class CompletionTracker:
         if run is None or run.state not in FINAL_RUN_STATES:
             self._postpone(entry.key)
             return 0
-        self._publish(Outcome.completed_for(entry, run))
+        self._publish(completed_outcome(entry, run))
         # spec §3 Delivery: marked only once the reply is acknowledged; a crash re-sends it
         self._store.mark_completed(entry.key, run.state)
         with self._lock:

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 
 from consumer.contract import Status, TriggerRequest
 from consumer.errors import AirflowError, ErrorCode, Rejected
-from consumer.outcome import UNKNOWN_SOURCE, Outcome, RequestEcho, salvage, source_of
+from consumer.outcome import Outcome, RequestEcho, salvage, source_of
 from consumer.record import InboundRecord
-from consumer.store import EntryStatus, RequestOrigin, StoredEntry
 
 RECORD = InboundRecord(
     topic="requests",
@@ -144,57 +143,6 @@ def test_completed_follows_a_tracked_run() -> None:
     assert failed.status is Status.COMPLETED
     assert failed.error_code is ErrorCode.RUN_FAILED
     assert failed.source == triggered.source
-
-
-def _tracked_entry(origin: RequestOrigin | None) -> StoredEntry:
-    """A tracked store entry for key ``k-1`` with the given origin."""
-    moment = datetime(2025, 1, 1, tzinfo=UTC)
-    return StoredEntry(
-        key="k-1",
-        fingerprint="fp",
-        dag_id="etl_daily",
-        dag_run_id="kafka__k-1",
-        status=EntryStatus.TRIGGERED,
-        run_state="queued",
-        logical_date=None,
-        run_url=None,
-        track=True,
-        completed_at=None,
-        created_at=moment,
-        updated_at=moment,
-        origin=origin,
-    )
-
-
-def test_completed_for_a_stored_entry_echoes_its_origin() -> None:
-    """completed_for fills source, correlation id and reply topic from the entry's origin."""
-    origin = RequestOrigin.of(RECORD, correlation_id="corr-1", reply_topic="team-replies")
-
-    outcome = Outcome.completed_for(_tracked_entry(origin), Run(state="success"))
-
-    assert outcome.status is Status.COMPLETED
-    assert outcome.error is None
-    assert outcome.source == source_of(RECORD)
-    assert (outcome.idempotency_key, outcome.correlation_id, outcome.dag_id) == (
-        "k-1",
-        "corr-1",
-        "etl_daily",
-    )
-    assert (outcome.reply_topic, outcome.run_state, outcome.attempts) == (
-        "team-replies",
-        "success",
-        0,
-    )
-
-
-def test_completed_for_an_entry_without_origin_uses_unknown_source_and_the_key() -> None:
-    """Without an origin the reply has Kafka's unknown coordinates, the key as correlation id."""
-    outcome = Outcome.completed_for(_tracked_entry(None), Run(state="failed"))
-
-    assert outcome.source == UNKNOWN_SOURCE
-    assert (outcome.correlation_id, outcome.reply_topic) == ("k-1", None)
-    assert outcome.error_code is ErrorCode.RUN_FAILED
-    assert outcome.run_state == "failed"
 
 
 def test_salvage_echoes_only_valid_identifying_fields() -> None:

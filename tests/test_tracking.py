@@ -13,18 +13,16 @@ import pytest
 from pydantic import SecretStr
 
 from consumer.airflow import AirflowApi, TriggerResult, make_airflow_client
+from consumer.answering import Answerer
 from consumer.contract import Status
 from consumer.errors import ConfigError, ErrorCode
-from consumer.outcome import Outcome
+from consumer.metrics import Metrics
+from consumer.outcome import Outcome, source_at
+from consumer.pipeline.reply import reply_record
 from consumer.record import OutboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
-from consumer.tracking import (
-    CompletionTracker,
-    backoff_delay,
-    completion_record,
-    reply_publisher,
-)
+from consumer.tracking import UNKNOWN_SOURCE, CompletionTracker, backoff_delay, completed_outcome
 from devstack.airflow import AirflowServer
 from tests.waiting import wait_until
 
@@ -198,9 +196,7 @@ def test_completion_record_is_keyed_and_sent_to_the_requested_reply_topic() -> N
     )
     run = TriggerResult("devstack_fails", "kafka__k-1", "failed", None, "http://ui", True, None, 1)
 
-    record = completion_record(
-        Outcome.completed_for(stored, run), default_topic="replies", worker="w/1"
-    )
+    record = reply_record(completed_outcome(stored, run), default_topic="replies", worker="w/1")
 
     assert (record.topic, record.key, record.headers) == (
         "team-replies",
@@ -222,8 +218,8 @@ def test_completion_record_is_keyed_and_sent_to_the_requested_reply_topic() -> N
     }
 
 
-def test_reply_publisher_hands_one_completion_record_to_the_sink() -> None:
-    """The publish callback built for the worker sends exactly the completion record."""
+def test_publish_completed_hands_one_completion_record_to_the_sink() -> None:
+    """The publish callback the worker gives the tracker sends exactly the completion record."""
 
     class ListSink:
         """A sink that acknowledges at once by keeping the records (stands for RecordSink)."""
@@ -238,7 +234,7 @@ def test_reply_publisher_hands_one_completion_record_to_the_sink() -> None:
 
     sink = ListSink()
     run = TriggerResult("devstack_plain", "kafka__k-1", "success", None, "http://ui", True, None, 1)
-    outcome = Outcome.completed_for(
+    outcome = completed_outcome(
         StoredEntry(
             "k-1",
             "fp",
@@ -256,9 +252,17 @@ def test_reply_publisher_hands_one_completion_record_to_the_sink() -> None:
         run,
     )
 
-    reply_publisher(sink, default_topic="replies", worker="w/1")(outcome)
+    answerer = Answerer(
+        sink,  # type: ignore[arg-type]  # stands for RecordSink: publish is all it uses
+        reply_topic="replies",
+        dlq_topic="dlq",
+        worker="w/1",
+        metrics=Metrics(),
+        stop=threading.Event(),
+    )
+    answerer.publish_completed(outcome)
 
-    assert sink.batches == [[completion_record(outcome, default_topic="replies", worker="w/1")]]
+    assert sink.batches == [[reply_record(outcome, default_topic="replies", worker="w/1")]]
 
 
 def test_success_and_failed_runs_get_one_completed_reply_each(
@@ -421,3 +425,66 @@ def test_refused_credentials_stop_the_tracking_thread(
     assert tracker.join(timeout=RUN_TIMEOUT)
     assert isinstance(tracker.fatal, ConfigError)
     assert not stop.is_set()
+
+
+def _run(state: str) -> TriggerResult:
+    """The tracked run of key ``k-1`` in ``state``."""
+    return TriggerResult("etl_daily", "kafka__k-1", state, None, "http://ui", True, None, 1)
+
+
+def _tracked_entry(origin: RequestOrigin | None) -> StoredEntry:
+    """A tracked store entry for key ``k-1`` with the given origin."""
+    moment = datetime(2025, 1, 1, tzinfo=UTC)
+    return StoredEntry(
+        key="k-1",
+        fingerprint="fp",
+        dag_id="etl_daily",
+        dag_run_id="kafka__k-1",
+        status=EntryStatus.TRIGGERED,
+        run_state="queued",
+        logical_date=None,
+        run_url=None,
+        track=True,
+        completed_at=None,
+        created_at=moment,
+        updated_at=moment,
+        origin=origin,
+    )
+
+
+def test_completed_outcome_of_a_stored_entry_echoes_its_origin() -> None:
+    """completed_outcome fills source, correlation id and reply topic from the entry's origin."""
+    origin = RequestOrigin(
+        topic="requests",
+        partition=3,
+        offset=1234,
+        timestamp_ms=1_735_689_600_000,
+        correlation_id="corr-1",
+        reply_topic="team-replies",
+    )
+
+    outcome = completed_outcome(_tracked_entry(origin), _run("success"))
+
+    assert outcome.status is Status.COMPLETED
+    assert outcome.error is None
+    assert outcome.source == source_at("requests", 3, 1234, 1_735_689_600_000)
+    assert (outcome.idempotency_key, outcome.correlation_id, outcome.dag_id) == (
+        "k-1",
+        "corr-1",
+        "etl_daily",
+    )
+    assert (outcome.reply_topic, outcome.run_state, outcome.attempts) == (
+        "team-replies",
+        "success",
+        0,
+    )
+
+
+def test_completed_outcome_of_an_entry_without_origin_uses_unknown_source_and_the_key() -> None:
+    """Without an origin the reply has Kafka's unknown coordinates, the key as correlation id."""
+    outcome = completed_outcome(_tracked_entry(None), _run("failed"))
+
+    assert outcome.source == UNKNOWN_SOURCE
+    assert (outcome.correlation_id, outcome.reply_topic) == ("k-1", None)
+    assert outcome.error_code is ErrorCode.RUN_FAILED
+    assert outcome.run_state == "failed"

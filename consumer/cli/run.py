@@ -12,7 +12,7 @@ from pathlib import Path
 import structlog
 
 from consumer import __version__
-from consumer.cli import EXIT_USAGE
+from consumer.cli import EXIT_OK, EXIT_USAGE
 from consumer.errors import ConfigError
 from consumer.settings import describe_settings, load_settings
 
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from consumer.health import HealthServer, Readiness  # noqa: PLC0415
     from consumer.logs import configure_logging  # noqa: PLC0415
     from consumer.metrics import Metrics  # noqa: PLC0415
+    from consumer.worker import StopReason  # noqa: PLC0415
 
     try:
         settings = load_settings(args.config, for_run=True)
@@ -57,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     worker.install_signal_handlers()
     if settings.http_port == 0:
-        return worker.run()
-    with HealthServer(settings.http_port, readiness, metrics, host=settings.http_host) as server:
-        structlog.get_logger(__name__).info("http_listening", port=server.port)
-        return worker.run()
+        reason = worker.run()
+    else:
+        with HealthServer(
+            settings.http_port, readiness, metrics, host=settings.http_host
+        ) as server:
+            structlog.get_logger(__name__).info("http_listening", port=server.port)
+            reason = worker.run()
+    # a configuration error (credentials, TLS) met while running exits as one met at start
+    return EXIT_USAGE if reason is StopReason.CONFIG_ERROR else EXIT_OK

@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from consumer.errors import Rejected
 from consumer.limits import DEFAULT_LIMITS, Limits
-from consumer.pipeline.decode import decode
-from consumer.pipeline.policy import check_dag, check_reply_topic, split_list
-from consumer.pipeline.validate import validate
+from consumer.pipeline import Refusal, screen
+from consumer.pipeline.policy import Policy, split_list
 from consumer.run_id import run_id_for
 
 HELP = "check request messages offline: decode, validate and (with allow-lists) policy"
@@ -147,13 +145,13 @@ def check_message(
     Returns:
         The verdict.
     """
-    try:
-        request = validate(decode(value, limits), limits)
-        if reply_topics is not None:
-            check_reply_topic(request.reply_topic, reply_topics)
-        if dag_patterns is not None:
-            check_dag(request.dag_id, dag_patterns)
-    except Rejected as rejected:
+    policy = Policy(
+        dag_patterns=None if dag_patterns is None else tuple(dag_patterns),
+        reply_topics=None if reply_topics is None else frozenset(reply_topics),
+    )
+    request = screen(value, limits, policy)
+    if isinstance(request, Refusal):
+        rejected = request.rejected
         return Verdict(source, ok=False, code=rejected.code.value, message=rejected.message)
     run_id = run_id_for(request.idempotency_key)
     return Verdict(

@@ -1,36 +1,117 @@
 """The request pipeline: decode → validate → policy → dedup → trigger, in spec §1 order.
 
-Each stage is its own module; ``Pipeline`` strings them together. ``admit`` runs the
-cheap, pure stages, ``known_runs`` and ``recall`` answer keys the store already maps to
-a run (all on the worker loop's thread, which needs the idempotency key to keep same-key
-requests in order); ``execute`` runs dedup and trigger (on a worker thread).
+One message travels in two steps::
+
+    triage(records) ── per record: decode → validate → policy → fingerprint ──┐
+        one store read for the whole poll (get_many) ──► judge each key ◄─────┘
+        ├─► Outcome     rejected, internal_error, or duplicate / key reused from the store
+        └─► Admitted    new or resumed key (or one whose earlier request is still running)
+    execute(admitted) ── pending mark → trigger (within the Airflow call limit) → record
+        └─► Outcome     triggered, duplicate, rejected (key reused) or error
+
+``triage`` runs on the worker loop's thread and needs no Airflow call; ``execute`` runs
+on a dispatcher thread. Each stage is its own module; stages stop a message by raising
+``Rejected``, caught only in ``screen`` (STYLE §5); ``cli validate`` runs ``screen`` too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from consumer.airflow import AirflowApi, TriggerResult
+import structlog
+
+from consumer.airflow import AirflowApi, DagRun, TriggerResult
 from consumer.concurrency import Call, CallOutcome, ConcurrencyLimit
 from consumer.contract import TriggerRequest
 from consumer.crash import CrashPoint, crash_here
 from consumer.errors import AirflowError, AirflowUnavailableError, Rejected
+from consumer.fingerprint import fingerprint
 from consumer.limits import Limits
+from consumer.logs import bind_message
 from consumer.outcome import Outcome
 from consumer.pipeline.decode import decode
-from consumer.pipeline.dedup import check_known, claim, final_entries, stored_run
+from consumer.pipeline.dedup import Seen, judge, key_reused
 from consumer.pipeline.policy import Policy, check_policy
 from consumer.pipeline.trigger import AirflowGate, trigger
 from consumer.pipeline.validate import validate
-from consumer.record import InboundRecord
+from consumer.record import Headers, InboundRecord
+from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the pure stages refused a message, with what could be read before.
+
+    Attributes:
+        rejected: the refusal a stage raised.
+        request: the valid request, when policy refused it.
+        payload: the decoded object, when decoding got that far.
+    """
+
+    rejected: Rejected
+    request: TriggerRequest | None
+    payload: Mapping[str, Any] | None
+
+
+def screen(
+    value: bytes | None, limits: Limits, policy: Policy, headers: Headers = ()
+) -> TriggerRequest | Refusal:
+    """Decode, validate and check policy: the pipeline's pure stages (spec §1).
+
+    Args:
+        value: the message value.
+        limits: size and depth bounds.
+        policy: the allow-lists.
+        headers: the record's headers (a ``correlation-id`` header fills in the request's).
+
+    Returns:
+        The valid, allowed request, or the refusal.
+    """
+    payload: Mapping[str, Any] | None = None
+    request: TriggerRequest | None = None
+    try:
+        payload = decode(value, limits)
+        request = validate(payload, limits, headers=headers)
+        check_policy(request, policy)
+    except Rejected as rejected:  # stages stop a message by raising Rejected (STYLE §5)
+        return Refusal(rejected, request, payload)
+    return request
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A request that needs Airflow, or a store look-up after its key's earlier requests.
+
+    Attributes:
+        record: the request record.
+        request: the valid, allowed request.
+        fingerprint: the request's fingerprint, computed once.
+        entry: the key's store entry as triage read it (None: unknown).
+        current: whether ``entry`` is still true when ``execute`` runs; False when an
+            earlier request of the key was in flight (or the read failed), so ``execute``
+            reads the store again.
+    """
+
+    record: InboundRecord
+    request: TriggerRequest
+    fingerprint: str
+    entry: StoredEntry | None
+    current: bool
+
+
+Busy = Callable[[str], bool]
+"""Tells whether a key has an admitted request still queued or running."""
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """Turns one Kafka record into an ``Outcome``; never raises ``Rejected``."""
+    """Turns Kafka records into ``Outcome``s; never raises ``Rejected``."""
 
     limits: Limits
     policy: Policy
@@ -42,75 +123,141 @@ class Pipeline:
     airflow_limit: ConcurrencyLimit
     crash_at: CrashPoint | None = None  # test-only fault hook (consumer/crash.py)
 
-    def process(self, record: InboundRecord) -> Outcome:
-        """Run every stage on ``record`` (spec §1)."""
-        admitted = self.admit(record)
-        return admitted if isinstance(admitted, Outcome) else self.execute(record, admitted)
+    def triage(self, records: Sequence[InboundRecord], busy: Busy) -> list[Outcome | Admitted]:
+        """Answer what needs no Airflow call; admit the rest (one store read per poll).
 
-    def admit(self, record: InboundRecord) -> TriggerRequest | Outcome:
-        """Decode, validate and check policy: the request, or the ``rejected`` outcome."""
-        payload: Mapping[str, Any] | None = None
-        request: TriggerRequest | None = None
-        try:
-            payload = decode(record.value, self.limits)
-            request = validate(payload, self.limits, headers=record.headers)
-            check_policy(request, self.policy)
-        except Rejected as rejected:  # stages stop a message by raising Rejected (STYLE §5)
-            return Outcome.rejected(record, rejected, request=request, payload=payload)
-        return request
+        A key whose earlier request is still in flight (``busy``, or admitted earlier in
+        this poll) is admitted whatever the store says now: its answer must follow that
+        request's (per-key order, spec §3).
 
-    def known_runs(self, requests: Iterable[TriggerRequest]) -> dict[str, StoredEntry]:
-        """The store's final entries for these requests' keys, in one read (no Airflow call)."""
-        return final_entries({request.idempotency_key for request in requests}, self.store)
-
-    def recall(self, record: InboundRecord, request: TriggerRequest, known: StoredEntry) -> Outcome:
-        """Answer an admitted request whose key the store maps to a run (``known_runs``).
+        Args:
+            records: one poll's records.
+            busy: whether a key has an admitted request still queued or running.
 
         Returns:
-            ``duplicate``, or ``rejected`` when the key was used for a different request.
+            One item per record, in order.
         """
-        try:
-            check_known(request, known)
-        except Rejected as rejected:  # idempotency_key_reused
-            return Outcome.rejected(record, rejected, request=request)
-        return Outcome.duplicate(record, request, stored_run(known), attempts=0)
+        screened = [self._screen(record) for record in records]
+        entries = self._read_entries(
+            {item.request.idempotency_key for item in screened if isinstance(item, Admitted)}
+        )
+        waiting: set[str] = set()  # keys admitted earlier in this poll
+        items: list[Outcome | Admitted] = []
+        for item in screened:
+            if not isinstance(item, Admitted):
+                items.append(item)
+                continue
+            key = item.request.idempotency_key
+            current = entries is not None and key not in waiting and not busy(key)
+            judged = self._judge(item, entries.get(key) if entries else None, current=current)
+            if isinstance(judged, Admitted):
+                waiting.add(key)
+            items.append(judged)
+        return items
 
-    def execute(self, record: InboundRecord, request: TriggerRequest) -> Outcome:
-        """Deduplicate and trigger an admitted request; record the run it maps to."""
+    def execute(self, admitted: Admitted) -> Outcome:
+        """Claim the key, trigger the run and record it (spec §3: pending mark before POST).
+
+        Raises:
+            ConfigError: credentials or TLS are wrong: the worker must stop.
+            StoppingError: the worker stopped while the request waited on Airflow.
+        """
+        record, request = admitted.record, admitted.request
+        key = request.idempotency_key
+        entry = admitted.entry if admitted.current else self.store.get(key)
+        seen = judge(entry, admitted.fingerprint)
+        if seen is Seen.NEW:
+            run_id = run_id_for(key)
+            entry = self.store.mark_pending(
+                key, fingerprint=admitted.fingerprint, dag_id=request.dag_id, dag_run_id=run_id
+            )
+            # another process may have claimed the key since the read: its entry holds it
+            claimed = judge(entry, admitted.fingerprint)
+            seen = claimed if claimed in (Seen.KNOWN, Seen.REUSED) else Seen.NEW
+        if entry is not None and seen in (Seen.KNOWN, Seen.REUSED):
+            return self._from_store(record, request, entry, seen)
         try:
-            claimed = claim(request, self.store)
-        except Rejected as rejected:  # idempotency_key_reused: the dedup stage's refusal
-            return Outcome.rejected(record, rejected, request=request)
-        if claimed.known is not None:
-            return Outcome.duplicate(record, request, stored_run(claimed.known), attempts=0)
-        try:
-            result = self._trigger(request, claimed.dag_run_id)
+            result = self._trigger(request, run_id_for(key))
         except AirflowUnavailableError as exc:
             # keep the pending mark: the POST may have been accepted (spec §3)
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
         except AirflowError as exc:
-            self.store.release(request.idempotency_key)  # no run: a corrected retry may reuse it
+            self.store.release(key)  # no run: a corrected retry may reuse the key
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
-        # a run found under our run id is ours if an earlier attempt of this request was pending
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
-        made_here = result.created or claimed.resumed
-        status = EntryStatus.TRIGGERED if made_here else EntryStatus.DUPLICATE
+        # a run found under our run id is ours if an earlier attempt of this request was pending
+        made_here = result.created or seen is Seen.RESUMED
+        self._record(admitted, result, made_here=made_here)
+        build = Outcome.triggered if made_here else Outcome.duplicate
+        return build(record, request, result, attempts=result.attempts)
+
+    def airflow_available(self) -> bool:
+        """False while an Airflow outage is waited out (the loop stops fetching)."""
+        return self.gate.available
+
+    def _screen(self, record: InboundRecord) -> Outcome | Admitted:
+        """The pure stages and the fingerprint of one record (the per-message boundary)."""
+        try:
+            screened = screen(record.value, self.limits, self.policy, record.headers)
+            if isinstance(screened, Refusal):
+                return Outcome.rejected(
+                    record, screened.rejected, request=screened.request, payload=screened.payload
+                )
+            return Admitted(record, screened, fingerprint(screened), entry=None, current=False)
+        except Exception as exc:  # the per-message boundary: a bug never stops the loop
+            with bind_message(record):
+                log.exception("internal_error")
+            return Outcome.internal_error(record, exc)
+
+    def _read_entries(self, keys: set[str]) -> dict[str, StoredEntry] | None:
+        """The store's entries of ``keys`` in one read; None when the read failed."""
+        if not keys:
+            return {}
+        try:
+            return self.store.get_many(keys)
+        except Exception:  # a store hiccup: each request then reads the store in ``execute``
+            log.exception("store_read_failed")
+            return None
+
+    def _judge(
+        self, admitted: Admitted, entry: StoredEntry | None, *, current: bool
+    ) -> Outcome | Admitted:
+        """Answer a key the store maps to a run; admit the rest with what was read."""
+        seen = judge(entry, admitted.fingerprint)
+        if current and entry is not None and seen in (Seen.KNOWN, Seen.REUSED):
+            return self._from_store(admitted.record, admitted.request, entry, seen)
+        return Admitted(admitted.record, admitted.request, admitted.fingerprint, entry, current)
+
+    @staticmethod
+    def _from_store(
+        record: InboundRecord, request: TriggerRequest, entry: StoredEntry, seen: Seen
+    ) -> Outcome:
+        """``duplicate`` of the stored run, or ``rejected`` for a reused key; no Airflow call."""
+        if seen is Seen.REUSED:
+            return Outcome.rejected(record, key_reused(entry), request=request)
+        return Outcome.duplicate(record, request, _stored_run(entry), attempts=0)
+
+    def _record(self, admitted: Admitted, result: TriggerResult, *, made_here: bool) -> None:
+        record, request = admitted.record, admitted.request
         self.store.record(
             request.idempotency_key,
-            fingerprint=claimed.fingerprint,
+            fingerprint=admitted.fingerprint,
             dag_id=request.dag_id,
             dag_run_id=result.dag_run_id,
-            status=status,
+            status=EntryStatus.TRIGGERED if made_here else EntryStatus.DUPLICATE,
             run_state=result.state,
             logical_date=result.logical_date.isoformat() if result.logical_date else None,
             run_url=result.run_url,
             track=request.track,
-            origin=RequestOrigin.of(
-                record, correlation_id=request.correlation_id, reply_topic=request.reply_topic
+            origin=RequestOrigin(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp_ms,
+                correlation_id=request.correlation_id,
+                reply_topic=request.reply_topic,
             ),
         )
-        build = Outcome.triggered if made_here else Outcome.duplicate
-        return build(record, request, result, attempts=result.attempts)
 
     def _trigger(self, request: TriggerRequest, dag_run_id: str) -> TriggerResult:
         """Trigger within the Airflow concurrency limit and tell it how Airflow coped."""
@@ -126,9 +273,16 @@ class Pipeline:
             _report(call, result)
             return result
 
-    def airflow_available(self) -> bool:
-        """False while an Airflow outage is waited out (the loop stops fetching)."""
-        return self.gate.available
+
+def _stored_run(entry: StoredEntry) -> DagRun:
+    """The run a final store entry names, for a ``duplicate`` answer without Airflow."""
+    return DagRun(
+        dag_id=entry.dag_id,
+        dag_run_id=entry.dag_run_id,
+        state=entry.run_state or "unknown",
+        logical_date=datetime.fromisoformat(entry.logical_date) if entry.logical_date else None,
+        run_url=entry.run_url or "",
+    )
 
 
 def _report(call: Call, result: TriggerResult) -> None:

@@ -21,12 +21,14 @@ class Policy:
     """The allow-lists a request is checked against.
 
     Attributes:
-        dag_patterns: glob patterns; a dag_id must match at least one.
-        reply_topics: topic names a request may name in ``reply_topic``.
+        dag_patterns: glob patterns; a dag_id must match at least one. None skips the
+            check (``validate`` without ``--dag-allowlist``).
+        reply_topics: topic names a request may name in ``reply_topic``. None skips the
+            check (``validate`` without ``--reply-topic-allowlist``).
     """
 
-    dag_patterns: tuple[str, ...]
-    reply_topics: frozenset[str] = frozenset()
+    dag_patterns: tuple[str, ...] | None
+    reply_topics: frozenset[str] | None = frozenset()
 
     @classmethod
     def from_lists(cls, dag_allowlist: str, reply_topic_allowlist: str = "") -> Policy:
@@ -70,8 +72,10 @@ def check_policy(request: TriggerRequest, policy: Policy) -> None:
     Raises:
         Rejected: ``reply_topic_not_allowed`` or ``dag_not_allowed``.
     """
-    check_reply_topic(request.reply_topic, policy.reply_topics)
-    check_dag(request.dag_id, policy.dag_patterns)
+    if policy.reply_topics is not None:
+        check_reply_topic(request.reply_topic, policy.reply_topics)
+    if policy.dag_patterns is not None:
+        check_dag(request.dag_id, policy.dag_patterns)
 
 
 def check_dag(dag_id: str, patterns: Iterable[str]) -> None:

@@ -10,7 +10,7 @@ import json
 
 from consumer.contract import SCHEMA_VERSION, Reply
 from consumer.outcome import Outcome
-from consumer.record import InboundRecord, OutboundRecord
+from consumer.record import OutboundRecord
 
 CORRELATION_ID_HEADER = "correlation-id"
 
@@ -58,16 +58,16 @@ def encode_reply(reply: Reply) -> bytes:
 
 
 def reply_record(
-    outcome: Outcome, record: InboundRecord, *, default_topic: str, worker: str
+    outcome: Outcome, *, default_topic: str, worker: str, request_key: bytes | None = None
 ) -> OutboundRecord:
     """Build the reply record for one request.
 
     Args:
         outcome: what processing the request produced.
-        record: the request record; its key is the reply's key when the idempotency key
-            could not be read.
         default_topic: the reply topic used unless the request named an allowed one.
         worker: which worker instance and version answers.
+        request_key: the request record's key, the reply's key when the idempotency key
+            could not be read.
 
     Returns:
         The record for the reply topic: key = idempotency key, header ``correlation-id``.
@@ -75,7 +75,7 @@ def reply_record(
     if outcome.idempotency_key is not None:
         key: bytes | None = outcome.idempotency_key.encode("utf-8")
     else:
-        key = record.key
+        key = request_key
     headers: tuple[tuple[str, bytes], ...] = ()
     if outcome.correlation_id is not None:
         headers = ((CORRELATION_ID_HEADER, outcome.correlation_id.encode("utf-8")),)

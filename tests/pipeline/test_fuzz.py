@@ -161,7 +161,9 @@ def _assert_answerable(
     assert rejected.code in ADMISSION_CODES
     record = InboundRecord("requests", 0, 7, 0, None, value, headers)
     outcome = Outcome.rejected(record, rejected, payload=payload)
-    reply = json.loads(reply_record(outcome, record, default_topic="r", worker="w").value or b"")
+    reply = json.loads(
+        reply_record(outcome, request_key=record.key, default_topic="r", worker="w").value or b""
+    )
     assert (reply["status"], reply["error"]["code"]) == ("rejected", rejected.code.value)
     copy = dead_letter_record(outcome, record, topic="dlq")
     assert (copy.value, copy.headers[: len(headers)]) == (value, headers)

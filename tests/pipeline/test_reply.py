@@ -58,7 +58,10 @@ def _triggered() -> Outcome:
 def test_triggered_reply_has_every_field_in_order() -> None:
     """A triggered reply's JSON holds every contract field, in model order."""
     body = json.loads(
-        reply_record(_triggered(), RECORD, default_topic="replies", worker="w/1").value or b""
+        reply_record(
+            _triggered(), request_key=RECORD.key, default_topic="replies", worker="w/1"
+        ).value
+        or b""
     )
     assert list(body) == REPLY_FIELDS
     assert body == {
@@ -105,7 +108,7 @@ def test_unreadable_request_reply_has_nulls() -> None:
 
 def test_reply_record_is_keyed_by_idempotency_key_with_correlation_header() -> None:
     """The reply's key is the idempotency key and it carries the correlation-id header."""
-    record = reply_record(_triggered(), RECORD, default_topic="replies", worker="w")
+    record = reply_record(_triggered(), request_key=RECORD.key, default_topic="replies", worker="w")
     assert record.topic == "replies"
     assert record.key == b"k-1"
     assert record.headers == (("correlation-id", b"c-1"),)
@@ -116,21 +119,22 @@ def test_reply_goes_to_the_requested_topic() -> None:
     request = TriggerRequest(idempotency_key="k", dag_id="d", reply_topic="team-replies")
     outcome = Outcome.triggered(RECORD, request, Run(), attempts=1)
     assert (
-        reply_record(outcome, RECORD, default_topic="replies", worker="w").topic == "team-replies"
+        reply_record(outcome, request_key=RECORD.key, default_topic="replies", worker="w").topic
+        == "team-replies"
     )
 
 
 def test_unknown_key_falls_back_to_record_key() -> None:
     """Without a readable idempotency key the reply keeps the request record's key."""
     outcome = Outcome.rejected(RECORD, Rejected(ErrorCode.INVALID_JSON, "no"))
-    record = reply_record(outcome, RECORD, default_topic="replies", worker="w")
+    record = reply_record(outcome, request_key=RECORD.key, default_topic="replies", worker="w")
     assert record.key == b"producer-key"
     assert record.headers == (("correlation-id", b"hdr"),)
     bare = InboundRecord("requests", 0, 0, None, None, b"x")
     assert (
         reply_record(
             Outcome.rejected(bare, Rejected(ErrorCode.INVALID_JSON, "no")),
-            bare,
+            request_key=bare.key,
             default_topic="r",
             worker="w",
         ).headers

@@ -1,0 +1,227 @@
+"""Answering: an ``Outcome`` → its reply (and dead-letter) records → the broker (spec §2, §3).
+
+Every request's answer leaves through ``Answerer.answer``::
+
+    answer ─► records (reply; dead letter for rejected/error) ─► sink.send, no waiting
+                └─ acked (producer thread) ─► done: metrics, request_done log, on_done
+                └─ refused ─► own thread: re-send only the unacked ones until acked
+                              (a dead letter refused as too large is shrunk: Omit)
+
+An offset is marked done (the ``done`` callback) only once the broker acknowledged every record of
+its answer, so a commit never covers an unanswered request (spec §3 Delivery). The
+``completed`` reply of a tracked run goes through ``publish_completed``, which waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from consumer.crash import CrashPoint, crash_here
+from consumer.kafka_io.sink import RecordSink, SinkError
+from consumer.logs import bind_message
+from consumer.metrics import Metrics
+from consumer.outcome import Outcome
+from consumer.pipeline.dead_letter import Omit, dead_letter_record, needs_dead_letter
+from consumer.pipeline.reply import reply_record
+from consumer.record import InboundRecord, OutboundRecord
+
+log = structlog.get_logger(__name__)
+
+PUBLISH_RETRY_DELAY = 1.0  # seconds between attempts to publish a reply the broker refused
+
+OnDone = Callable[[InboundRecord], None]
+"""Called once a request's answer is acknowledged: its offset may be committed."""
+
+
+class Answerer:
+    """Publishes each request's answer and reports it done once the broker acknowledged it."""
+
+    def __init__(
+        self,
+        sink: RecordSink,
+        *,
+        reply_topic: str,
+        dlq_topic: str,
+        worker: str,
+        metrics: Metrics,
+        stop: threading.Event,
+        crash_at: CrashPoint | None = None,
+    ) -> None:
+        """Prepare the answerer.
+
+        Args:
+            sink: the producer replies and dead-letter records go through.
+            reply_topic: the default reply topic.
+            dlq_topic: the dead-letter topic.
+            worker: which worker instance and version answers, like ``host-1/0.1.0``.
+            metrics: the Prometheus metrics updated per answered request.
+            stop: set when the worker stops; a refused answer is no longer re-sent then.
+            crash_at: test-only fault hook (consumer/crash.py).
+        """
+        self._sink = sink
+        self._reply_topic = reply_topic
+        self._dlq_topic = dlq_topic
+        self._worker = worker
+        self._metrics = metrics
+        self._stop = stop
+        self._crash_at = crash_at
+        self._unsettled = 0  # answers sent whose broker acknowledgement is still awaited
+        self._settling = threading.Condition()  # guards _unsettled
+
+    def records(
+        self, outcome: Outcome, record: InboundRecord, omit: Omit = Omit.NOTHING
+    ) -> list[OutboundRecord]:
+        """The reply record and, for ``rejected`` and ``error``, the dead-letter record.
+
+        Args:
+            outcome: what processing the request produced.
+            record: the request record.
+            omit: what the dead-letter record leaves out (after a refusal as too large).
+
+        Returns:
+            The records that answer the request, reply first.
+        """
+        answer = [
+            reply_record(
+                outcome,
+                default_topic=self._reply_topic,
+                worker=self._worker,
+                request_key=record.key,
+            )
+        ]
+        if needs_dead_letter(outcome):
+            answer.append(dead_letter_record(outcome, record, topic=self._dlq_topic, omit=omit))
+        return answer
+
+    def answer(
+        self,
+        record: InboundRecord,
+        outcome: Outcome,
+        done: OnDone,
+        *,
+        airflow_seconds: float | None = None,
+    ) -> None:
+        """Send the answer without waiting; ``done(record)`` runs once the broker acked it.
+
+        Args:
+            record: the request record.
+            outcome: what processing it produced.
+            done: called on the producer's (or a re-send) thread once acknowledged.
+            airflow_seconds: how long its Airflow calls took, when it made any.
+        """
+        if airflow_seconds is not None and outcome.attempts:
+            self._metrics.observe_airflow_call(str(outcome.status), airflow_seconds)
+        with self._settling:
+            self._unsettled += 1
+        try:
+            delivery = self._sink.send(self.records(outcome, record))
+        except Exception:  # a bug building the records: logged; the offset stays uncommitted
+            with bind_message(record, outcome.idempotency_key, outcome.dag_id):
+                log.exception("internal_error")
+            self._settle_one()
+            return
+        delivery.on_settled(lambda error: self._settled(record, outcome, done, error))
+
+    def publish_completed(self, outcome: Outcome) -> None:
+        """Publish a tracked run's ``completed`` reply; returns once acknowledged.
+
+        Raises:
+            SinkError: the broker did not acknowledge it.
+        """
+        self._sink.publish(
+            [reply_record(outcome, default_topic=self._reply_topic, worker=self._worker)]
+        )
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Wait until every answer sent so far was acknowledged or given up; False on timeout."""
+        with self._settling:
+            return self._settling.wait_for(lambda: self._unsettled == 0, timeout)
+
+    def close(self) -> None:
+        """Flush and close the producer."""
+        self._sink.close()
+
+    def _settled(
+        self, record: InboundRecord, outcome: Outcome, done: OnDone, error: SinkError | None
+    ) -> None:
+        """The broker answered: done, or send again from a thread of its own."""
+        if error is None:
+            self._done(record, outcome, done)
+            return
+        # never wait on the producer's own thread: it is the one that delivers
+        threading.Thread(
+            target=self._send_again,
+            args=(record, outcome, done, error),
+            name="send-again",
+            daemon=True,
+        ).start()
+
+    def _send_again(
+        self, record: InboundRecord, outcome: Outcome, done: OnDone, error: SinkError
+    ) -> None:
+        with bind_message(record, outcome.idempotency_key, outcome.dag_id):
+            if self._publish(outcome, record, error):
+                self._done(record, outcome, done)
+                return
+        self._settle_one()
+
+    def _publish(self, outcome: Outcome, record: InboundRecord, error: SinkError) -> bool:
+        """After ``error``, publish until acked; False when stopping first (no commit then).
+
+        Only the records the broker did not acknowledge are sent again; a dead-letter
+        record it refused as too large is sent again at once without its value (then
+        without the original headers), so an oversize request never stalls its partition.
+        """
+        omit = Omit.NOTHING
+        records = self.records(outcome, record, omit)
+        pending = list(range(len(records)))  # positions in ``records`` not yet acknowledged
+        while True:
+            log.warning("publish_failed", error=str(error))
+            pending = [pending[i] for i in error.unacked]
+            if error.too_large and omit < Omit.VALUE_AND_HEADERS:
+                omit = Omit(omit + 1)
+                records = self.records(outcome, record, omit)
+                log.warning("dead_letter_shrunk", omitted=omit.name.lower())
+            elif self._stop.wait(PUBLISH_RETRY_DELAY):
+                return False
+            try:
+                self._sink.publish([records[i] for i in pending])
+                return True
+            except SinkError as exc:
+                error = exc
+
+    def _done(self, record: InboundRecord, outcome: Outcome, done: OnDone) -> None:
+        """The answer is acked: observe it once, then let the offset be committed."""
+        try:
+            with bind_message(record, outcome.idempotency_key, outcome.dag_id):
+                crash_here("after_reply", self._crash_at)  # acked, not committed
+                done(record)
+                self._observe(outcome, record)
+                # a replay is thousands of duplicates a second, each already in its reply and
+                # the dedup-hit metric: a line apiece at info would cost a third of the rate
+                level = logging.DEBUG if outcome.status == "duplicate" else logging.INFO
+                log.log(level, "request_done", status=str(outcome.status), code=outcome.error_code)
+        finally:
+            self._settle_one()
+
+    def _settle_one(self) -> None:
+        with self._settling:
+            self._unsettled -= 1
+            self._settling.notify_all()
+
+    def _observe(self, outcome: Outcome, record: InboundRecord) -> None:
+        """Metrics of one answered request (read from the Outcome at one point, STYLE §2)."""
+        e2e = None
+        if record.timestamp_ms is not None:
+            e2e = time.time() - record.timestamp_ms / 1000
+        code = str(outcome.error_code) if outcome.error_code else None
+        self._metrics.observe_outcome(str(outcome.status), code, e2e)
+        if outcome.attempts > 1:
+            self._metrics.count_retry(outcome.attempts - 1)
+        if outcome.status == "duplicate" and outcome.attempts == 0:
+            self._metrics.count_dedup_hit()
