@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 
 from consumer.kafka_io.offsets import Partition
 from consumer.metrics import CONTENT_TYPE, Metrics
+from consumer.settings import default_of
 
 Clock: TypeAlias = Callable[[], float]
 
-DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HOST: str = default_of("http_host")
 # /readyz: a loop that has not completed an iteration for this long is not ready.
 DEFAULT_READY_STALENESS = 30.0
 # /healthz: a loop stuck this long is dead and should be restarted.

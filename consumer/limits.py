@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
-DEFAULT_MAX_CONF_BYTES = 64 * 1024
-DEFAULT_MAX_CONF_DEPTH = 32
+from consumer.settings import default_of
+
+DEFAULT_MAX_MESSAGE_BYTES: int = default_of("max_message_bytes")
+DEFAULT_MAX_CONF_BYTES: int = default_of("max_conf_bytes")
+DEFAULT_MAX_CONF_DEPTH: int = default_of("max_conf_depth")
 
 
 @dataclass(frozen=True)

@@ -294,3 +294,17 @@ def env_name(field: str) -> str:
         Like ``TRIGGER_CONSUMER_REQUEST_TOPIC``.
     """
     return f"{ENV_PREFIX}{field.upper()}"
+
+
+def default_of(field: str) -> Any:
+    """The default of a setting: modules that need one outside Settings read it here.
+
+    Settings is the only home of defaults (a literal repeated elsewhere drifts).
+
+    Args:
+        field: the Settings field name, like ``"max_message_bytes"``.
+
+    Returns:
+        The field's default value.
+    """
+    return Settings.model_fields[field].get_default()

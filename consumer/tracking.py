@@ -33,6 +33,7 @@ from consumer.airflow import AirflowApi
 from consumer.contract import Source, Status
 from consumer.errors import AirflowError, ConfigError
 from consumer.outcome import Outcome, RunView, source_at
+from consumer.settings import default_of
 from consumer.store import Clock, IdempotencyStore, StoredEntry
 
 log = structlog.get_logger(__name__)
@@ -40,9 +41,9 @@ log = structlog.get_logger(__name__)
 Publish: TypeAlias = Callable[[Outcome], None]
 """Sends a ``completed`` outcome as a reply; returns once the broker acknowledged, else raises."""
 
-DEFAULT_INTERVAL = 5.0  # seconds between checks of a run that just started
-DEFAULT_HORIZON = timedelta(hours=24)
-DEFAULT_CONCURRENCY = 4
+DEFAULT_INTERVAL: float = default_of("track_poll_interval").total_seconds()
+DEFAULT_HORIZON: timedelta = default_of("track_horizon")
+DEFAULT_CONCURRENCY: int = default_of("track_concurrency")
 DEFAULT_MAX_DELAY_FACTOR = 12  # a long run is checked at least every 12 intervals (1 min)
 DEFAULT_BATCH = 1000  # tracked entries read from the store per poll
 BACKOFF_FACTOR = 2.0
