@@ -1,10 +1,12 @@
-"""Replay: re-drive dead-lettered or past requests from one topic into another (spec §6).
+"""Replay: which past records to re-drive from one topic into another, and how (spec §6).
 
 The selection (offset or time window per partition), the filters (``error-code`` header,
-``dag_id``) and the header rewrite are pure functions. The Kafka I/O sits in a few small
-functions below them: a group-less reader (assign + seek, bounded by the end offsets
-captured at start) and an ``acks=all`` writer. Replayed records keep their key, so the
-worker's deduplication makes a second replay of the same record harmless.
+``dag_id``), the header rewrite and the pacing are pure functions here, and ``replay``
+runs them over any iterable of records. The Kafka side lives in ``consumer.kafka_io``:
+``reader`` (a group-less reader: assign + seek, bounded by the end offsets captured at
+start) and ``writer`` (an ``acks=all`` producer confirmed at the end). Replayed records
+keep their key, so the worker's deduplication makes a second replay of the same record
+harmless.
 """
 
 from __future__ import annotations
@@ -12,13 +14,10 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
 
 from consumer.errors import TriggerConsumerError
 from consumer.pipeline.dead_letter import (
@@ -33,24 +32,12 @@ REPLAYED_FROM_HEADER = "replayed-from"
 # the worker adds these when dead-lettering; replay strips them (and an older replayed-from)
 DROPPED_HEADERS = frozenset((*DEAD_LETTER_HEADERS, REPLAYED_FROM_HEADER))
 NO_ERROR_CODE = "none"
-DEFAULT_ACK_TIMEOUT = 60.0
-# how long the reader waits without any progress before it gives up on a partition
-DEFAULT_IDLE_TIMEOUT = 30.0
-POLL_TIMEOUT_MS = 500
 
 ProgressCallback = Callable[["Tally"], None]
 
 
 class ReplayError(TriggerConsumerError):
     """Raised when the selection names a topic or partition that does not exist."""
-
-
-class ReplayStalledError(TriggerConsumerError):
-    """Raised when the reader makes no progress towards the captured end offsets."""
-
-
-class ReplayWriteError(TriggerConsumerError):
-    """Raised when the broker did not acknowledge every replayed record."""
 
 
 @dataclass(frozen=True)
@@ -344,221 +331,6 @@ def pace_delay(*, sent: int, rate: float | None, elapsed: float) -> float:
     return max(0.0, sent / rate - elapsed)
 
 
-def to_inbound(record: Any) -> InboundRecord:
-    """Detach a kafka-python ``ConsumerRecord`` from the client.
-
-    Args:
-        record: a ``ConsumerRecord``.
-
-    Returns:
-        The same record as an ``InboundRecord``.
-    """
-    return InboundRecord(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp_ms=record.timestamp,
-        key=record.key,
-        value=record.value,
-        headers=tuple((name, value or b"") for name, value in record.headers or ()),
-    )
-
-
-# --- Kafka I/O ---------------------------------------------------------------------------
-
-
-def open_reader(connection: dict[str, Any]) -> KafkaConsumer:
-    """A group-less consumer that commits nothing and never creates topics.
-
-    Args:
-        connection: ``security.connection_options(settings)``.
-
-    Returns:
-        The consumer; the caller closes it.
-    """
-    return KafkaConsumer(
-        **connection,
-        group_id=None,
-        enable_auto_commit=False,
-        allow_auto_create_topics=False,
-        # offsets deleted by retention since the plan: continue at the oldest one left
-        auto_offset_reset="earliest",
-    )
-
-
-def plan_ranges(
-    consumer: KafkaConsumer, topic: str, *, partition: int | None, window: Window
-) -> dict[int, OffsetRange]:
-    """Capture, now, the offsets each partition of ``topic`` is read between.
-
-    Args:
-        consumer: a reader from ``open_reader``.
-        topic: the source topic.
-        partition: read only this partition; None: all of them.
-        window: the offset or time range.
-
-    Returns:
-        partition → range, for every selected partition (ranges may be empty).
-
-    Raises:
-        ReplayError: when the topic or the partition does not exist.
-    """
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise ReplayError(f"topic {topic!r} does not exist")
-    if partition is not None:
-        if partition not in partitions:
-            raise ReplayError(f"topic {topic!r} has no partition {partition}")
-        partitions = {partition}
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    beginnings = consumer.beginning_offsets(tps)
-    ends = consumer.end_offsets(tps)
-    since = _offsets_at(consumer, tps, window.since_ms)
-    until = _offsets_at(consumer, tps, window.until_ms)
-    return {
-        tp.partition: offset_range(
-            beginning=beginnings[tp],
-            end=ends[tp],
-            window=window,
-            since_offset=since.get(tp),
-            until_offset=until.get(tp),
-        )
-        for tp in tps
-    }
-
-
-def _offsets_at(
-    consumer: KafkaConsumer, tps: list[TopicPartition], timestamp_ms: int | None
-) -> dict[TopicPartition, int | None]:
-    if timestamp_ms is None:
-        return {}
-    found = consumer.offsets_for_times({tp: max(0, timestamp_ms) for tp in tps})
-    return {tp: None if hit is None else hit.offset for tp, hit in found.items()}
-
-
-def read_records(
-    consumer: KafkaConsumer,
-    topic: str,
-    ranges: dict[int, OffsetRange],
-    *,
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-) -> Iterator[InboundRecord]:
-    """Yield every record in ``ranges``, partition by partition in offset order, then stop.
-
-    Never waits for new records: each partition is done once its position reaches the
-    range's stop, which is at most the end offset captured by ``plan_ranges``.
-
-    Args:
-        consumer: a reader from ``open_reader``.
-        topic: the source topic.
-        ranges: partition → range, from ``plan_ranges``.
-        idle_timeout: seconds without progress after which reading fails.
-
-    Yields:
-        The records, detached from the client.
-
-    Raises:
-        ReplayStalledError: when no partition advanced for ``idle_timeout`` seconds.
-    """
-    pending = {TopicPartition(topic, p): r for p, r in sorted(ranges.items()) if not r.empty}
-    consumer.assign(list(pending))
-    for tp, offsets in pending.items():
-        consumer.seek(tp, offsets.start)
-    last_progress = time.monotonic()
-    while pending:
-        batches = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
-        for tp, records in batches.items():
-            wanted = pending.get(tp)
-            for record in records:
-                if wanted is None or record.offset >= wanted.stop:
-                    break
-                yield to_inbound(record)
-        for tp in list(pending):
-            # compacted or transactional logs skip offsets: the position, not the last
-            # record, tells when a partition is done
-            if consumer.position(tp) >= pending[tp].stop:
-                del pending[tp]
-                consumer.pause(tp)
-        if batches:
-            last_progress = time.monotonic()
-        elif pending and time.monotonic() - last_progress > idle_timeout:
-            stuck = ", ".join(f"{tp.partition}@{consumer.position(tp)}" for tp in pending)
-            raise ReplayStalledError(f"no progress for {idle_timeout:g} s on {topic} ({stuck})")
-
-
-def topic_exists(consumer: KafkaConsumer, topic: str) -> bool:
-    """Tell whether ``topic`` exists (the reader never creates it).
-
-    Args:
-        consumer: a reader from ``open_reader``.
-        topic: the topic name.
-
-    Returns:
-        True when the broker knows the topic.
-    """
-    return bool(consumer.partitions_for_topic(topic))
-
-
-class RecordWriter:
-    """An ``acks=all`` idempotent producer that remembers what it still has to confirm."""
-
-    def __init__(self, connection: dict[str, Any]) -> None:
-        """Connect the producer.
-
-        Args:
-            connection: ``security.connection_options(settings)``.
-        """
-        self._producer = KafkaProducer(
-            **connection, acks="all", enable_idempotence=True, linger_ms=5
-        )
-        self._futures: list[Any] = []
-
-    def send(self, record: OutboundRecord) -> None:
-        """Queue one record; ``confirm`` waits for its ack.
-
-        Args:
-            record: the record to publish.
-        """
-        future = self._producer.send(
-            record.topic, key=record.key, value=record.value, headers=list(record.headers)
-        )
-        self._futures.append(future)
-
-    def confirm(self, timeout: float = DEFAULT_ACK_TIMEOUT) -> int:
-        """Wait until the broker acknowledged every queued record.
-
-        Args:
-            timeout: seconds to wait for each ack.
-
-        Returns:
-            How many records were acknowledged.
-
-        Raises:
-            ReplayWriteError: when a record was not acknowledged, with how many were.
-        """
-        acked = 0
-        futures, self._futures = self._futures, []
-        self._producer.flush(timeout=timeout)
-        for future in futures:
-            try:
-                future.get(timeout=timeout)
-            except KafkaError as exc:
-                raise ReplayWriteError(
-                    f"broker did not acknowledge a record ({type(exc).__name__}); "
-                    f"{acked} of {len(futures)} acknowledged before it"
-                ) from exc
-            acked += 1
-        return acked
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Flush and close the producer.
-
-        Args:
-            timeout: seconds to wait for outstanding sends.
-        """
-        self._producer.close(timeout=timeout)
-
-
 def replay(
     records: Iterable[InboundRecord],
     *,
@@ -574,7 +346,7 @@ def replay(
     """Select, filter and forward records; the caller confirms the sends afterwards.
 
     Args:
-        records: the source records (``read_records``).
+        records: the source records (``kafka_io.reader.read_records``).
         target: the target topic.
         window: checked per record for its timestamp (the offsets are already bounded).
         filters: the ``--error-code`` and ``--dag`` filters.

@@ -15,26 +15,27 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, No
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from consumer.errors import ConfigError
 from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
+from consumer.kafka_io.reader import (
+    ReplayStalledError,
+    open_reader,
+    plan_ranges,
+    read_records,
+    topic_exists,
+)
 from consumer.kafka_io.security import connection_options
+from consumer.kafka_io.writer import RecordWriter, ReplayWriteError
 from consumer.record import InboundRecord
 from consumer.replay import (
     Filters,
-    RecordWriter,
     ReplayError,
-    ReplayStalledError,
-    ReplayWriteError,
     Tally,
     Window,
     dag_id_of,
     epoch_ms,
     error_code_of,
-    open_reader,
     parse_point_in_time,
-    plan_ranges,
-    read_records,
     replay,
     replayed_from,
-    topic_exists,
 )
 from consumer.settings import Settings, load_settings
 

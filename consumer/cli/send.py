@@ -1,4 +1,8 @@
-"""`trigger-consumer send`: produce one trigger request, optionally wait for its reply."""
+"""`trigger-consumer send`: produce one trigger request, optionally wait for its reply.
+
+The producer comes from ``kafka_io.clients`` and the reply is read by a
+``kafka_io.reader.TailReader``; this module builds no Kafka client itself.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
-
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from typing import Any, cast
 
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from consumer.errors import ConfigError
+from consumer.kafka_io.clients import open_producer
 from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
-from consumer.kafka_io.security import connection_options
+from consumer.kafka_io.reader import TailReader
 from consumer.settings import Settings, load_settings
 
 HELP = "produce a trigger request (from flags or a file); --wait prints its reply"
@@ -99,7 +102,8 @@ def _send(
         print(f"trigger-consumer: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_UNAVAILABLE
     correlation_id = str(uuid.uuid4())
-    listener = _reply_listener(settings, reply_topic) if args.wait else None
+    # positioned at the end of every reply partition before sending, so the reply is seen
+    listener = TailReader(settings, reply_topic) if args.wait else None
     _produce(settings, args.topic or settings.request_topic, key, value, correlation_id)
     print(json.dumps({"sent": {"key": key, "correlation_id": correlation_id}}), file=sys.stderr)
     if listener is None:
@@ -118,7 +122,7 @@ def _send(
 def _produce(
     settings: Settings, topic: str, key: str | None, value: bytes, correlation_id: str
 ) -> None:
-    producer = KafkaProducer(**connection_options(settings), acks="all")
+    producer = open_producer(settings, acks="all")
     try:
         producer.send(
             topic,
@@ -130,27 +134,15 @@ def _produce(
         producer.close()
 
 
-def _reply_listener(settings: Settings, topic: str) -> KafkaConsumer:
-    """A group-less consumer positioned at the end of every reply partition, before sending."""
-    consumer = KafkaConsumer(**connection_options(settings), enable_auto_commit=False)
-    partitions = consumer.partitions_for_topic(topic) or {0}
-    assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
-    consumer.assign(assigned)
-    consumer.seek_to_end(*assigned)
-    for tp in assigned:
-        consumer.position(tp)  # resolve the end offset now, not after our reply arrives
-    return consumer
-
-
 def _await_reply(
-    consumer: KafkaConsumer, correlation_id: str, timeout: float
+    listener: TailReader, correlation_id: str, timeout: float
 ) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout
     wanted = correlation_id.encode()
     while time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            for record in records:
-                if dict(record.headers or ()).get(CORRELATION_HEADER) == wanted:
-                    reply: dict[str, Any] = json.loads(record.value)
-                    return reply
+        for record in listener.poll(timeout=0.5):
+            if record.header(CORRELATION_HEADER) == wanted:
+                # the worker's replies always carry a value
+                reply: dict[str, Any] = json.loads(cast("bytes", record.value))
+                return reply
     return None

@@ -1,4 +1,7 @@
-"""Doctor's Kafka checks: brokers reachable, the three topics, the consumer group's lag."""
+"""Doctor's Kafka checks: brokers reachable, the three topics, the consumer group's lag.
+
+The admin client and the end-offset consumer come from ``kafka_io.clients``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,17 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.errors import KafkaError
 
 from consumer.diagnostics.result import CLIENT_ID, CheckResult, not_checked
 from consumer.errors import describe_error
+from consumer.kafka_io.clients import open_admin, open_consumer
 from consumer.kafka_io.preflight import (
     KafkaSecurityError,
     KafkaUnreachableError,
     check_connection,
 )
-from consumer.kafka_io.security import connection_options
 from consumer.settings import Settings, env_name
 
 T = TypeVar("T")
@@ -52,8 +55,8 @@ def kafka_checks(settings: Settings, timeout: float) -> list[CheckResult]:
         return [kafka_unreachable(settings, exc), *not_checked(dependents, "kafka")]
     ms = int(timeout * 1000)
     try:
-        admin = KafkaAdminClient(
-            **connection_options(settings),
+        admin = open_admin(
+            settings,
             client_id=CLIENT_ID,
             request_timeout_ms=ms,
             api_version_auto_timeout_ms=ms,
@@ -224,8 +227,8 @@ def check_consumer_group(
 def _end_offsets(
     settings: Settings, partitions: list[TopicPartition], timeout: float
 ) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(
-        **connection_options(settings),
+    consumer = open_consumer(
+        settings,
         client_id=CLIENT_ID,
         enable_auto_commit=False,
         request_timeout_ms=max(int(timeout * 1000), 1000),

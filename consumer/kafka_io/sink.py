@@ -6,10 +6,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from consumer.errors import TriggerConsumerError
+from consumer.kafka_io.clients import Connection, open_acked_producer
 from consumer.record import OutboundRecord
 
 DEFAULT_ACK_TIMEOUT = 60.0
@@ -113,20 +113,15 @@ class Delivery:
 class RecordSink:
     """One idempotent ``acks=all`` producer shared by all threads (it is thread-safe)."""
 
-    def __init__(self, connection: dict[str, Any], *, client_id: str) -> None:
+    def __init__(self, connection: Connection, *, client_id: str) -> None:
         """Connect the producer.
 
         Args:
-            connection: ``security.connection_options(settings)``.
+            connection: the settings, or ``security.connection_options(settings)``.
             client_id: names this worker in broker logs.
         """
-        self._producer = KafkaProducer(
-            **connection,
-            client_id=client_id,
-            acks="all",
-            enable_idempotence=True,  # broker-side dedup of the producer's own retries
-            linger_ms=5,
-            max_request_size=MAX_REQUEST_SIZE,
+        self._producer = open_acked_producer(
+            connection, client_id=client_id, max_request_size=MAX_REQUEST_SIZE
         )
 
     def send(self, records: Sequence[OutboundRecord]) -> Delivery:

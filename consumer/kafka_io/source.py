@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from consumer.kafka_io.clients import Connection, open_consumer
 from consumer.kafka_io.offsets import Partition
+from consumer.kafka_io.records import to_inbound
 from consumer.record import InboundRecord
 
 PartitionsCallback = Callable[[set[Partition]], None]
@@ -34,7 +35,7 @@ class RequestSource:
 
     def __init__(
         self,
-        connection: dict[str, Any],
+        connection: Connection,
         *,
         topic: str,
         group_id: str,
@@ -45,7 +46,7 @@ class RequestSource:
         """Subscribe to ``topic`` in ``group_id``.
 
         Args:
-            connection: ``security.connection_options(settings)``.
+            connection: the settings, or ``security.connection_options(settings)``.
             topic: the request topic.
             group_id: the consumer group all replicas share.
             client_id: names this worker in broker logs.
@@ -53,8 +54,8 @@ class RequestSource:
             on_revoked: called (inside ``poll``) before partitions are taken away; the
                 last chance to commit finished work for them.
         """
-        self._consumer = KafkaConsumer(
-            **connection,
+        self._consumer = open_consumer(
+            connection,
             group_id=group_id,
             client_id=client_id,
             enable_auto_commit=False,  # spec §3: commit only after the reply is acked
@@ -69,19 +70,7 @@ class RequestSource:
     def poll(self, *, max_records: int, timeout: float) -> list[InboundRecord]:
         """Fetch up to ``max_records`` records; also runs heartbeats and rebalance callbacks."""
         batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
-        return [
-            InboundRecord(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                timestamp_ms=record.timestamp,
-                key=record.key,
-                value=record.value,
-                headers=tuple((name, value or b"") for name, value in record.headers or ()),
-            )
-            for records in batches.values()
-            for record in records
-        ]
+        return [to_inbound(record) for records in batches.values() for record in records]
 
     def assignment(self) -> set[Partition]:
         """The partitions this member owns now."""
