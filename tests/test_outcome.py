@@ -168,7 +168,14 @@ def _tracked_entry(origin: RequestOrigin | None) -> StoredEntry:
 
 def test_completed_for_a_stored_entry_echoes_its_origin() -> None:
     """completed_for fills source, correlation id and reply topic from the entry's origin."""
-    origin = RequestOrigin.of(RECORD, correlation_id="corr-1", reply_topic="team-replies")
+    origin = RequestOrigin(
+        topic=RECORD.topic,
+        partition=RECORD.partition,
+        offset=RECORD.offset,
+        timestamp_ms=RECORD.timestamp_ms,
+        correlation_id="corr-1",
+        reply_topic="team-replies",
+    )
 
     outcome = Outcome.completed_for(_tracked_entry(origin), Run(state="success"))
 

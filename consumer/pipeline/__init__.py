@@ -105,8 +105,13 @@ class Pipeline:
             logical_date=result.logical_date.isoformat() if result.logical_date else None,
             run_url=result.run_url,
             track=request.track,
-            origin=RequestOrigin.of(
-                record, correlation_id=request.correlation_id, reply_topic=request.reply_topic
+            origin=RequestOrigin(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp_ms,
+                correlation_id=request.correlation_id,
+                reply_topic=request.reply_topic,
             ),
         )
         build = Outcome.triggered if made_here else Outcome.duplicate
