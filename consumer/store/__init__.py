@@ -25,7 +25,6 @@ from consumer.errors import ConfigError
 Clock: TypeAlias = Callable[[], datetime]
 """Returns the current time as a timezone-aware datetime; injectable for tests."""
 
-DEFAULT_RETENTION = timedelta(days=7)
 SQLITE_SCHEME = "sqlite:///"
 
 
@@ -268,9 +267,7 @@ class IdempotencyStore(Protocol):
         ...
 
 
-def open_store(
-    url: str, retention: timedelta = DEFAULT_RETENTION, *, clock: Clock | None = None
-) -> IdempotencyStore:
+def open_store(url: str, retention: timedelta, *, clock: Clock | None = None) -> IdempotencyStore:
     """Open the store named by ``url``, creating its schema if needed.
 
     Supported: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` and
