@@ -15,12 +15,15 @@ from bench.rig import request_value
 from consumer.fingerprint import fingerprint
 from consumer.pipeline.validate import validate
 from consumer.run_id import run_id_for
+from consumer.settings import Settings
 from consumer.store import EntryStatus, open_store
+
+RETENTION = Settings.model_fields["dedup_retention"].default  # the worker's own
 
 
 def seed_store(path: Path, keys: list[str], dag_id: str) -> None:
     """Record a ``triggered`` entry for every key, as a request of ``request_value`` makes."""
-    store = open_store(f"sqlite:///{path}")
+    store = open_store(f"sqlite:///{path}", RETENTION)
     try:
         for key in keys:
             request = validate(json.loads(request_value(key, dag_id)))

@@ -21,6 +21,7 @@ from consumer.outcome import Outcome, source_at
 from consumer.pipeline.reply import reply_record
 from consumer.record import OutboundRecord
 from consumer.run_id import run_id_for
+from consumer.settings import Settings
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
 from consumer.tracking import UNKNOWN_SOURCE, CompletionTracker, backoff_delay, completed_outcome
 from devstack.airflow import AirflowServer
@@ -30,6 +31,7 @@ RUN_TIMEOUT = 180.0  # runs take seconds, up to a minute on a loaded shared stac
 POLL_EVERY = 0.5  # seconds between poll_once calls in the waits below
 FAST_INTERVAL = 0.2  # seconds: a tracker that re-checks quickly...
 FAST_MAX_DELAY = 1.0  # ...and backs off to at most a second
+RETENTION = Settings.model_fields["dedup_retention"].default  # as the worker opens it
 
 
 class Collected:
@@ -74,7 +76,7 @@ def store_url(tmp_path: Path) -> str:
 @pytest.fixture
 def store(store_url: str) -> Iterator[IdempotencyStore]:
     """An open store on the temporary file, closed after the test."""
-    opened = open_store(store_url)
+    opened = open_store(store_url, RETENTION)
     yield opened
     opened.close()
 
@@ -321,7 +323,7 @@ def test_unacknowledged_reply_is_sent_again_by_a_restarted_tracker(
 ) -> None:
     """A publish that fails leaves the run tracked; a tracker over the reopened store sends it."""
     client = client_for(airflow3)
-    first_store = open_store(store_url)
+    first_store = open_store(store_url, RETENTION)
     key, _ = trigger_tracked(first_store, client, "devstack_plain")
     refusing = Refusing()
     crashed = CompletionTracker(
@@ -337,7 +339,7 @@ def test_unacknowledged_reply_is_sent_again_by_a_restarted_tracker(
     assert [e.key for e in first_store.tracked_runs()] == [key]
     first_store.close()
 
-    reopened = open_store(store_url)
+    reopened = open_store(store_url, RETENTION)
     published = Collected()
     restarted = CompletionTracker(
         reopened, client, published, stop=stop, interval=FAST_INTERVAL, max_delay=FAST_MAX_DELAY

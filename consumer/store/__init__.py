@@ -21,12 +21,10 @@ from enum import StrEnum
 from typing import Protocol, TypeAlias
 
 from consumer.errors import ConfigError
-from consumer.record import InboundRecord
 
 Clock: TypeAlias = Callable[[], datetime]
 """Returns the current time as a timezone-aware datetime; injectable for tests."""
 
-DEFAULT_RETENTION = timedelta(days=7)
 SQLITE_SCHEME = "sqlite:///"
 
 
@@ -67,33 +65,6 @@ class RequestOrigin:
     timestamp_ms: int | None
     correlation_id: str | None = None
     reply_topic: str | None = None
-
-    @classmethod
-    def of(
-        cls,
-        record: InboundRecord,
-        *,
-        correlation_id: str | None = None,
-        reply_topic: str | None = None,
-    ) -> RequestOrigin:
-        """Describe the request ``record`` and how it asked to be answered.
-
-        Args:
-            record: the request record.
-            correlation_id: the request's correlation id.
-            reply_topic: the reply topic the request named (allowed by policy), or None.
-
-        Returns:
-            The origin to pass to ``IdempotencyStore.record``.
-        """
-        return cls(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            timestamp_ms=record.timestamp_ms,
-            correlation_id=correlation_id,
-            reply_topic=reply_topic,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,9 +267,7 @@ class IdempotencyStore(Protocol):
         ...
 
 
-def open_store(
-    url: str, retention: timedelta = DEFAULT_RETENTION, *, clock: Clock | None = None
-) -> IdempotencyStore:
+def open_store(url: str, retention: timedelta, *, clock: Clock | None = None) -> IdempotencyStore:
     """Open the store named by ``url``, creating its schema if needed.
 
     Supported: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` and

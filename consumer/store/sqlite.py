@@ -12,141 +12,21 @@ from types import TracebackType
 
 from consumer.errors import ConfigError
 from consumer.store import Clock, EntryStatus, RequestOrigin, StoredEntry
+from consumer.store.sqlite_schema import (
+    COLUMNS,
+    apply_schema,
+    entry_from_row,
+    origin_values,
+    to_epoch,
+)
 
-SCHEMA_VERSION = 2
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 10_000
 READ_BATCH = 500  # keys per SELECT: far below SQLite's bound on bound parameters
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (
-    version INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key          TEXT PRIMARY KEY,
-    fingerprint  TEXT NOT NULL,
-    dag_id       TEXT NOT NULL,
-    dag_run_id   TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    run_state    TEXT,
-    logical_date TEXT,
-    run_url      TEXT,
-    track        INTEGER NOT NULL DEFAULT 0,
-    completed_at REAL,
-    created_at   REAL NOT NULL,
-    updated_at   REAL NOT NULL,
-    correlation_id      TEXT,
-    reply_topic         TEXT,
-    source_topic        TEXT,
-    source_partition    INTEGER,
-    source_offset       INTEGER,
-    source_timestamp_ms INTEGER,
-    abandoned_at        REAL
-);
-CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
-CREATE INDEX IF NOT EXISTS idempotency_tracked ON idempotency (created_at)
-    WHERE track = 1 AND completed_at IS NULL;
-"""
-
-# Schema version 2 (completion tracking) added these columns; a version 1 file gains them
-# on open, its entries with NULL origin, so the tracker echoes unknown source coordinates.
-_MIGRATION_2 = (
-    "ALTER TABLE idempotency ADD COLUMN correlation_id TEXT",
-    "ALTER TABLE idempotency ADD COLUMN reply_topic TEXT",
-    "ALTER TABLE idempotency ADD COLUMN source_topic TEXT",
-    "ALTER TABLE idempotency ADD COLUMN source_partition INTEGER",
-    "ALTER TABLE idempotency ADD COLUMN source_offset INTEGER",
-    "ALTER TABLE idempotency ADD COLUMN source_timestamp_ms INTEGER",
-    "ALTER TABLE idempotency ADD COLUMN abandoned_at REAL",
-)
-
-_COLUMNS = (
-    "key, fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url,"
-    " track, completed_at, created_at, updated_at, correlation_id, reply_topic,"
-    " source_topic, source_partition, source_offset, source_timestamp_ms, abandoned_at"
-)
-
-_Row = tuple[
-    str,
-    str,
-    str,
-    str,
-    str,
-    str | None,
-    str | None,
-    str | None,
-    int,
-    float | None,
-    float,
-    float,
-    str | None,
-    str | None,
-    str | None,
-    int | None,
-    int | None,
-    int | None,
-    float | None,
-]
-
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _to_epoch(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: the store compares instants, pass UTC")
-    return moment.timestamp()
-
-
-def _from_epoch(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def _origin(row: _Row) -> RequestOrigin | None:
-    topic, partition, offset = row[14], row[15], row[16]
-    if topic is None or partition is None or offset is None:
-        return None
-    return RequestOrigin(
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        timestamp_ms=row[17],
-        correlation_id=row[12],
-        reply_topic=row[13],
-    )
-
-
-def _origin_values(origin: RequestOrigin | None) -> tuple[object, ...]:
-    if origin is None:
-        return (None, None, None, None, None, None)
-    return (
-        origin.correlation_id,
-        origin.reply_topic,
-        origin.topic,
-        origin.partition,
-        origin.offset,
-        origin.timestamp_ms,
-    )
-
-
-def _entry(row: _Row) -> StoredEntry:
-    return StoredEntry(
-        key=row[0],
-        fingerprint=row[1],
-        dag_id=row[2],
-        dag_run_id=row[3],
-        status=EntryStatus(row[4]),
-        run_state=row[5],
-        logical_date=row[6],
-        run_url=row[7],
-        track=bool(row[8]),
-        completed_at=None if row[9] is None else _from_epoch(row[9]),
-        created_at=_from_epoch(row[10]),
-        updated_at=_from_epoch(row[11]),
-        origin=_origin(row),
-        abandoned_at=None if row[18] is None else _from_epoch(row[18]),
-    )
 
 
 class SqliteStore:
@@ -216,23 +96,7 @@ class SqliteStore:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         with self._transaction() as cur:
-            # executescript() would COMMIT first; run the statements in our transaction
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    cur.execute(statement)
-            found = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-            if found is None:
-                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif found == 1:
-                for statement in _MIGRATION_2:
-                    cur.execute(statement)
-                cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-            elif found > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"idempotency store {self._path!r} has schema version {found}, newer than "
-                    f"this release's {SCHEMA_VERSION}. Operator action: upgrade the worker "
-                    "or point TRIGGER_CONSUMER_STORE_URL at another file"
-                )
+            apply_schema(cur, self._path)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -247,14 +111,14 @@ class SqliteStore:
             cur.execute("COMMIT")
 
     def _cutoff(self) -> float:
-        return _to_epoch(self._clock() - self._retention)
+        return to_epoch(self._clock() - self._retention)
 
     def _select_live(self, cur: sqlite3.Cursor, key: str) -> StoredEntry | None:
         row = cur.execute(
-            f"SELECT {_COLUMNS} FROM idempotency WHERE key = ? AND created_at >= ?",  # noqa: S608 -- constant column list
+            f"SELECT {COLUMNS} FROM idempotency WHERE key = ? AND created_at >= ?",  # noqa: S608 -- constant column list
             (key, self._cutoff()),
         ).fetchone()
-        return None if row is None else _entry(row)
+        return None if row is None else entry_from_row(row)
 
     def get(self, key: str) -> StoredEntry | None:
         """Return the live entry for ``key``, or None if unknown or expired.
@@ -288,11 +152,11 @@ class SqliteStore:
                 chunk = unique[start : start + READ_BATCH]
                 marks = ",".join("?" * len(chunk))
                 rows = cur.execute(
-                    f"SELECT {_COLUMNS} FROM idempotency "  # noqa: S608 -- constant columns, ? marks
+                    f"SELECT {COLUMNS} FROM idempotency "  # noqa: S608 -- constant columns, ? marks
                     f"WHERE key IN ({marks}) AND created_at >= ?",
                     (*chunk, cutoff),
                 ).fetchall()
-                found.update((row[0], _entry(row)) for row in rows)
+                found.update((row[0], entry_from_row(row)) for row in rows)
         return found
 
     def mark_pending(
@@ -312,7 +176,7 @@ class SqliteStore:
         Returns:
             The entry that holds the key after the call: the new one or the existing one.
         """
-        now = _to_epoch(self._clock())
+        now = to_epoch(self._clock())
         with self._transaction() as cur:
             existing = self._select_live(cur, key)
             if existing is not None:
@@ -367,12 +231,12 @@ class SqliteStore:
         """
         if status is EntryStatus.PENDING:
             raise ValueError("record() takes a final status; use mark_pending() for pending")
-        now = _to_epoch(self._clock())
+        now = to_epoch(self._clock())
         with self._transaction() as cur:
             existing = self._select_live(cur, key)
-            created = now if existing is None else _to_epoch(existing.created_at)
+            created = now if existing is None else to_epoch(existing.created_at)
             cur.execute(
-                f"INSERT OR REPLACE INTO idempotency ({_COLUMNS})"  # noqa: S608 -- constant column list
+                f"INSERT OR REPLACE INTO idempotency ({COLUMNS})"  # noqa: S608 -- constant column list
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (
                     key,
@@ -386,7 +250,7 @@ class SqliteStore:
                     int(track),
                     created,
                     now,
-                    *_origin_values(origin),
+                    *origin_values(origin),
                 ),
             )
             stored = self._select_live(cur, key)
@@ -418,13 +282,13 @@ class SqliteStore:
         """
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM idempotency"  # noqa: S608 -- constant column list
+                f"SELECT {COLUMNS} FROM idempotency"  # noqa: S608 -- constant column list
                 " WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
                 " AND status != ? AND created_at >= ?"
                 " ORDER BY created_at, key LIMIT ?",
                 (EntryStatus.PENDING.value, self._cutoff(), limit),
             ).fetchall()
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     def mark_completed(self, key: str, run_state: str) -> bool:
         """Note that the tracked run of ``key`` reached the final ``run_state``.
@@ -436,7 +300,7 @@ class SqliteStore:
         Returns:
             Whether a live entry was updated.
         """
-        now = _to_epoch(self._clock())
+        now = to_epoch(self._clock())
         with self._transaction() as cur:
             updated = cur.execute(
                 "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?"
@@ -454,7 +318,7 @@ class SqliteStore:
         Returns:
             Whether a live entry was updated.
         """
-        now = _to_epoch(self._clock())
+        now = to_epoch(self._clock())
         with self._transaction() as cur:
             updated = cur.execute(
                 "UPDATE idempotency SET abandoned_at = ?, updated_at = ?"
@@ -472,7 +336,7 @@ class SqliteStore:
         Returns:
             How many entries were deleted.
         """
-        cutoff = _to_epoch(older_than)
+        cutoff = to_epoch(older_than)
         with self._transaction() as cur:
             return cur.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,)).rowcount
 

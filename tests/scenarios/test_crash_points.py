@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 
 from consumer.crash import CRASH_EXIT
+from consumer.settings import Settings
 from consumer.store import EntryStatus, open_store
 from devstack.airflow import AirflowServer
 from tests.conftest import KafkaCluster, unique_name
@@ -22,6 +23,7 @@ from tests.scenarios.harness import (
 from tests.waiting import wait_until
 
 DAG = "devstack_paused"
+RETENTION = Settings.model_fields["dedup_retention"].default  # the worker's own
 
 
 def _crash_then_recover(
@@ -64,7 +66,7 @@ def test_crash_after_trigger_before_store_write(
     key, replies, worker = _crash_then_recover("after_trigger", kafka, topics, make_worker)
     assert [r["status"] for r in replies] == ["triggered"]  # the pending mark proves it was ours
     assert existing_runs(airflow3, DAG, [key]) == {key}
-    store = open_store(worker.env["TRIGGER_CONSUMER_STORE_URL"])
+    store = open_store(worker.env["TRIGGER_CONSUMER_STORE_URL"], RETENTION)
     try:
         entry = store.get(key)
     finally:

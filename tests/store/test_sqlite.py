@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.errors import ConfigError
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
-from consumer.store.sqlite import READ_BATCH, SCHEMA_VERSION, SqliteStore
+from consumer.store.sqlite import READ_BATCH, SqliteStore
 
 RETENTION = timedelta(days=7)
 START = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -36,12 +35,6 @@ class ManualClock:
     def advance(self, delta: timedelta) -> None:
         """Move the clock forward by ``delta``."""
         self.now += delta
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    """A database file path in a fresh temporary directory."""
-    return tmp_path / "store.db"
 
 
 @pytest.fixture
@@ -296,32 +289,6 @@ def test_abandon_tracking_removes_run_from_tracking_until_recorded_again(
     assert [e.key for e in store.tracked_runs()] == ["k1"]
 
 
-def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
-    """A schema version 1 file gains the origin and abandon columns; its entries stay tracked."""
-    with closing(sqlite3.connect(db_path)) as raw, raw:
-        raw.executescript(
-            "CREATE TABLE schema_version (version INTEGER NOT NULL);"
-            "INSERT INTO schema_version VALUES (1);"
-            "CREATE TABLE idempotency (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
-            " dag_id TEXT NOT NULL, dag_run_id TEXT NOT NULL, status TEXT NOT NULL,"
-            " run_state TEXT, logical_date TEXT, run_url TEXT,"
-            " track INTEGER NOT NULL DEFAULT 0, completed_at REAL,"
-            " created_at REAL NOT NULL, updated_at REAL NOT NULL);"
-        )
-        now = datetime.now(UTC).timestamp()
-        raw.execute(
-            "INSERT INTO idempotency VALUES ('k1', 'fp-1', 'etl', 'run-k1', 'triggered',"
-            " 'queued', NULL, NULL, 1, NULL, ?, ?)",
-            (now, now),
-        )
-
-    with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 2
-        tracked = migrated.tracked_runs()
-
-    assert [(e.key, e.origin, e.abandoned_at) for e in tracked] == [("k1", None, None)]
-
-
 def test_data_survives_reopening_the_file(db_path: Path, clock: ManualClock) -> None:
     """Entries written before a clean restart are read back after it."""
     with SqliteStore(db_path, RETENTION, clock=clock) as first:
@@ -357,25 +324,6 @@ def test_pending_mark_survives_a_crash_before_recording(db_path: Path) -> None:
     assert entry is not None
     assert entry.status is EntryStatus.PENDING
     assert entry.fingerprint == "fp-1"
-
-
-def test_schema_version_is_recorded_once(db_path: Path) -> None:
-    """Opening records the current schema version once, however often the file is reopened."""
-    SqliteStore(db_path, RETENTION).close()
-    with SqliteStore(db_path, RETENTION) as reopened:
-        assert reopened.schema_version() == SCHEMA_VERSION
-
-    with closing(sqlite3.connect(db_path)) as raw:
-        assert raw.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
-
-
-def test_newer_schema_version_is_a_config_error(db_path: Path) -> None:
-    """A file written by a newer release is refused with an operator action."""
-    SqliteStore(db_path, RETENTION).close()
-    with closing(sqlite3.connect(db_path)) as raw, raw:
-        raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
-    with pytest.raises(ConfigError, match="Operator action"):
-        SqliteStore(db_path, RETENTION)
 
 
 def test_file_uses_wal_journal(store: SqliteStore) -> None:

@@ -1,0 +1,202 @@
+"""The SQLite idempotency table's layout: versioned DDL, its migration, and rows ↔ entries.
+
+``SqliteStore`` runs the statements; this module says what the file holds. Instants are
+stored as REAL seconds since the epoch, so retention is one indexed comparison.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from typing import TypeAlias
+
+from consumer.errors import ConfigError
+from consumer.store import EntryStatus, RequestOrigin, StoredEntry
+
+SCHEMA_VERSION = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key          TEXT PRIMARY KEY,
+    fingerprint  TEXT NOT NULL,
+    dag_id       TEXT NOT NULL,
+    dag_run_id   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    run_state    TEXT,
+    logical_date TEXT,
+    run_url      TEXT,
+    track        INTEGER NOT NULL DEFAULT 0,
+    completed_at REAL,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    correlation_id      TEXT,
+    reply_topic         TEXT,
+    source_topic        TEXT,
+    source_partition    INTEGER,
+    source_offset       INTEGER,
+    source_timestamp_ms INTEGER,
+    abandoned_at        REAL
+);
+CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
+CREATE INDEX IF NOT EXISTS idempotency_tracked ON idempotency (created_at)
+    WHERE track = 1 AND completed_at IS NULL;
+"""
+
+# Schema version 2 (completion tracking) added these columns; a version 1 file gains them
+# on open, its entries with NULL origin, so the tracker echoes unknown source coordinates.
+_MIGRATION_2 = (
+    "ALTER TABLE idempotency ADD COLUMN correlation_id TEXT",
+    "ALTER TABLE idempotency ADD COLUMN reply_topic TEXT",
+    "ALTER TABLE idempotency ADD COLUMN source_topic TEXT",
+    "ALTER TABLE idempotency ADD COLUMN source_partition INTEGER",
+    "ALTER TABLE idempotency ADD COLUMN source_offset INTEGER",
+    "ALTER TABLE idempotency ADD COLUMN source_timestamp_ms INTEGER",
+    "ALTER TABLE idempotency ADD COLUMN abandoned_at REAL",
+)
+
+COLUMNS = (
+    "key, fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url,"
+    " track, completed_at, created_at, updated_at, correlation_id, reply_topic,"
+    " source_topic, source_partition, source_offset, source_timestamp_ms, abandoned_at"
+)
+"""Every column of ``idempotency`` in ``Row`` order, for SELECT and full-row INSERT."""
+
+Row: TypeAlias = tuple[
+    str,
+    str,
+    str,
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    int,
+    float | None,
+    float,
+    float,
+    str | None,
+    str | None,
+    str | None,
+    int | None,
+    int | None,
+    int | None,
+    float | None,
+]
+"""One ``idempotency`` row as SQLite returns it for ``SELECT {COLUMNS}``."""
+
+
+def apply_schema(cur: sqlite3.Cursor, path: str) -> None:
+    """Create the tables if missing, stamp a new file, migrate an old one.
+
+    Runs its statements on ``cur`` inside the caller's transaction (``executescript``
+    would COMMIT first).
+
+    Args:
+        cur: a cursor inside an open transaction.
+        path: the database path, named in the error.
+
+    Raises:
+        ConfigError: the file holds a schema newer than ``SCHEMA_VERSION``.
+    """
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            cur.execute(statement)
+    found = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    if found is None:
+        cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif found == 1:
+        for statement in _MIGRATION_2:
+            cur.execute(statement)
+        cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+    elif found > SCHEMA_VERSION:
+        raise ConfigError(
+            f"idempotency store {path!r} has schema version {found}, newer than "
+            f"this release's {SCHEMA_VERSION}. Operator action: upgrade the worker "
+            "or point TRIGGER_CONSUMER_STORE_URL at another file"
+        )
+
+
+def to_epoch(moment: datetime) -> float:
+    """Return ``moment`` as the stored REAL: seconds since the epoch.
+
+    Args:
+        moment: a timezone-aware instant.
+
+    Returns:
+        Seconds since the epoch.
+
+    Raises:
+        ValueError: ``moment`` is naive.
+    """
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: the store compares instants, pass UTC")
+    return moment.timestamp()
+
+
+def _from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def origin_values(origin: RequestOrigin | None) -> tuple[object, ...]:
+    """Return ``origin`` as the six origin columns' values, ``correlation_id`` first.
+
+    Args:
+        origin: the request origin, or None.
+
+    Returns:
+        Values for ``correlation_id`` … ``source_timestamp_ms``, all None without origin.
+    """
+    if origin is None:
+        return (None, None, None, None, None, None)
+    return (
+        origin.correlation_id,
+        origin.reply_topic,
+        origin.topic,
+        origin.partition,
+        origin.offset,
+        origin.timestamp_ms,
+    )
+
+
+def _origin(row: Row) -> RequestOrigin | None:
+    topic, partition, offset = row[14], row[15], row[16]
+    if topic is None or partition is None or offset is None:
+        return None
+    return RequestOrigin(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=row[17],
+        correlation_id=row[12],
+        reply_topic=row[13],
+    )
+
+
+def entry_from_row(row: Row) -> StoredEntry:
+    """Return the entry that ``row`` holds.
+
+    Args:
+        row: a row selected as ``COLUMNS``.
+
+    Returns:
+        The entry, with UTC datetimes and an origin only if its coordinates were stored.
+    """
+    return StoredEntry(
+        key=row[0],
+        fingerprint=row[1],
+        dag_id=row[2],
+        dag_run_id=row[3],
+        status=EntryStatus(row[4]),
+        run_state=row[5],
+        logical_date=row[6],
+        run_url=row[7],
+        track=bool(row[8]),
+        completed_at=None if row[9] is None else _from_epoch(row[9]),
+        created_at=_from_epoch(row[10]),
+        updated_at=_from_epoch(row[11]),
+        origin=_origin(row),
+        abandoned_at=None if row[18] is None else _from_epoch(row[18]),
+    )
