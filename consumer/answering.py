@@ -22,7 +22,8 @@ from collections.abc import Callable
 import structlog
 
 from consumer.crash import CrashPoint, crash_here
-from consumer.kafka_io.sink import RecordSink, SinkError
+from consumer.errors import SinkError
+from consumer.kafka_io.sink import RecordSink
 from consumer.logs import bind_message
 from consumer.metrics import Metrics
 from consumer.outcome import Outcome

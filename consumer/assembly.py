@@ -10,8 +10,9 @@ from consumer.airflow import make_airflow_client
 from consumer.airflow.retry import RetryPolicy
 from consumer.answering import Answerer
 from consumer.concurrency import AdaptiveLimit, ConcurrencyLimit, FixedLimit
+from consumer.errors import KafkaUnreachableError
 from consumer.health import Readiness
-from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
+from consumer.kafka_io.preflight import check_connection
 from consumer.kafka_io.security import connection_options
 from consumer.kafka_io.sink import RecordSink
 from consumer.kafka_io.source import RequestSource

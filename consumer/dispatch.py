@@ -23,14 +23,12 @@ from typing import TypeAlias
 
 import structlog
 
+from consumer.errors import DispatcherClosedError
+
 Task: TypeAlias = Callable[[], object]
 """The work of one submission; its return value is ignored."""
 
 CALLBACK_FAILED = "dispatch_callback_failed"
-
-
-class DispatcherClosedError(RuntimeError):
-    """Raised when a task is submitted after ``shutdown`` began: a bug in the caller."""
 
 
 @dataclass(frozen=True, slots=True)

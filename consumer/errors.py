@@ -3,9 +3,17 @@
 The tree::
 
     TriggerConsumerError
-    ├── Rejected          bad input or policy: reply `rejected`, dead-letter, never retried
-    ├── AirflowError      Airflow refused or was unreachable; `retryable` says which
-    └── ConfigError       the worker's own configuration is wrong: stop consuming
+    ├── Rejected                  bad input or policy: reply `rejected`, dead-letter, never retried
+    ├── AirflowError              Airflow refused or was unreachable; `retryable` says which
+    │   └── AirflowUnavailableError   transient, or the retry budget ran out
+    ├── ConfigError               the worker's own configuration is wrong: stop consuming
+    │   └── KafkaSecurityError        the brokers refused the SASL or TLS settings
+    ├── KafkaUnreachableError     no broker answered the preflight connection (transient)
+    ├── SinkError                 the broker did not acknowledge a publish: send again
+    ├── DispatcherClosedError     work submitted after shutdown began (a bug)
+    ├── ReplayError               `replay` selected a topic or partition that does not exist
+    ├── ReplayStalledError        `replay`'s reader stopped making progress
+    └── ReplayWriteError          the broker did not acknowledge replayed records
 """
 
 from __future__ import annotations
@@ -95,6 +103,70 @@ class ConfigError(TriggerConsumerError):
     Operator action: fix the named setting and restart; the worker stops consuming rather
     than dead-letter the backlog.
     """
+
+
+class KafkaSecurityError(ConfigError):
+    """Raised when the brokers refuse this client's security settings (SASL or TLS).
+
+    Operator action: change the settings ``remedy`` names and restart; retrying with the
+    same settings cannot succeed.
+
+    Attributes:
+        problem: what the broker or the TLS check refused, never a secret.
+        remedy: which settings to change.
+    """
+
+    def __init__(self, problem: str, remedy: str) -> None:
+        """Create the error.
+
+        Args:
+            problem: what was refused.
+            remedy: which settings to change.
+        """
+        super().__init__(f"{problem}: {remedy}")
+        self.problem = problem
+        self.remedy = remedy
+
+
+class KafkaUnreachableError(TriggerConsumerError):
+    """Raised when no bootstrap server completed a connection before the deadline.
+
+    Transient: the brokers may be down or starting. Nothing says the settings are wrong.
+    """
+
+
+class SinkError(TriggerConsumerError):
+    """Raised when the broker did not acknowledge every record of a publish in time.
+
+    The request's offset is then not committed; the caller sends the unacked ones again.
+
+    Attributes:
+        unacked: positions (in the published sequence) of the records not acknowledged.
+        too_large: those of them the broker refused as over the topic's size limit
+            (sending them again unchanged can never succeed).
+    """
+
+    def __init__(self, message: str, *, unacked: list[int], too_large: list[int]) -> None:
+        """Name what failed; ``message`` says why, without any record content."""
+        super().__init__(message)
+        self.unacked = tuple(unacked)
+        self.too_large = frozenset(too_large)
+
+
+class DispatcherClosedError(TriggerConsumerError):
+    """Raised when a task is submitted after ``shutdown`` began: a bug in the caller."""
+
+
+class ReplayError(TriggerConsumerError):
+    """Raised when the selection names a topic or partition that does not exist."""
+
+
+class ReplayStalledError(TriggerConsumerError):
+    """Raised when the reader makes no progress towards the captured end offsets."""
+
+
+class ReplayWriteError(TriggerConsumerError):
+    """Raised when the broker did not acknowledge every replayed record."""
 
 
 def describe_error(exc: BaseException) -> str:

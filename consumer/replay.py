@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from consumer.errors import TriggerConsumerError
 from consumer.pipeline.dead_letter import (
     DEAD_LETTER_HEADERS,
     ERROR_CODE_HEADER,
@@ -34,10 +33,6 @@ DROPPED_HEADERS = frozenset((*DEAD_LETTER_HEADERS, REPLAYED_FROM_HEADER))
 NO_ERROR_CODE = "none"
 
 ProgressCallback = Callable[["Tally"], None]
-
-
-class ReplayError(TriggerConsumerError):
-    """Raised when the selection names a topic or partition that does not exist."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from functools import partial
 import pytest
 from structlog.testing import capture_logs
 
-from consumer.dispatch import CALLBACK_FAILED, Dispatcher, DispatcherClosedError
+from consumer.dispatch import CALLBACK_FAILED, Dispatcher
+from consumer.errors import DispatcherClosedError
 from tests.waiting import wait_until
 
 TIMEOUT = 10.0

@@ -13,21 +13,20 @@ from typing import TextIO
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NoBrokersAvailable
 
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
-from consumer.errors import ConfigError
-from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
-from consumer.kafka_io.reader import (
+from consumer.errors import (
+    ConfigError,
+    KafkaUnreachableError,
+    ReplayError,
     ReplayStalledError,
-    open_reader,
-    plan_ranges,
-    read_records,
-    topic_exists,
+    ReplayWriteError,
 )
+from consumer.kafka_io.preflight import check_connection
+from consumer.kafka_io.reader import open_reader, plan_ranges, read_records, topic_exists
 from consumer.kafka_io.security import connection_options
-from consumer.kafka_io.writer import RecordWriter, ReplayWriteError
+from consumer.kafka_io.writer import RecordWriter
 from consumer.record import InboundRecord
 from consumer.replay import (
     Filters,
-    ReplayError,
     Tally,
     Window,
     dag_id_of,

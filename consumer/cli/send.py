@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, KafkaUnreachableError
 from consumer.kafka_io.clients import open_producer
-from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
+from consumer.kafka_io.preflight import check_connection
 from consumer.kafka_io.reader import TailReader
 from consumer.settings import Settings, load_settings
 

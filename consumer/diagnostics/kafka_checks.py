@@ -13,13 +13,9 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.errors import KafkaError
 
 from consumer.diagnostics.result import CLIENT_ID, CheckResult, not_checked
-from consumer.errors import describe_error
+from consumer.errors import KafkaSecurityError, KafkaUnreachableError, describe_error
 from consumer.kafka_io.clients import open_admin, open_consumer
-from consumer.kafka_io.preflight import (
-    KafkaSecurityError,
-    KafkaUnreachableError,
-    check_connection,
-)
+from consumer.kafka_io.preflight import check_connection
 from consumer.settings import Settings, env_name
 
 T = TypeVar("T")

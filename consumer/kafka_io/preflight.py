@@ -25,43 +25,17 @@ from kafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from consumer.errors import ConfigError, TriggerConsumerError, describe_error
+from consumer.errors import (
+    KafkaSecurityError,
+    KafkaUnreachableError,
+    describe_error,
+)
 from consumer.kafka_io.security import connection_options
 from consumer.settings import Settings, env_name
 
 DEFAULT_TIMEOUT = 10.0  # seconds for the whole preflight, over every bootstrap server
 CLIENT_ID = "trigger-consumer-preflight"
 STEP = 0.01  # seconds between connection steps: the TCP connect and ApiVersions are async
-
-
-class KafkaSecurityError(ConfigError):
-    """Raised when the brokers refuse this client's security settings (SASL or TLS).
-
-    Operator action: change the settings ``remedy`` names and restart; retrying with the
-    same settings cannot succeed.
-
-    Attributes:
-        problem: what the broker or the TLS check refused, never a secret.
-        remedy: which settings to change.
-    """
-
-    def __init__(self, problem: str, remedy: str) -> None:
-        """Create the error.
-
-        Args:
-            problem: what was refused.
-            remedy: which settings to change.
-        """
-        super().__init__(f"{problem}: {remedy}")
-        self.problem = problem
-        self.remedy = remedy
-
-
-class KafkaUnreachableError(TriggerConsumerError):
-    """Raised when no bootstrap server completed a connection before the deadline.
-
-    Transient: the brokers may be down or starting. Nothing says the settings are wrong.
-    """
 
 
 class _ProbeConnection(BrokerConnection):  # type: ignore[misc]  # kafka-python is untyped

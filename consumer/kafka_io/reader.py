@@ -12,19 +12,15 @@ from collections.abc import Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 
-from consumer.errors import TriggerConsumerError
+from consumer.errors import ReplayError, ReplayStalledError
 from consumer.kafka_io.clients import Connection, open_consumer
 from consumer.kafka_io.records import to_inbound
 from consumer.record import InboundRecord
-from consumer.replay import OffsetRange, ReplayError, Window, offset_range
+from consumer.replay import OffsetRange, Window, offset_range
 
 # how long the reader waits without any progress before it gives up on a partition
 DEFAULT_IDLE_TIMEOUT = 30.0
 POLL_TIMEOUT_MS = 500
-
-
-class ReplayStalledError(TriggerConsumerError):
-    """Raised when the reader makes no progress towards the captured end offsets."""
 
 
 def open_reader(connection: Connection) -> KafkaConsumer:

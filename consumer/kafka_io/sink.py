@@ -8,7 +8,7 @@ from typing import Any
 
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
-from consumer.errors import TriggerConsumerError
+from consumer.errors import SinkError
 from consumer.kafka_io.clients import Connection, open_acked_producer
 from consumer.record import OutboundRecord
 
@@ -17,24 +17,6 @@ DEFAULT_ACK_TIMEOUT = 60.0
 # broker decides what is too large (it says so per topic, and a DLQ copy is then shrunk).
 MAX_REQUEST_SIZE = 64 * 1024 * 1024
 _ACKED = "acked"  # a record's state once the broker acknowledged it
-
-
-class SinkError(TriggerConsumerError):
-    """Raised when the broker did not acknowledge every record of a publish in time.
-
-    The request's offset is then not committed; the caller sends the unacked ones again.
-
-    Attributes:
-        unacked: positions (in the published sequence) of the records not acknowledged.
-        too_large: those of them the broker refused as over the topic's size limit
-            (sending them again unchanged can never succeed).
-    """
-
-    def __init__(self, message: str, *, unacked: list[int], too_large: list[int]) -> None:
-        """Name what failed; ``message`` says why, without any record content."""
-        super().__init__(message)
-        self.unacked = tuple(unacked)
-        self.too_large = frozenset(too_large)
 
 
 OnSettled = Callable[[SinkError | None], None]

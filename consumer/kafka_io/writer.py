@@ -11,15 +11,11 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from consumer.errors import TriggerConsumerError
+from consumer.errors import ReplayWriteError
 from consumer.kafka_io.clients import Connection, open_acked_producer
 from consumer.record import OutboundRecord
 
 DEFAULT_ACK_TIMEOUT = 60.0
-
-
-class ReplayWriteError(TriggerConsumerError):
-    """Raised when the broker did not acknowledge every replayed record."""
 
 
 class RecordWriter:

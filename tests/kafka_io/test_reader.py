@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from kafka import KafkaConsumer
 
+from consumer.errors import ReplayError
 from consumer.kafka_io.reader import TailReader, open_reader, plan_ranges, read_records
 from consumer.kafka_io.writer import RecordWriter
 from consumer.record import InboundRecord, OutboundRecord
-from consumer.replay import OffsetRange, ReplayError, Window
+from consumer.replay import OffsetRange, Window
 from tests.conftest import KafkaCluster
 from tests.waiting import wait_until
 

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from consumer.kafka_io.sink import MAX_REQUEST_SIZE, RecordSink, SinkError
+from consumer.errors import SinkError
+from consumer.kafka_io.sink import MAX_REQUEST_SIZE, RecordSink
 from consumer.record import OutboundRecord
 from tests.conftest import KafkaCluster
 from tests.scenarios.harness import read_all

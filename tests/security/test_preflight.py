@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from consumer.errors import ConfigError
-from consumer.kafka_io.preflight import KafkaSecurityError, KafkaUnreachableError, check_connection
+from consumer.errors import ConfigError, KafkaSecurityError, KafkaUnreachableError
+from consumer.kafka_io.preflight import check_connection
 from consumer.settings import load_settings
 from devstack.kafka_security import SecuredBroker
 from tests.security.conftest import LISTENERS, listener_id, security_settings
