@@ -7,8 +7,8 @@ import threading
 import structlog
 
 from consumer.airflow import make_airflow_client
+from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.airflow.retry import RetryPolicy
-from consumer.concurrency import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.health import Readiness
 from consumer.kafka_io.preflight import KafkaUnreachableError, check_connection
 from consumer.kafka_io.security import connection_options

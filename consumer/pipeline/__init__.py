@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumer.airflow import AirflowApi, TriggerResult
-from consumer.concurrency import Call, CallOutcome, ConcurrencyLimit
+from consumer.airflow.limit import Call, CallOutcome, ConcurrencyLimit
 from consumer.contract import TriggerRequest
 from consumer.crash import CrashPoint, crash_here
 from consumer.errors import AirflowError, AirflowUnavailableError, Rejected
