@@ -7,6 +7,7 @@ import threading
 import structlog
 
 from consumer.airflow import make_airflow_client
+from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.airflow.retry import RetryPolicy
 from consumer.health import Readiness
@@ -21,7 +22,6 @@ from consumer.pipeline import Pipeline
 from consumer.pipeline.dead_letter import Omit, dead_letter_record, needs_dead_letter
 from consumer.pipeline.policy import Policy
 from consumer.pipeline.reply import reply_record
-from consumer.pipeline.trigger import AirflowGate
 from consumer.record import InboundRecord, OutboundRecord
 from consumer.settings import Settings
 from consumer.store import open_store

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumer.airflow import AirflowApi, TriggerResult
+from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import Call, CallOutcome, ConcurrencyLimit
 from consumer.contract import TriggerRequest
 from consumer.crash import CrashPoint, crash_here
@@ -22,7 +23,7 @@ from consumer.outcome import Outcome
 from consumer.pipeline.decode import decode
 from consumer.pipeline.dedup import check_known, claim, final_entries, stored_run
 from consumer.pipeline.policy import Policy, check_policy
-from consumer.pipeline.trigger import AirflowGate, trigger
+from consumer.pipeline.trigger import trigger
 from consumer.pipeline.validate import validate
 from consumer.record import InboundRecord
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
