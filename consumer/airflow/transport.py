@@ -16,12 +16,12 @@ from urllib.parse import urlsplit
 
 import requests
 import structlog
-import urllib3
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
 from consumer.airflow.auth import DEFAULT_REFRESH_MARGIN, ApiAuth, BasicAuth, JwtAuth, StaticToken
 from consumer.airflow.detect import detect_api_version
+from consumer.airflow.failures import CALL_ERRORS, UNREACHABLE, classify_failure, is_transient
 from consumer.airflow.retry import RetryPolicy, RetryState, parse_retry_after
 from consumer.airflow.runs import ApiVersion
 from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
@@ -30,8 +30,6 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_POOL_SIZE = 64
 
-# outcomes after which no connection was made, so nothing reached Airflow
-UNREACHABLE = frozenset({"ConnectFailed", "ConnectTimeout"})
 INVALID_JWT = "Invalid JWT token"
 
 log = structlog.get_logger(__name__)
@@ -205,7 +203,7 @@ class Transport:
                     refreshed = True
                     state = state.record(outcome)
                     continue
-                if not _is_transient(response.status_code):
+                if not is_transient(response.status_code):
                     return response, state.record(outcome)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 state = state.next(outcome, retry_after=retry_after)
@@ -219,16 +217,11 @@ class Transport:
         except AirflowUnavailableError as exc:
             status = exc.details.get("status")
             raise _TransientError("ConnectFailed" if status is None else str(status)) from None
-        except requests.exceptions.SSLError as exc:
-            raise ConfigError(f"TLS verification failed for {self.base_url}: {exc}") from None
-        except requests.ConnectTimeout:
-            raise _TransientError("ConnectTimeout") from None
-        except requests.Timeout:
-            raise _TransientError("ReadTimeout") from None
-        except requests.ConnectionError as exc:
-            raise _TransientError(_connection_outcome(exc)) from None
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
-            raise _TransientError("ConnectionAborted") from None
+        except CALL_ERRORS as exc:
+            failure = classify_failure(exc, self.base_url)
+            if failure.fatal:
+                raise failure.error from None
+            raise _TransientError(failure.outcome) from None
 
     def _token_refused(self, response: requests.Response) -> bool:
         """Drop a refused JWT (401, or 403 "Invalid JWT token") so one resend gets a fresh one."""
@@ -306,24 +299,6 @@ class Transport:
             )
         except (requests.RequestException, AirflowUnavailableError, ConfigError):
             return None
-
-
-_HTTP_TOO_MANY_REQUESTS = 429
-_HTTP_SERVER_ERROR = 500
-
-
-def _is_transient(status: int) -> bool:
-    return status == _HTTP_TOO_MANY_REQUESTS or status >= _HTTP_SERVER_ERROR
-
-
-def _connection_outcome(exc: requests.ConnectionError) -> str:
-    """``ConnectFailed`` when no connection was made (nothing sent), else ``ConnectionAborted``."""
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, urllib3.exceptions.MaxRetryError):
-        reason = reason.reason
-    if isinstance(reason, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-        return "ConnectFailed"
-    return "ConnectionAborted"
 
 
 def read_json(response: requests.Response) -> Any:
