@@ -18,6 +18,7 @@ from consumer.errors import ConfigError, ErrorCode
 from consumer.outcome import Outcome
 from consumer.record import OutboundRecord
 from consumer.run_id import run_id_for
+from consumer.settings import Settings
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
 from consumer.tracking import (
     CompletionTracker,
@@ -89,9 +90,11 @@ def client_for() -> Iterator[Callable[..., AirflowApi]]:
     def make(server: AirflowServer, password: str | None = None) -> AirflowApi:
         described = server.describe()
         client = make_airflow_client(
-            server.url,
-            username=described["username"],
-            password=SecretStr(password or described["password"]),
+            Settings(
+                airflow_url=server.url,
+                airflow_username=described["username"],
+                airflow_password=SecretStr(password or described["password"]),
+            )
         )
         made.append(client)
         return client
