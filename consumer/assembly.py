@@ -7,9 +7,9 @@ import threading
 import structlog
 
 from consumer.airflow import make_airflow_client
-from consumer.airflow.retry import RetryPolicy
+from consumer.airflow.gate import AirflowGate
+from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
-from consumer.concurrency import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.errors import KafkaUnreachableError
 from consumer.health import Readiness
 from consumer.kafka_io.preflight import check_connection
@@ -20,7 +20,6 @@ from consumer.limits import Limits
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.pipeline.policy import Policy
-from consumer.pipeline.trigger import AirflowGate
 from consumer.settings import Settings
 from consumer.store import open_store
 from consumer.tracking import CompletionTracker
@@ -45,19 +44,7 @@ def build_worker(
         # a broker outage is not a configuration error: the clients below wait as before
         log.warning("kafka_unreachable", error=str(exc))
     stop = threading.Event()
-    airflow = make_airflow_client(
-        settings.airflow_url,
-        api_version=settings.airflow_api_version,
-        username=settings.airflow_username,
-        password=settings.airflow_password,
-        token=settings.airflow_token,
-        ca_bundle=settings.airflow_ca_bundle,
-        connect_timeout=settings.airflow_connect_timeout.total_seconds(),
-        read_timeout=settings.airflow_read_timeout.total_seconds(),
-        retry=RetryPolicy(max_elapsed=settings.airflow_retry_budget.total_seconds()),
-        pool_size=settings.airflow_max_concurrency + settings.track_concurrency,
-        stop=stop,
-    )
+    airflow = make_airflow_client(settings, stop=stop)
     airflow_limit: ConcurrencyLimit = (
         AdaptiveLimit(settings.airflow_max_concurrency, on_change=metrics.set_concurrency_limit)
         if settings.airflow_concurrency == "adaptive"

@@ -10,6 +10,7 @@ The tree::
     │   └── KafkaSecurityError        the brokers refused the SASL or TLS settings
     ├── KafkaUnreachableError     no broker answered the preflight connection (transient)
     ├── SinkError                 the broker did not acknowledge a publish: send again
+    ├── StoppingError             a request abandoned because the worker stops (no reply)
     ├── DispatcherClosedError     work submitted after shutdown began (a bug)
     ├── ReplayError               `replay` selected a topic or partition that does not exist
     ├── ReplayStalledError        `replay`'s reader stopped making progress
@@ -151,6 +152,14 @@ class SinkError(TriggerConsumerError):
         super().__init__(message)
         self.unacked = tuple(unacked)
         self.too_large = frozenset(too_large)
+
+
+class StoppingError(TriggerConsumerError):
+    """Raised when a request waiting on Airflow is abandoned because the worker is stopping.
+
+    Not an outcome: the request gets no reply and its offset is not committed, so the
+    next owner of the partition processes it again.
+    """
 
 
 class DispatcherClosedError(TriggerConsumerError):

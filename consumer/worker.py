@@ -25,7 +25,7 @@ import structlog
 
 from consumer.answering import Answerer
 from consumer.dispatch import Dispatcher
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, StoppingError
 from consumer.health import Readiness
 from consumer.kafka_io.offsets import OffsetTracker, Partition
 from consumer.kafka_io.source import RequestSource
@@ -33,7 +33,6 @@ from consumer.logs import bind_message
 from consumer.metrics import Metrics
 from consumer.outcome import Outcome
 from consumer.pipeline import Admitted, Pipeline
-from consumer.pipeline.trigger import StoppingError
 from consumer.record import InboundRecord
 from consumer.tracking import CompletionTracker
 

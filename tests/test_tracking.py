@@ -89,9 +89,11 @@ def client_for() -> Iterator[Callable[..., AirflowApi]]:
     def make(server: AirflowServer, password: str | None = None) -> AirflowApi:
         described = server.describe()
         client = make_airflow_client(
-            server.url,
-            username=described["username"],
-            password=SecretStr(password or described["password"]),
+            Settings(
+                airflow_url=server.url,
+                airflow_username=described["username"],
+                airflow_password=SecretStr(password or described["password"]),
+            )
         )
         made.append(client)
         return client

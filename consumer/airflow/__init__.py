@@ -1,9 +1,20 @@
 """Airflow's REST API as the worker sees it: the ``AirflowApi`` seam and its factory.
 
-The pipeline depends on the Protocol; ``make_airflow_client`` builds the real client::
+The pipeline depends on the Protocol; ``make_airflow_client`` builds the real client from
+the settings::
 
-    api = make_airflow_client("http://airflow:8080", username="admin", password=SecretStr("..."))
+    api = make_airflow_client(settings, stop=stop)
     result = api.trigger("my_dag", run_id, conf={"n": 1})   # TriggerResult, or raises
+
+The package's parts:
+
+- ``connection``: ``AirflowConnection``, the frozen connection config, ``from_settings``.
+- ``client``: ``AirflowClient`` (trigger, get_run, run_url, ping) over a ``transport``.
+- ``transport``: ``Transport``, one pooled session running the retry loop of ``retry``.
+- ``auth``, ``detect``: credentials and API-version detection.
+- ``failures``: requests' exceptions and transient statuses, classified once.
+- ``limit``: ``AdaptiveLimit``/``FixedLimit``, the limit on concurrent Airflow calls.
+- ``gate``: ``AirflowGate``, whether Airflow as a whole answers (the outage wait).
 
 Errors: ``AirflowError`` with ``dag_not_found``, ``airflow_rejected`` or
 ``logical_date_conflict``; ``AirflowUnavailableError`` (``airflow_unavailable``) when the retry
@@ -16,23 +27,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal, Protocol
-
-from pydantic import SecretStr
+from typing import Any, Protocol
 
 from consumer.airflow.client import AirflowClient
+from consumer.airflow.connection import AirflowConnection
 from consumer.airflow.retry import RetryPolicy
 from consumer.airflow.runs import ApiVersion, DagRun, TriggerResult
-from consumer.airflow.transport import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_POOL_SIZE,
-    DEFAULT_READ_TIMEOUT,
-)
+from consumer.settings import Settings
 
 __all__ = [
     "AirflowApi",
     "AirflowClient",
+    "AirflowConnection",
     "ApiVersion",
     "DagRun",
     "RetryPolicy",
@@ -72,33 +78,11 @@ class AirflowApi(Protocol):
         ...
 
 
-def make_airflow_client(
-    base_url: str,
-    *,
-    api_version: Literal["auto", "v1", "v2"] = "auto",
-    username: str | None = None,
-    password: SecretStr | None = None,
-    token: SecretStr | None = None,
-    ca_bundle: str | Path | None = None,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    read_timeout: float = DEFAULT_READ_TIMEOUT,
-    retry: RetryPolicy | None = None,
-    pool_size: int = DEFAULT_POOL_SIZE,
-    stop: threading.Event | None = None,
-) -> AirflowApi:
-    """Build the Airflow client behind the ``AirflowApi`` seam.
+def make_airflow_client(settings: Settings, *, stop: threading.Event | None = None) -> AirflowApi:
+    """Build the Airflow client behind the ``AirflowApi`` seam from the worker's settings.
 
     Args:
-        base_url: Airflow's base URL.
-        api_version: ``auto``, ``v1`` or ``v2``.
-        username: Airflow user (basic auth on v1, JWT login on v2).
-        password: its password.
-        token: a static bearer token instead.
-        ca_bundle: PEM CA bundle for HTTPS.
-        connect_timeout: seconds to connect.
-        read_timeout: seconds to wait for an answer.
-        retry: the retry policy and budget.
-        pool_size: pooled connections (the worker's max in-flight requests).
+        settings: the worker's settings (``AirflowConnection.from_settings`` reads them).
         stop: set it to make calls that wait to retry give up (shutdown).
 
     Returns:
@@ -107,16 +91,4 @@ def make_airflow_client(
     Raises:
         ConfigError: inconsistent settings (see ``AirflowClient``).
     """
-    return AirflowClient(
-        base_url,
-        api_version=api_version,
-        username=username,
-        password=password,
-        token=token,
-        ca_bundle=ca_bundle,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retry=retry,
-        pool_size=pool_size,
-        stop=stop,
-    )
+    return AirflowClient(AirflowConnection.from_settings(settings), stop=stop)

@@ -20,13 +20,12 @@ import requests
 from pydantic import SecretStr
 from requests.auth import AuthBase
 
+from consumer.airflow.failures import NO_ANSWER_ERRORS, classify_failure, is_transient
 from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
 
 DEFAULT_REFRESH_MARGIN = 60.0
 # a short-lived token is refreshed after this share of its life at the latest
 _MARGIN_SHARE = 0.2
-_HTTP_SERVER_ERROR = 500
-_HTTP_TOO_MANY_REQUESTS = 429
 
 
 class ApiAuth(AuthBase):
@@ -214,16 +213,10 @@ class JwtAuth(ApiAuth):
         body = {"username": self.username, "password": self._password.get_secret_value()}
         try:
             answer = self._session.post(self.token_url, json=body, timeout=self._timeout)
-        except requests.exceptions.SSLError as exc:
-            raise ConfigError(f"TLS verification failed for {self.token_url}: {exc}") from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise AirflowUnavailableError(
-                ErrorCode.AIRFLOW_UNAVAILABLE,
-                f"could not reach {self.token_url}: {type(exc).__name__}",
-                {"reachable": False},
-            ) from None
+        except NO_ANSWER_ERRORS as exc:
+            raise classify_failure(exc, self.token_url).error from None
         status = answer.status_code
-        if status >= _HTTP_SERVER_ERROR or status == _HTTP_TOO_MANY_REQUESTS:
+        if is_transient(status):
             raise AirflowUnavailableError(
                 ErrorCode.AIRFLOW_UNAVAILABLE,
                 f"POST {self.token_url} answered {status}",

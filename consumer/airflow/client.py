@@ -2,7 +2,8 @@
 
 It speaks Airflow 3 (``/api/v2``) and Airflow 2 (``/api/v1``): version-specific payloads and
 UI links, 409 resolved by reading the run (duplicate or logical-date clash), and status codes
-mapped to error codes. The HTTP side (retries, auth, detection) lives in ``transport.py``.
+mapped to error codes. It is built from an ``AirflowConnection`` (``connection.py``); the HTTP
+side (retries, auth, detection) lives in ``transport.py``.
 
 What each version does for a paused DAG (measured on 3.3.2 and 2.11.2, ``tests/airflow``):
 both answer 200 and create the run in state ``queued``, where it stays until the DAG is
@@ -17,26 +18,17 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-from pydantic import SecretStr
 
-from consumer.airflow.auth import DEFAULT_REFRESH_MARGIN
-from consumer.airflow.retry import RetryPolicy, RetryState
+from consumer.airflow.connection import AirflowConnection
+from consumer.airflow.retry import SINGLE_ATTEMPT, RetryState
 from consumer.airflow.runs import ApiVersion, DagRun, TriggerResult, parse_timestamp
-from consumer.airflow.transport import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_POOL_SIZE,
-    DEFAULT_READ_TIMEOUT,
-    Transport,
-    read_json,
-)
+from consumer.airflow.transport import Transport, read_json
 from consumer.errors import AirflowError, ConfigError, ErrorCode
 
-DEFAULT_DAG_INFO_TTL = 10.0
 DETAIL_LIMIT = 2000
 
 # spec §3 and facts §7.3: Airflow 2 answers a bad run id with a 500 HTML page, so never send one
@@ -53,60 +45,22 @@ class AirflowClient:
     """A thread-safe client for the Airflow 3 (``/api/v2``) and Airflow 2 (``/api/v1``) API."""
 
     def __init__(
-        self,
-        base_url: str,
-        *,
-        api_version: Literal["auto", "v1", "v2"] = "auto",
-        username: str | None = None,
-        password: SecretStr | None = None,
-        token: SecretStr | None = None,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        ca_bundle: str | Path | None = None,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        jwt_refresh_margin: float | None = DEFAULT_REFRESH_MARGIN,
-        dag_info_ttl: float = DEFAULT_DAG_INFO_TTL,
-        stop: threading.Event | None = None,
+        self, connection: AirflowConnection, *, stop: threading.Event | None = None
     ) -> None:
         """Configure the client; nothing is sent until the first call.
 
         Args:
-            base_url: Airflow's base URL (``https://airflow.example.com``), no credentials in it.
-            api_version: ``auto`` detects on first use; ``v1``/``v2`` force it.
-            username: Airflow user: basic auth on v1, JWT login on v2.
-            password: its password.
-            token: a static bearer token instead of username/password.
-            connect_timeout: seconds to establish a connection.
-            read_timeout: seconds to wait for an answer.
-            retry: the retry policy; ``RetryPolicy()`` when omitted.
-            ca_bundle: a PEM CA bundle for HTTPS; the system's trust store when omitted.
-            pool_size: pooled connections, sized for the worker's concurrency.
-            jwt_refresh_margin: refresh a JWT this many seconds before it expires; None
-                refreshes only when Airflow refuses it.
-            dag_info_ttl: seconds a DAG's paused flag is cached (0 asks every time).
+            connection: where Airflow is, the credentials, timeouts, retry policy and pool
+                (``AirflowConnection.from_settings``).
             stop: when set, a call waiting to retry gives up at once (shutdown).
 
         Raises:
             ConfigError: inconsistent credentials, a URL with credentials, a missing CA bundle.
         """
-        self.transport = Transport(
-            base_url,
-            api_version=api_version,
-            username=username,
-            password=password,
-            token=token,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retry=retry,
-            ca_bundle=ca_bundle,
-            pool_size=pool_size,
-            jwt_refresh_margin=jwt_refresh_margin,
-            stop=stop,
-        )
+        self.transport = Transport(connection, stop=stop)
         self.base_url = self.transport.base_url
         self.retry = self.transport.retry
-        self._dag_info_ttl = dag_info_ttl
+        self._dag_info_ttl = connection.dag_info_ttl
         self._paused: dict[str, tuple[bool, float]] = {}
 
     def __repr__(self) -> str:
@@ -140,7 +94,7 @@ class AirflowClient:
             AirflowUnavailableError: Airflow is unreachable or answered 429/5xx.
             ConfigError: credentials refused, TLS failure, or not an Airflow.
         """
-        state = RetryPolicy(max_attempts=1, max_elapsed=None).start()
+        state = SINGLE_ATTEMPT.start()
         response, state = self.transport.request(state, "GET", "/version")
         if not response.ok:
             raise self._refusal(response, state)

@@ -16,13 +16,12 @@ import requests
 from pydantic import SecretStr
 
 from consumer.airflow.auth import ApiAuth, BasicAuth, StaticToken
+from consumer.airflow.failures import NO_ANSWER_ERRORS, classify_failure, is_transient
 from consumer.airflow.runs import ApiVersion
 from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
 
 _HTTP_OK = 200
 _HTTP_CREATED = 201
-_HTTP_SERVER_ERROR = 500
-_HTTP_TOO_MANY_REQUESTS = 429
 
 
 @dataclass(frozen=True)
@@ -107,17 +106,11 @@ class _Probes:
         url = self.base_url + path
         try:
             answer = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.exceptions.SSLError as exc:
-            raise ConfigError(f"TLS verification failed for {url}: {exc}") from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise AirflowUnavailableError(
-                ErrorCode.AIRFLOW_UNAVAILABLE,
-                f"could not reach {url}: {type(exc).__name__}",
-                {"reachable": False},
-            ) from None
+        except NO_ANSWER_ERRORS as exc:
+            raise classify_failure(exc, url).error from None
         status = answer.status_code
         self.seen.append(f"{method} {path} {status}")
-        if status >= _HTTP_SERVER_ERROR or status == _HTTP_TOO_MANY_REQUESTS:
+        if is_transient(status):
             self.transient = status
         return answer
 

@@ -3,7 +3,7 @@
 ``RetryPolicy`` is the configuration; ``RetryState`` is an immutable value that records every
 HTTP call of one client call (STYLE §7, after urllib3's ``Retry``): ``next`` records a
 transient failure and the delay before the next try, ``record`` a call that needs no backoff.
-The retry loop itself lives in ``client.py``.
+The retry loop itself lives in ``transport.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ DEFAULT_BASE = 0.5
 DEFAULT_FACTOR = 2.0
 DEFAULT_MAX_DELAY = 30.0
 DEFAULT_MAX_ATTEMPTS = 8
-DEFAULT_MAX_ELAPSED = 300.0
 DEFAULT_RETRY_AFTER_CAP = 120.0
 
 
@@ -35,7 +34,8 @@ class RetryPolicy:
         jitter: full jitter (a uniform delay in ``[0, ceiling]``); off gives the ceiling itself.
         max_attempts: failed attempts after which the call gives up (the budget).
         max_elapsed: seconds after which the call gives up, counting the next delay;
-            ``None`` bounds only the attempts.
+            ``None`` bounds only the attempts. The worker's budget is the setting
+            ``airflow_retry_budget`` (``AirflowConnection.from_settings``).
         retry_after_cap: the longest ``Retry-After`` honoured, in seconds.
     """
 
@@ -44,7 +44,7 @@ class RetryPolicy:
     max_delay: float = DEFAULT_MAX_DELAY
     jitter: bool = True
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    max_elapsed: float | None = DEFAULT_MAX_ELAPSED
+    max_elapsed: float | None = None
     retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP
 
     def __post_init__(self) -> None:
@@ -197,6 +197,10 @@ class RetryState:
             return min(max(retry_after, 0.0), self.policy.retry_after_cap)
         ceiling = self.policy.backoff_ceiling(self.failures + 1)
         return (rng or random).uniform(0.0, ceiling) if self.policy.jitter else ceiling
+
+
+SINGLE_ATTEMPT = RetryPolicy(max_attempts=1, max_elapsed=None)
+"""One try and no retry: for probes (``ping``) and doctor's checks."""
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -1,7 +1,8 @@
 """Transport: HTTP calls to Airflow's REST API with retries, auth and version detection.
 
-One pooled ``requests.Session`` per client. ``Transport.request`` runs the retry loop (STYLE
-§7): transient failures (connection refused or reset, timeouts, 429, 5xx) back off per the
+One pooled ``requests.Session`` per client, configured by an ``AirflowConnection``.
+``Transport.request`` runs the retry loop (STYLE §7): transient failures (connection refused
+or reset, timeouts, 429, 5xx, as ``failures.py`` classifies them) back off per the
 ``RetryPolicy`` and honour ``Retry-After``; a JWT is dropped and the call resent once on a
 401 or a 403 "Invalid JWT token"; TLS failures raise ``ConfigError`` at once.
 """
@@ -11,27 +12,21 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import structlog
-import urllib3
-from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
-from consumer.airflow.auth import DEFAULT_REFRESH_MARGIN, ApiAuth, BasicAuth, JwtAuth, StaticToken
+from consumer.airflow.auth import ApiAuth, BasicAuth, JwtAuth, StaticToken
+from consumer.airflow.connection import AirflowConnection
 from consumer.airflow.detect import detect_api_version
-from consumer.airflow.retry import RetryPolicy, RetryState, parse_retry_after
+from consumer.airflow.failures import CALL_ERRORS, UNREACHABLE, classify_failure, is_transient
+from consumer.airflow.retry import RetryState, parse_retry_after
 from consumer.airflow.runs import ApiVersion
 from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
 
-DEFAULT_CONNECT_TIMEOUT = 5.0
-DEFAULT_READ_TIMEOUT = 30.0
-DEFAULT_POOL_SIZE = 64
-
-# outcomes after which no connection was made, so nothing reached Airflow
-UNREACHABLE = frozenset({"ConnectFailed", "ConnectTimeout"})
 INVALID_JWT = "Invalid JWT token"
 
 log = structlog.get_logger(__name__)
@@ -50,60 +45,40 @@ class Transport:
     """Sends requests to ``<base_url>/api/<version>``; thread-safe, one pooled session."""
 
     def __init__(
-        self,
-        base_url: str,
-        *,
-        api_version: Literal["auto", "v1", "v2"] = "auto",
-        username: str | None = None,
-        password: SecretStr | None = None,
-        token: SecretStr | None = None,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        ca_bundle: str | Path | None = None,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        jwt_refresh_margin: float | None = DEFAULT_REFRESH_MARGIN,
-        stop: threading.Event | None = None,
+        self, connection: AirflowConnection, *, stop: threading.Event | None = None
     ) -> None:
-        """Configure the client; nothing is sent until the first call.
+        """Configure the transport; nothing is sent until the first call.
 
         Args:
-            base_url: Airflow's base URL (``https://airflow.example.com``), no credentials in it.
-            api_version: ``auto`` detects on first use; ``v1``/``v2`` force it.
-            username: Airflow user: basic auth on v1, JWT login on v2.
-            password: its password.
-            token: a static bearer token instead of username/password.
-            connect_timeout: seconds to establish a connection.
-            read_timeout: seconds to wait for an answer.
-            retry: the retry policy; ``RetryPolicy()`` when omitted.
-            ca_bundle: a PEM CA bundle for HTTPS; the system's trust store when omitted.
-            pool_size: pooled connections, sized for the worker's concurrency.
-            jwt_refresh_margin: refresh a JWT this many seconds before it expires; None
-                refreshes only when Airflow refuses it.
+            connection: where Airflow is, the credentials, timeouts, retry policy and pool.
             stop: when set, a call waiting to retry gives up at once (shutdown).
 
         Raises:
             ConfigError: inconsistent credentials, a URL with credentials, a missing CA bundle.
         """
-        parts = urlsplit(base_url)
+        parts = urlsplit(connection.base_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ConfigError("the Airflow URL must be an http:// or https:// URL with a host")
         if parts.username is not None or parts.password is not None:
             raise ConfigError("the Airflow URL must not carry credentials; set username/password")
-        if token is not None and (username is not None or password is not None):
+        if connection.token is not None and (
+            connection.username is not None or connection.password is not None
+        ):
             raise ConfigError("give either an Airflow token or a username/password, not both")
-        if (username is None) != (password is None):
+        if (connection.username is None) != (connection.password is None):
             raise ConfigError("an Airflow username needs a password, and a password a username")
+        ca_bundle = connection.ca_bundle
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             raise ConfigError(f"the Airflow CA bundle {ca_bundle} is not a readable file")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = connection.base_url.rstrip("/")
+        api_version = connection.api_version
         self._forced: ApiVersion | None = None if api_version == "auto" else api_version
-        self._username = username
-        self._password = password
-        self._token = token
-        self._timeout = (connect_timeout, read_timeout)
-        self.retry = retry or RetryPolicy()
-        self._jwt_refresh_margin = jwt_refresh_margin
+        self._username = connection.username
+        self._password = connection.password
+        self._token = connection.token
+        self._timeout = (connection.connect_timeout, connection.read_timeout)
+        self.retry = connection.retry
+        self._jwt_refresh_margin = connection.jwt_refresh_margin
         self._stop = stop
         self._session = requests.Session()
         # no proxies, CA bundle or .netrc credentials from the environment (REQUESTS_CA_BUNDLE
@@ -111,7 +86,7 @@ class Transport:
         self._session.trust_env = False
         self._session.verify = str(ca_bundle) if ca_bundle is not None else True
         self._session.headers["Accept"] = "application/json"
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=connection.pool_size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._lock = threading.Lock()
@@ -205,7 +180,7 @@ class Transport:
                     refreshed = True
                     state = state.record(outcome)
                     continue
-                if not _is_transient(response.status_code):
+                if not is_transient(response.status_code):
                     return response, state.record(outcome)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 state = state.next(outcome, retry_after=retry_after)
@@ -219,16 +194,11 @@ class Transport:
         except AirflowUnavailableError as exc:
             status = exc.details.get("status")
             raise _TransientError("ConnectFailed" if status is None else str(status)) from None
-        except requests.exceptions.SSLError as exc:
-            raise ConfigError(f"TLS verification failed for {self.base_url}: {exc}") from None
-        except requests.ConnectTimeout:
-            raise _TransientError("ConnectTimeout") from None
-        except requests.Timeout:
-            raise _TransientError("ReadTimeout") from None
-        except requests.ConnectionError as exc:
-            raise _TransientError(_connection_outcome(exc)) from None
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
-            raise _TransientError("ConnectionAborted") from None
+        except CALL_ERRORS as exc:
+            failure = classify_failure(exc, self.base_url)
+            if failure.fatal:
+                raise failure.error from None
+            raise _TransientError(failure.outcome) from None
 
     def _token_refused(self, response: requests.Response) -> bool:
         """Drop a refused JWT (401, or 403 "Invalid JWT token") so one resend gets a fresh one."""
@@ -306,24 +276,6 @@ class Transport:
             )
         except (requests.RequestException, AirflowUnavailableError, ConfigError):
             return None
-
-
-_HTTP_TOO_MANY_REQUESTS = 429
-_HTTP_SERVER_ERROR = 500
-
-
-def _is_transient(status: int) -> bool:
-    return status == _HTTP_TOO_MANY_REQUESTS or status >= _HTTP_SERVER_ERROR
-
-
-def _connection_outcome(exc: requests.ConnectionError) -> str:
-    """``ConnectFailed`` when no connection was made (nothing sent), else ``ConnectionAborted``."""
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, urllib3.exceptions.MaxRetryError):
-        reason = reason.reason
-    if isinstance(reason, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-        return "ConnectFailed"
-    return "ConnectionAborted"
 
 
 def read_json(response: requests.Response) -> Any:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import requests
 
-from consumer.airflow import AirflowClient, RetryPolicy
+from consumer.airflow import AirflowClient, AirflowConnection
+from consumer.airflow.retry import SINGLE_ATTEMPT
 from consumer.airflow.transport import read_json
 from consumer.diagnostics.allowlist import DagInfo, check_allowlist, check_paused
 from consumer.diagnostics.result import CheckResult, not_checked
@@ -31,18 +33,15 @@ def airflow_checks(settings: Settings, timeout: float) -> list[CheckResult]:
         The Airflow results; later ones are "not checked" when an earlier one fails.
     """
     try:
-        client = AirflowClient(
-            settings.airflow_url,
-            api_version=settings.airflow_api_version,
-            username=settings.airflow_username,
-            password=settings.airflow_password,
-            token=settings.airflow_token,
-            ca_bundle=settings.airflow_ca_bundle,
-            connect_timeout=min(timeout, settings.airflow_connect_timeout.total_seconds()),
+        configured = AirflowConnection.from_settings(settings)
+        connection = replace(
+            configured,
+            connect_timeout=min(timeout, configured.connect_timeout),
             read_timeout=timeout,
-            retry=RetryPolicy(max_attempts=1, max_elapsed=None),
+            retry=SINGLE_ATTEMPT,
             pool_size=1,
         )
+        client = AirflowClient(connection)
     except ConfigError as exc:
         failed = CheckResult("airflow", False, str(exc), _airflow_remedy(str(exc)))
         return [failed, *not_checked(AIRFLOW_DEPENDENTS, "airflow")]
@@ -151,7 +150,7 @@ def list_dags(client: AirflowClient) -> list[DagInfo]:
     """
     dags: list[DagInfo] = []
     for page in range(MAX_DAG_PAGES):
-        state = RetryPolicy(max_attempts=1, max_elapsed=None).start()
+        state = SINGLE_ATTEMPT.start()
         path = f"/dags?limit={DAG_PAGE_SIZE}&offset={page * DAG_PAGE_SIZE}"
         response, _ = client.transport.request(state, "GET", path)
         body = _dag_page(response, client.base_url)

@@ -24,7 +24,8 @@ from typing import Any
 import structlog
 
 from consumer.airflow import AirflowApi, DagRun, TriggerResult
-from consumer.concurrency import Call, CallOutcome, ConcurrencyLimit
+from consumer.airflow.gate import AirflowGate
+from consumer.airflow.limit import ConcurrencyLimit
 from consumer.contract import TriggerRequest
 from consumer.crash import CrashPoint, crash_here
 from consumer.errors import AirflowError, AirflowUnavailableError, Rejected
@@ -35,7 +36,7 @@ from consumer.outcome import Outcome
 from consumer.pipeline.decode import decode
 from consumer.pipeline.dedup import Seen, judge, key_reused
 from consumer.pipeline.policy import Policy, check_policy
-from consumer.pipeline.trigger import AirflowGate, trigger
+from consumer.pipeline.trigger import trigger
 from consumer.pipeline.validate import validate
 from consumer.record import Headers, InboundRecord
 from consumer.run_id import run_id_for
@@ -177,7 +178,7 @@ class Pipeline:
         if entry is not None and seen in (Seen.KNOWN, Seen.REUSED):
             return self._from_store(record, request, entry, seen)
         try:
-            result = self._trigger(request, run_id_for(key))
+            result = trigger(request, run_id_for(key), self.airflow, self.gate, self.airflow_limit)
         except AirflowUnavailableError as exc:
             # keep the pending mark: the POST may have been accepted (spec §3)
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
@@ -259,20 +260,6 @@ class Pipeline:
             ),
         )
 
-    def _trigger(self, request: TriggerRequest, dag_run_id: str) -> TriggerResult:
-        """Trigger within the Airflow concurrency limit and tell it how Airflow coped."""
-        with self.airflow_limit.slot() as call:
-            try:
-                result = trigger(request, dag_run_id, self.airflow, self.gate)
-            except AirflowUnavailableError:
-                call.report(CallOutcome.OVERLOADED)
-                raise
-            except AirflowError:
-                call.report(CallOutcome.ANSWERED)  # a refusal of the data is a healthy answer
-                raise
-            _report(call, result)
-            return result
-
 
 def _stored_run(entry: StoredEntry) -> DagRun:
     """The run a final store entry names, for a ``duplicate`` answer without Airflow."""
@@ -283,17 +270,6 @@ def _stored_run(entry: StoredEntry) -> DagRun:
         logical_date=datetime.fromisoformat(entry.logical_date) if entry.logical_date else None,
         run_url=entry.run_url or "",
     )
-
-
-def _report(call: Call, result: TriggerResult) -> None:
-    # a clean answer takes one POST, or a POST and the GET that reads a duplicate after its
-    # 409; more calls mean the client retried a 5xx, 429 or timeout (or, rarely, a JWT)
-    clean_calls = 1 if result.created else 2
-    if result.attempts > clean_calls:
-        call.report(CallOutcome.OVERLOADED)
-    else:
-        # only a single POST is one round trip, a latency sample
-        call.report(CallOutcome.ANSWERED, latency=call.elapsed() if result.created else None)
 
 
 def _attempts(error: AirflowError) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,18 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
-from consumer.airflow import AirflowClient, RetryPolicy
+from consumer.airflow import AirflowClient, AirflowConnection, RetryPolicy
+from consumer.settings import Settings
 from devstack.airflow import AirflowServer
 from tests.faults.server import FaultInjector
 
 # fast retries for fault tests: jitter off so the attempt count and timing are exact
 FAST_RETRY = RetryPolicy(base=0.05, factor=2.0, max_delay=0.2, jitter=False, max_attempts=5)
+
+
+def connection_for(url: str, **fields: Any) -> AirflowConnection:
+    """The connection the default settings give for ``url``, with ``fields`` replaced."""
+    return replace(AirflowConnection.from_settings(Settings(airflow_url=url)), **fields)
 
 
 def new_run_id(prefix: str = "test") -> str:
@@ -38,7 +45,7 @@ def client_for() -> Iterator[Callable[..., AirflowClient]]:
             "password": SecretStr(described["password"]),
         }
         options.update(overrides)
-        client = AirflowClient(server.url, **options)
+        client = AirflowClient(connection_for(server.url, **options))
         made.append(client)
         return client
 

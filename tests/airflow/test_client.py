@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from consumer.airflow import AirflowClient, TriggerResult, make_airflow_client
 from consumer.errors import AirflowError, ConfigError, ErrorCode
+from consumer.settings import Settings
 from devstack.airflow import AirflowServer
 from tests.airflow.conftest import new_run_id
 from tests.waiting import wait_until
@@ -205,7 +206,11 @@ def test_ping_and_factory_detect_the_version(airflow: AirflowServer) -> None:
     """make_airflow_client with api_version auto pings the right API and reports the version."""
     described = airflow.describe()
     api = make_airflow_client(
-        airflow.url, username=described["username"], password=SecretStr(described["password"])
+        Settings(
+            airflow_url=airflow.url,
+            airflow_username=described["username"],
+            airflow_password=SecretStr(described["password"]),
+        )
     )
     try:
         assert api.ping() == airflow.version

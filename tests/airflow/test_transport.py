@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -18,7 +19,7 @@ from pydantic import SecretStr
 from consumer.airflow import AirflowClient, RetryPolicy
 from consumer.errors import AirflowError, AirflowUnavailableError, ConfigError, ErrorCode
 from devstack.procs import free_port
-from tests.airflow.conftest import FAST_RETRY, new_run_id
+from tests.airflow.conftest import FAST_RETRY, connection_for, new_run_id
 from tests.faults.server import FaultInjector, Reply, run_body
 
 DAG = "fault_dag"
@@ -26,9 +27,9 @@ RUNS = f"/api/v2/dags/{DAG}/dagRuns"
 TOKEN = SecretStr("fault-static-token")
 
 
-def make_client(url: str, **options: object) -> AirflowClient:
+def make_client(url: str, stop: threading.Event | None = None, **options: Any) -> AirflowClient:
     """A v2 client with a static token and fast, jitter-free retries."""
-    settings: dict[str, object] = {
+    settings: dict[str, Any] = {
         "api_version": "v2",
         "token": TOKEN,
         "retry": FAST_RETRY,
@@ -36,7 +37,7 @@ def make_client(url: str, **options: object) -> AirflowClient:
         "connect_timeout": 2.0,
     }
     settings.update(options)
-    return AirflowClient(url, **settings)  # type: ignore[arg-type]
+    return AirflowClient(connection_for(url, **settings), stop=stop)
 
 
 def test_three_503s_then_200_triggers_after_four_attempts(faults: FaultInjector) -> None:
@@ -232,10 +233,12 @@ def test_settings_that_cannot_work_are_config_errors(tmp_path: Path) -> None:
     """Credentials in the URL, both auth kinds, a lone username or a missing CA file fail early."""
     password = SecretStr("pw")
     with pytest.raises(ConfigError):
-        AirflowClient("http://admin:pw@127.0.0.1:1")
+        AirflowClient(connection_for("http://admin:pw@127.0.0.1:1"))
     with pytest.raises(ConfigError):
-        AirflowClient("http://127.0.0.1:1", token=TOKEN, username="a", password=password)
+        AirflowClient(
+            connection_for("http://127.0.0.1:1", token=TOKEN, username="a", password=password)
+        )
     with pytest.raises(ConfigError):
-        AirflowClient("http://127.0.0.1:1", username="a")
+        AirflowClient(connection_for("http://127.0.0.1:1", username="a"))
     with pytest.raises(ConfigError):
-        AirflowClient("http://127.0.0.1:1", ca_bundle=tmp_path / "missing.pem")
+        AirflowClient(connection_for("http://127.0.0.1:1", ca_bundle=tmp_path / "missing.pem"))

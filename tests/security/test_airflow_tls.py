@@ -19,10 +19,11 @@ import requests
 import trustme
 from pydantic import SecretStr
 
-from consumer.airflow import AirflowClient
+from consumer.airflow import AirflowClient, AirflowConnection
 from consumer.cli import EXIT_USAGE
 from consumer.errors import ConfigError
 from consumer.run_id import run_id_for
+from consumer.settings import Settings
 from devstack.airflow import PASSWORD, USERNAME, AirflowServer, ServerTls, issue_tls
 from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import (
@@ -105,9 +106,13 @@ def https_env(
 
 def admin_client(server: AirflowServer, ca_bundle: Path | None) -> AirflowClient:
     """The product's client for ``server`` as the devstack admin, trusting ``ca_bundle``."""
-    return AirflowClient(
-        server.url, username=USERNAME, password=SecretStr(PASSWORD), ca_bundle=ca_bundle
+    settings = Settings(
+        airflow_url=server.url,
+        airflow_username=USERNAME,
+        airflow_password=SecretStr(PASSWORD),
+        airflow_ca_bundle=ca_bundle,
     )
+    return AirflowClient(AirflowConnection.from_settings(settings))
 
 
 def run_doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

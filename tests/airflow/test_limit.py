@@ -1,4 +1,4 @@
-"""Tests of consumer/concurrency.py: the limit's trajectory under synthetic latencies and errors."""
+"""Tests of consumer/airflow/limit.py: the limit under synthetic latencies and errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consumer.concurrency import AdaptiveLimit, CallOutcome, ConcurrencyLimit, FixedLimit
+from consumer.airflow.limit import AdaptiveLimit, CallOutcome, ConcurrencyLimit, FixedLimit
 from tests.waiting import wait_until
 
 FLOOR = 0.03  # seconds: Airflow 3 on PostgreSQL answers one lone POST in ~30 ms (notes §6)

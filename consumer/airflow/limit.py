@@ -1,4 +1,7 @@
-"""Concurrency limits on Airflow calls: a fixed cap, or one that adapts to how Airflow copes.
+"""The Airflow call limiter: a fixed cap, or one that adapts to how Airflow copes.
+
+It sits in front of every trigger call (``Pipeline`` holds one; ``assembly`` picks
+``AdaptiveLimit`` or ``FixedLimit`` from ``airflow_concurrency``).
 
 Both limits hand out slots the same way::
 
