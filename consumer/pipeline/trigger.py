@@ -17,7 +17,10 @@ def trigger(
     gate: AirflowGate,
     limit: ConcurrencyLimit,
 ) -> TriggerResult:
-    """Trigger within the Airflow call limit and tell the limit how Airflow coped.
+    """Create (or find) the run of ``dag_run_id`` within the Airflow call limit.
+
+    An outage of any length fails nothing: the request waits at the gate. The limit is
+    told how Airflow coped (a latency sample, or overload).
 
     Raises:
         AirflowError: Airflow refused the request, or it outlasted its retry budget while
@@ -52,14 +55,7 @@ def _report(call: Call, result: TriggerResult) -> None:
 def _trigger_held(
     request: TriggerRequest, dag_run_id: str, airflow: AirflowApi, gate: AirflowGate
 ) -> TriggerResult:
-    """Create (or find) the run of ``dag_run_id``; an outage of any length fails nothing.
-
-    Raises:
-        AirflowError: Airflow refused the request, or it outlasted its retry budget while
-            Airflow kept answering other calls (``airflow_unavailable``).
-        ConfigError: credentials or TLS are wrong: the worker must stop.
-        StoppingError: the worker stopped while the request waited on Airflow.
-    """
+    """Create (or find) the run; while Airflow as a whole is down, wait (raises as ``trigger``)."""
     while True:
         try:
             return airflow.trigger(
