@@ -12,6 +12,7 @@ from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
 from consumer.errors import KafkaUnreachableError
 from consumer.health import Readiness
+from consumer.kafka_io.lag import LagMeter
 from consumer.kafka_io.preflight import check_connection
 from consumer.kafka_io.security import connection_options
 from consumer.kafka_io.sink import RecordSink
@@ -102,6 +103,7 @@ def build_worker(
     )
     return Worker(
         source_factory=source_factory,
+        lag_meter=LagMeter(connection, client_id=f"{worker_name}-lag", on_lag=metrics.set_lag),
         pipeline=pipeline,
         answerer=answerer,
         tracker=tracker,

@@ -75,6 +75,7 @@ class Readiness:
         self._airflow_available = False
         self._airflow_reason: str | None = "not checked yet"
         self._fatal: str | None = None
+        self._stalled: dict[Partition, str] = {}
 
     # -- updates from the worker ------------------------------------------------------------
     def start(self) -> None:
@@ -139,6 +140,15 @@ class Readiness:
             self._airflow_available = available
             self._airflow_reason = None if available else reason
 
+    def set_stalled(self, stalled: dict[Partition, str]) -> None:
+        """Replace the partitions stopped at a record batch that cannot be read.
+
+        Args:
+            stalled: partition to why it stopped (served by /readyz).
+        """
+        with self._lock:
+            self._stalled = dict(stalled)
+
     def set_fatal(self, message: str) -> None:
         """Record an error that stops the worker (both /healthz and /readyz then fail).
 
@@ -200,6 +210,8 @@ class Readiness:
                 reasons.append("no partition assignment yet")
             if not self._airflow_available:
                 reasons.append(_with_reason("airflow unavailable", self._airflow_reason))
+            for partition, why in sorted(self._stalled.items()):
+                reasons.append(f"partition {partition.topic}-{partition.partition} stalled: {why}")
             if self._started:
                 reasons.extend(self._staleness(now, self.ready_staleness))
         return not reasons, reasons

@@ -52,6 +52,8 @@ METRIC_NAMES = (
     "trigger_consumer_paused",
     "trigger_consumer_lag",
     "trigger_consumer_concurrency_limit",
+    "trigger_consumer_partitions_stalled",
+    "trigger_consumer_commit_failures_total",
 )
 
 
@@ -118,6 +120,16 @@ class Metrics:
             "How many Airflow calls may run at once (the adaptive limit).",
             registry=self.registry,
         )
+        self._stalled = Gauge(
+            "trigger_consumer_partitions_stalled",
+            "Partitions stopped at a record batch that cannot be read (see /readyz).",
+            registry=self.registry,
+        )
+        self._commit_failures = Counter(
+            "trigger_consumer_commit_failures_total",
+            "Offset commits the broker refused or did not answer in time (retried).",
+            registry=self.registry,
+        )
         self._lag_lock = threading.Lock()
         self._lag_labels: set[tuple[str, str]] = set()
 
@@ -172,6 +184,14 @@ class Metrics:
             paused: True while the source is paused.
         """
         self._paused.set(1 if paused else 0)
+
+    def set_stalled(self, n: int) -> None:
+        """Set how many partitions are stopped at an unreadable batch."""
+        self._stalled.set(n)
+
+    def count_commit_failure(self) -> None:
+        """Count one offset commit that failed and will be retried."""
+        self._commit_failures.inc()
 
     def set_lag(self, lag: Mapping[Partition, int]) -> None:
         """Replace the per-partition lag; partitions no longer owned are dropped.

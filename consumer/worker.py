@@ -9,6 +9,11 @@ The loop thread owns the Kafka consumer (kafka-python's consumer is not thread-s
 Fetching pauses while ``MAX_IN_FLIGHT`` records are unfinished or Airflow is down
 (backpressure); SIGTERM stops fetching, drains within ``SHUTDOWN_TIMEOUT`` and commits.
 ``run`` returns why it stopped; the CLI maps that to an exit code.
+
+Group faults are survived, not raised (spec §3): a failed commit is retried at the next
+loop; each partition's assignment has an epoch, and work fetched under an older epoch
+(before a revoke, an expulsion or a backwards offset reset) starts no Airflow call,
+publishes nothing and commits nothing: the partition's owner answers it again.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from functools import partial
 from types import FrameType
 
 import structlog
+from kafka.errors import KafkaError
 
 from consumer.answering import Answerer
 from consumer.dispatch import Dispatcher
 from consumer.errors import ConfigError, StoppingError
 from consumer.health import Readiness
+from consumer.kafka_io.lag import LagMeter
 from consumer.kafka_io.offsets import OffsetTracker, Partition
 from consumer.kafka_io.source import RequestSource
 from consumer.logs import bind_message
@@ -44,6 +51,12 @@ SourceFactory = Callable[[PartitionsCallback, PartitionsCallback], RequestSource
 
 LAG_INTERVAL = 10.0  # seconds between consumer-lag measurements (one broker round trip)
 POLL_TIMEOUT = 0.2  # seconds: how quickly the loop notices a stop or commits finished work
+# /readyz says Kafka is unreachable once the group coordinator has not answered a heartbeat
+# (sent every 3 s) for this long
+KAFKA_SILENCE_LIMIT = 20.0
+
+Token = tuple[Partition, int]
+"""A record's partition and the epoch of its assignment when it was fetched."""
 
 
 class StopReason(enum.Enum):
@@ -60,6 +73,7 @@ class Worker:
         self,
         *,
         source_factory: SourceFactory,
+        lag_meter: LagMeter,
         pipeline: Pipeline,
         answerer: Answerer,
         tracker: CompletionTracker,
@@ -73,6 +87,7 @@ class Worker:
 
         Args:
             source_factory: builds the request source given (on_assigned, on_revoked).
+            lag_meter: measures consumer lag off the loop thread.
             pipeline: triages records and executes admitted requests.
             answerer: publishes each request's answer; says when it is acknowledged.
             tracker: sends the ``completed`` replies of tracked runs, in its own thread.
@@ -94,7 +109,12 @@ class Worker:
         self._stop = stop
         self._fatal: ConfigError | None = None
         self._next_lag = 0.0
+        self._lag_meter = lag_meter
         self._room = threading.Event()  # set when a request is done: an in-flight slot is free
+        self._in_flight = 0  # records fetched whose work has not ended (the MAX_IN_FLIGHT bound)
+        self._in_flight_lock = threading.Lock()
+        self._epochs: dict[Partition, int] = {}  # bumped at every assignment change
+        self._paused = False
         self._source = source_factory(self._on_assigned, self._on_revoked)
 
     # -- signals and control ----------------------------------------------------------------
@@ -125,9 +145,8 @@ class Worker:
                 self._commit_done()
                 self._wait_for_room()
                 self._apply_backpressure()
-                room = self._max_in_flight - self.offsets.in_flight()
+                room = self._max_in_flight - self.in_flight()
                 records = self._source.poll(max_records=max(room, 1), timeout=POLL_TIMEOUT)
-                self.readiness.set_kafka(True)
                 self._handle(records)
                 self._observe_loop()
         finally:
@@ -141,25 +160,47 @@ class Worker:
         thread: handing them to a worker thread would cost more than answering them, and
         a duplicate replay is all such records.
         """
-        for record in records:
-            self.offsets.started(Partition(record.topic, record.partition), record.offset)
-        for record, item in zip(
-            records, self._pipeline.triage(records, self._dispatcher.busy), strict=True
-        ):
+        tokens = [self._start(record) for record in records]
+        triaged = self._pipeline.triage(records, self._dispatcher.busy)
+        for record, token, item in zip(records, tokens, triaged, strict=True):
             if isinstance(item, Outcome):
-                self._answerer.answer(record, item, self._done)
+                self._answerer.answer(record, item, partial(self._done, token))
             else:
-                self._dispatcher.submit(item.request.idempotency_key, partial(self._execute, item))
+                task = partial(self._execute, item, token)
+                self._dispatcher.submit(item.request.idempotency_key, task)
 
-    def _execute(self, admitted: Admitted) -> None:
+    def _start(self, record: InboundRecord) -> Token:
+        """Count ``record`` in flight and track its offset; returns its token."""
+        partition = Partition(record.topic, record.partition)
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            self.offsets.started(partition, record.offset)
+        except ValueError:  # the position moved back: topic re-created, truncated, or reset
+            log.warning("offset_reset", partition=str(partition), offset=record.offset)
+            self._new_epoch([partition])
+            self.offsets.revoke([partition])
+            self.offsets.started(partition, record.offset)
+        return partition, self._epochs.get(partition, 0)
+
+    def _current(self, token: Token) -> bool:
+        """Whether the record's partition is still owned under the epoch it was fetched in."""
+        partition, epoch = token
+        return self._epochs.get(partition, 0) == epoch
+
+    def _execute(self, admitted: Admitted, token: Token) -> None:
         """Run in a dispatcher thread: execute, then answer (the per-message boundary)."""
         record, request = admitted.record, admitted.request
         with bind_message(record, request.idempotency_key, request.dag_id):
             began = time.monotonic()
             try:
-                outcome = self._pipeline.execute(admitted)
-            except StoppingError:
-                return  # no reply, no commit: the next owner processes it again
+                if not self._current(token):
+                    raise StoppingError("partition revoked before the request started")
+                outcome = self._pipeline.execute(admitted, owned=partial(self._current, token))
+            except StoppingError as exc:
+                log.info("request_abandoned", reason=str(exc))
+                self._end()  # no reply, no commit: the owner processes it again
+                return
             except ConfigError as exc:
                 self._fail(exc)
                 return
@@ -167,12 +208,28 @@ class Worker:
                 log.exception("internal_error")
                 outcome = Outcome.internal_error(record, exc, request=request)
             seconds = time.monotonic() - began
-        self._answerer.answer(record, outcome, self._done, airflow_seconds=seconds)
+            if not self._current(token):  # revoked meanwhile: the new owner answers it
+                log.info("request_abandoned", reason="partition revoked before the reply")
+                self._end()
+                return
+        self._answerer.answer(record, outcome, partial(self._done, token), airflow_seconds=seconds)
 
-    def _done(self, record: InboundRecord) -> None:
+    def _done(self, token: Token, record: InboundRecord) -> None:
         """The answer is acknowledged: the offset may be committed, a slot is free."""
-        self.offsets.done(Partition(record.topic, record.partition), record.offset)
+        if self._current(token):
+            self.offsets.done(token[0], record.offset)
+        self._end()
+
+    def _end(self) -> None:
+        """The record's work ended (answered or abandoned): its in-flight slot is free."""
+        with self._in_flight_lock:
+            self._in_flight -= 1
         self._room.set()
+
+    def in_flight(self) -> int:
+        """Records fetched whose work has not ended."""
+        with self._in_flight_lock:
+            return self._in_flight
 
     def _wait_for_room(self) -> None:
         """While every in-flight slot is taken, wait (at most one poll timeout) for one to free.
@@ -182,17 +239,18 @@ class Worker:
         kafka-python drops the records it buffered for a paused partition.
         """
         self._room.clear()
-        if self.offsets.in_flight() >= self._max_in_flight:
+        if self.in_flight() >= self._max_in_flight:
             self._room.wait(POLL_TIMEOUT)
 
     def _apply_backpressure(self) -> None:
         """Pause fetching while the in-flight bound is reached or Airflow is unreachable."""
         airflow_up = self._pipeline.airflow_available()
-        paused = self.offsets.in_flight() >= self._max_in_flight or not airflow_up
+        paused = self.in_flight() >= self._max_in_flight or not airflow_up
         if paused:
             self._source.pause()
         else:
             self._source.resume()
+        self._paused = paused
         self._metrics.set_paused(paused)
         self.readiness.set_airflow(airflow_up, None if airflow_up else self._pipeline.gate.reason)
 
@@ -200,11 +258,19 @@ class Worker:
         if self._tracker.fatal is not None:
             self._fail(self._tracker.fatal)
         self.readiness.loop_tick()
-        self._metrics.set_in_flight(self.offsets.in_flight())
+        silence = self._source.broker_silence()
+        if silence < KAFKA_SILENCE_LIMIT:
+            self.readiness.set_kafka(True)
+        else:
+            self.readiness.set_kafka(False, "the group coordinator has not answered for a while")
+        stalled = self._source.stalled()
+        self.readiness.set_stalled(stalled)
+        self._metrics.set_stalled(len(stalled))
+        self._metrics.set_in_flight(self.in_flight())
         now = time.monotonic()
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL
-            self._metrics.set_lag(self._source.lag())
+            self._lag_meter.measure(self._source.positions())
 
     def _fail(self, exc: ConfigError) -> None:
         if self._fatal is None:
@@ -214,23 +280,37 @@ class Worker:
 
     # -- offsets and rebalance --------------------------------------------------------------
     def _commit_done(self) -> None:
+        """Commit every partition's done prefix; a failure is logged and retried next loop."""
+        self.offsets.skip_to(self._source.positions())
         offsets = self.offsets.committable()
-        if offsets:
+        if not offsets:
+            return
+        try:
             self._source.commit(offsets)
-            self.offsets.committed(offsets)
+        except KafkaError as exc:  # rebalance, coordinator moved, member expelled: rejoin
+            log.warning("commit_failed", error=str(exc))
+            self._metrics.count_commit_failure()
+            return
+        self.offsets.committed(offsets)
+
+    def _new_epoch(self, partitions: set[Partition] | list[Partition]) -> None:
+        for partition in partitions:
+            self._epochs[partition] = self._epochs.get(partition, 0) + 1
 
     def _on_assigned(self, partitions: set[Partition]) -> None:
+        self._new_epoch(partitions)
+        if self._paused:  # backpressure holds for new partitions too
+            self._source.pause(partitions)
         self.readiness.assign(partitions)
         log.info("partitions_assigned", partitions=sorted(map(str, partitions)))
 
     def _on_revoked(self, partitions: set[Partition]) -> None:
         # spec §3: finished work is committed now; unfinished work is left to the new owner
-        try:
-            self._commit_done()
-        finally:
-            self.offsets.revoke(partitions)
-            self.readiness.revoke(partitions)
-            log.info("partitions_revoked", partitions=sorted(map(str, partitions)))
+        self._commit_done()
+        self._new_epoch(partitions)
+        self.offsets.revoke(partitions)
+        self.readiness.revoke(partitions)
+        log.info("partitions_revoked", partitions=sorted(map(str, partitions)))
 
     def _shut_down(self) -> StopReason:
         self._source.pause()
@@ -240,9 +320,10 @@ class Worker:
         settled = self._answerer.wait_settled(max(0.0, deadline - time.monotonic()))
         drained = settled and drained
         if not drained:
-            log.warning("drain_timed_out", in_flight=self.offsets.in_flight())
+            log.warning("drain_timed_out", in_flight=self.in_flight())
         self._commit_done()
         self._source.close()
+        self._lag_meter.close()
         self._stop.set()  # also ends the tracker's wait, after a fatal error
         self._tracker.join(self._shutdown_timeout)
         self._answerer.close()

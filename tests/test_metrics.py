@@ -33,6 +33,8 @@ def test_registered_metric_names_are_exactly_the_documented_ones() -> None:
         "trigger_consumer_paused",
         "trigger_consumer_lag",
         "trigger_consumer_concurrency_limit",
+        "trigger_consumer_partitions_stalled",
+        "trigger_consumer_commit_failures_total",
     }
 
 

@@ -108,6 +108,22 @@ class OffsetTracker:
             state.advance()
             return True
 
+    def skip_to(self, positions: Mapping[Partition, int]) -> None:
+        """Let idle partitions commit up to the consumer's fetch position.
+
+        A partition with nothing started and unfinished has answered every record the
+        consumer returned, so the offsets up to its position hold nothing left to answer
+        (transaction markers, aborted records): committing them brings lag to 0.
+
+        Args:
+            positions: the next offset the consumer fetches, per owned partition.
+        """
+        with self._lock:
+            for partition, position in positions.items():
+                state = self._partitions.setdefault(partition, _PartitionState())
+                if not state.window and position > max(state.watermark or 0, state.last_started):
+                    state.watermark = position
+
     def committable(self) -> dict[Partition, int]:
         """Return, per partition that advanced since its last commit, the offset to commit.
 

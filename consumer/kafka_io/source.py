@@ -1,10 +1,20 @@
-"""Read trigger requests: subscribe, poll, pause/resume for backpressure, commit, rebalance."""
+"""Read trigger requests: subscribe, poll, pause/resume for backpressure, commit, rebalance.
+
+Only committed transactional data is read (``read_committed``: an aborted request never
+triggers). A record batch that cannot be read (corrupt, or an unknown codec) fails the
+whole ``poll`` in kafka-python; the source then polls each partition alone to find the
+one that fails, leaves it paused at that offset (``stalled``) and goes on with the rest.
+"""
 
 from __future__ import annotations
 
+import struct
+import time
 from collections.abc import Callable, Iterable
 
+import structlog
 from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import CorruptRecordError, UnsupportedCodecError
 from kafka.structs import OffsetAndMetadata
 
 from consumer.kafka_io.clients import Connection, open_consumer
@@ -12,10 +22,25 @@ from consumer.kafka_io.offsets import Partition
 from consumer.kafka_io.records import to_inbound
 from consumer.record import InboundRecord
 
+# what kafka-python raises from poll() for a batch it cannot decode: a failed CRC, a codec
+# it has no library for, or a decompressor refusing the bytes
+UNREADABLE: tuple[type[Exception], ...] = (
+    CorruptRecordError,
+    UnsupportedCodecError,
+    ValueError,
+    struct.error,
+    RuntimeError,
+)
+
+log = structlog.get_logger(__name__)
+
 PartitionsCallback = Callable[[set[Partition]], None]
 # The largest fetch response read: kafka-python's default (1,000,000 bytes) is below one
 # record a topic may legally hold, and a bigger response closes the connection for ever.
 MAX_FRAME_BYTES = 100 * 1024 * 1024
+COMMIT_TIMEOUT_MS = 5_000  # a commit never holds the loop longer (spec §3: retried next loop)
+PROBE_POLLS = 3  # polls of one partition alone while looking for an unreadable batch
+PROBE_TIMEOUT_MS = 500
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
@@ -64,48 +89,129 @@ class RequestSource:
             session_timeout_ms=10_000,  # a crashed member is replaced within 10 s
             heartbeat_interval_ms=3_000,
             receive_message_max_bytes=MAX_FRAME_BYTES,
+            isolation_level="read_committed",  # aborted transactions never trigger
         )
-        self._consumer.subscribe([topic], listener=_Listener(on_assigned, on_revoked))
+        self._stalled: dict[Partition, str] = {}  # unreadable partitions, paused for good
+        self._consumer.subscribe(
+            [topic], listener=_Listener(on_assigned, self._forget_stalled_then(on_revoked))
+        )
 
     def poll(self, *, max_records: int, timeout: float) -> list[InboundRecord]:
-        """Fetch up to ``max_records`` records; also runs heartbeats and rebalance callbacks."""
-        batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
-        return [to_inbound(record) for records in batches.values() for record in records]
+        """Fetch up to ``max_records`` records; also runs heartbeats and rebalance callbacks.
+
+        A batch that cannot be read stalls its partition (``stalled``), never the others.
+        """
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except UNREADABLE as exc:
+            return self._isolate_unreadable(exc, max_records)
+        return _records(batches)
+
+    def stalled(self) -> dict[Partition, str]:
+        """Partitions stopped at a batch that cannot be read, with the reason."""
+        return dict(self._stalled)
+
+    def _isolate_unreadable(self, error: Exception, max_records: int) -> list[InboundRecord]:
+        """Poll each fetching partition alone; stall those that fail, keep what the rest gave."""
+        log.warning("record_batch_unreadable", error=str(error))
+        active = [tp for tp in self._consumer.assignment() if tp not in self._consumer.paused()]
+        self._consumer.pause(*active)
+        found: list[InboundRecord] = []
+        try:
+            for tp in active:
+                if len(found) >= max_records:
+                    break
+                found.extend(self._probe(tp, max_records - len(found)))
+        finally:
+            resumable = [tp for tp in active if _partition(tp) not in self._stalled]
+            if resumable:
+                self._consumer.resume(*resumable)
+        return found
+
+    def _probe(self, tp: TopicPartition, max_records: int) -> list[InboundRecord]:
+        self._consumer.resume(tp)
+        try:
+            for _ in range(PROBE_POLLS):
+                batches = self._consumer.poll(timeout_ms=PROBE_TIMEOUT_MS, max_records=max_records)
+                if batches:
+                    return _records(batches)
+        except UNREADABLE as exc:
+            offset = self._consumer.position(tp, timeout_ms=0)
+            reason = f"unreadable record batch at offset {offset}: {exc}"
+            self._stalled[_partition(tp)] = reason
+            log.error("partition_stalled", partition=str(_partition(tp)), reason=reason)
+        finally:
+            self._consumer.pause(tp)
+        return []
+
+    def _forget_stalled_then(self, on_revoked: PartitionsCallback) -> PartitionsCallback:
+        def revoked(partitions: set[Partition]) -> None:
+            for partition in partitions:
+                self._stalled.pop(partition, None)  # its next owner meets the batch itself
+            on_revoked(partitions)
+
+        return revoked
 
     def assignment(self) -> set[Partition]:
         """The partitions this member owns now."""
         return {Partition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
-    def pause(self) -> None:
-        """Stop fetching from every owned partition; the group membership stays alive."""
-        self._consumer.pause(*self._consumer.assignment())
+    def pause(self, partitions: Iterable[Partition] | None = None) -> None:
+        """Stop fetching from ``partitions`` (every owned one by default); membership stays."""
+        if partitions is None:
+            self._consumer.pause(*self._consumer.assignment())
+        else:
+            self._consumer.pause(*(TopicPartition(p.topic, p.partition) for p in partitions))
 
     def resume(self) -> None:
-        """Fetch again from every paused partition."""
-        paused = self._consumer.paused()
+        """Fetch again from every paused partition, except stalled ones."""
+        paused = [tp for tp in self._consumer.paused() if _partition(tp) not in self._stalled]
         if paused:
             self._consumer.resume(*paused)
 
     def commit(self, offsets: dict[Partition, int]) -> None:
-        """Commit ``offsets`` (the next offset to read, per partition) synchronously."""
+        """Commit ``offsets`` (the next offset to read, per partition), waiting a few seconds.
+
+        Raises:
+            KafkaError: the commit failed or timed out (a rebalance, a coordinator move,
+                a member expelled after a long pause); nothing may be assumed committed.
+        """
         if offsets:
             self._consumer.commit(
                 {
                     TopicPartition(p.topic, p.partition): OffsetAndMetadata(offset, "", -1)
                     for p, offset in offsets.items()
-                }
+                },
+                timeout_ms=COMMIT_TIMEOUT_MS,
             )
 
-    def lag(self) -> dict[Partition, int]:
-        """Messages behind the end of each owned partition (for metrics)."""
-        owned = list(self._consumer.assignment())
-        ends = self._consumer.end_offsets(owned) if owned else {}
-        result = {}
-        for tp in owned:
-            position = self._consumer.position(tp)
-            result[Partition(tp.topic, tp.partition)] = max(0, ends.get(tp, position) - position)
-        return result
+    def positions(self) -> dict[Partition, int]:
+        """The next offset to fetch of each owned partition whose position is known.
+
+        Reads the consumer's own state: no broker round trip, so the loop never waits.
+        """
+        known = {}
+        for tp in self._consumer.assignment():
+            position = self._consumer.position(tp, timeout_ms=0)
+            if position is not None:
+                known[_partition(tp)] = position
+        return known
+
+    def broker_silence(self) -> float:
+        """Seconds since the group coordinator last answered a heartbeat (inf: never)."""
+        # kafka-python keeps this on its coordinator's Heartbeat; no public API exposes it
+        heartbeat = getattr(getattr(self._consumer, "_coordinator", None), "heartbeat", None)
+        last = getattr(heartbeat, "last_receive", float("-inf"))
+        return time.time() - last
 
     def close(self) -> None:
         """Leave the group (no autocommit: uncommitted work is re-read by the next owner)."""
         self._consumer.close(autocommit=False)
+
+
+def _partition(tp: TopicPartition) -> Partition:
+    return Partition(tp.topic, tp.partition)
+
+
+def _records(batches: dict[TopicPartition, list[object]]) -> list[InboundRecord]:
+    return [to_inbound(record) for records in batches.values() for record in records]

@@ -28,7 +28,7 @@ from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import ConcurrencyLimit
 from consumer.contract import TriggerRequest
 from consumer.crash import CrashPoint, crash_here
-from consumer.errors import AirflowError, AirflowUnavailableError, Rejected
+from consumer.errors import AirflowError, AirflowUnavailableError, Rejected, StoppingError
 from consumer.fingerprint import fingerprint
 from consumer.limits import Limits
 from consumer.logs import bind_message
@@ -108,6 +108,12 @@ class Admitted:
 
 Busy = Callable[[str], bool]
 """Tells whether a key has an admitted request still queued or running."""
+Owned = Callable[[], bool]
+"""Tells whether this worker still owns the partition of the request being executed."""
+
+
+def _always() -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -156,12 +162,18 @@ class Pipeline:
             items.append(judged)
         return items
 
-    def execute(self, admitted: Admitted) -> Outcome:
+    def execute(self, admitted: Admitted, owned: Owned = _always) -> Outcome:
         """Claim the key, trigger the run and record it (spec §3: pending mark before POST).
+
+        Args:
+            admitted: the request ``triage`` admitted.
+            owned: whether this worker still owns the record's partition; asked right
+                before the Airflow call, so a revoked partition's work starts none.
 
         Raises:
             ConfigError: credentials or TLS are wrong: the worker must stop.
-            StoppingError: the worker stopped while the request waited on Airflow.
+            StoppingError: the worker stopped while the request waited on Airflow, or
+                the partition was revoked (no reply: its owner processes it again).
         """
         record, request = admitted.record, admitted.request
         key = request.idempotency_key
@@ -177,6 +189,8 @@ class Pipeline:
             seen = claimed if claimed in (Seen.KNOWN, Seen.REUSED) else Seen.NEW
         if entry is not None and seen in (Seen.KNOWN, Seen.REUSED):
             return self._from_store(record, request, entry, seen)
+        if not owned():  # the pending mark stays: the new owner resumes the request
+            raise StoppingError("partition revoked before the Airflow call")
         try:
             result = trigger(request, run_id_for(key), self.airflow, self.gate, self.airflow_limit)
         except AirflowUnavailableError as exc:
