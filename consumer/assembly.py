@@ -12,6 +12,7 @@ from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
 from consumer.errors import KafkaUnreachableError
 from consumer.health import Readiness
+from consumer.holds import StoreHold
 from consumer.kafka_io.preflight import check_connection
 from consumer.kafka_io.security import connection_options
 from consumer.kafka_io.sink import RecordSink
@@ -67,6 +68,7 @@ def build_worker(
         gate=AirflowGate(airflow, stop),
         airflow_limit=airflow_limit,
         crash_at=settings.test_crash_at,
+        store_hold=StoreHold(stop),
     )
     connection = connection_options(settings)
 

@@ -9,6 +9,7 @@ The tree::
     ├── ConfigError               the worker's own configuration is wrong: stop consuming
     │   └── KafkaSecurityError        the brokers refused the SASL or TLS settings
     ├── KafkaUnreachableError     no broker answered the preflight connection (transient)
+    ├── StoreUnavailableError     the idempotency store failed (locked, full, read-only): hold
     ├── SinkError                 the broker did not acknowledge a publish: send again
     ├── StoppingError             a request abandoned because the worker stops (no reply)
     ├── DispatcherClosedError     work submitted after shutdown began (a bug)
@@ -133,6 +134,17 @@ class KafkaUnreachableError(TriggerConsumerError):
     """Raised when no bootstrap server completed a connection before the deadline.
 
     Transient: the brokers may be down or starting. Nothing says the settings are wrong.
+    """
+
+
+class StoreUnavailableError(TriggerConsumerError):
+    """Raised when the idempotency store cannot be read or written (locked, disk full, read-only).
+
+    Transient: the worker holds (stops fetching, reports unready) and retries with backoff;
+    nothing is answered, dead-lettered or committed because of it (spec §3).
+
+    Operator action: free the disk, end the process holding the database lock, or make the
+    file writable; the worker resumes by itself.
     """
 
 

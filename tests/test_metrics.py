@@ -33,6 +33,9 @@ def test_registered_metric_names_are_exactly_the_documented_ones() -> None:
         "trigger_consumer_paused",
         "trigger_consumer_lag",
         "trigger_consumer_concurrency_limit",
+        "trigger_consumer_held",
+        "trigger_consumer_reply_topic_refused_total",
+        "trigger_consumer_store_purged_total",
     }
 
 
