@@ -21,6 +21,7 @@ from consumer.limits import Limits
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.pipeline.policy import Policy
+from consumer.retention import RetentionPurger
 from consumer.settings import Settings
 from consumer.store import open_store
 from consumer.tracking import CompletionTracker
@@ -53,6 +54,8 @@ def build_worker(
     )
     metrics.set_concurrency_limit(airflow_limit.limit)
     store = open_store(settings.store_url, settings.dedup_retention)
+    # spec §3: keys past DEDUP_RETENTION are deleted, so the store's size stays bounded
+    RetentionPurger(store, stop, metrics=metrics).start()
     pipeline = Pipeline(
         limits=Limits(
             max_message_bytes=settings.max_message_bytes,

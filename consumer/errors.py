@@ -157,13 +157,23 @@ class SinkError(TriggerConsumerError):
         unacked: positions (in the published sequence) of the records not acknowledged.
         too_large: those of them the broker refused as over the topic's size limit
             (sending them again unchanged can never succeed).
+        topic_refused: those whose topic the broker refused (missing, not authorised, or
+            no metadata in time), which may never succeed either.
     """
 
-    def __init__(self, message: str, *, unacked: list[int], too_large: list[int]) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        unacked: list[int],
+        too_large: list[int],
+        topic_refused: list[int] | None = None,
+    ) -> None:
         """Name what failed; ``message`` says why, without any record content."""
         super().__init__(message)
         self.unacked = tuple(unacked)
         self.too_large = frozenset(too_large)
+        self.topic_refused = frozenset(topic_refused or ())
 
 
 class StoppingError(TriggerConsumerError):
