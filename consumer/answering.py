@@ -5,7 +5,9 @@ Every request's answer leaves through ``Answerer.answer``::
     answer ─► records (reply; dead letter for rejected/error) ─► sink.send, no waiting
                 └─ acked (producer thread) ─► done: metrics, request_done log, on_done
                 └─ refused ─► own thread: re-send only the unacked ones until acked
-                              (a dead letter refused as too large is shrunk: Omit)
+                              (a dead letter refused as too large is shrunk: Omit;
+                               a reply whose topic is refused REPLY_TOPIC_ATTEMPTS times
+                               goes to the default reply topic, header reply-topic-refused)
 
 An offset is marked done (the ``done`` callback) only once the broker acknowledged every record of
 its answer, so a commit never covers an unanswered request (spec §3 Delivery). The
@@ -18,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
 
@@ -34,6 +37,10 @@ from consumer.record import InboundRecord, OutboundRecord
 log = structlog.get_logger(__name__)
 
 PUBLISH_RETRY_DELAY = 1.0  # seconds between attempts to publish a reply the broker refused
+# refusals of a request's own reply topic (missing, not authorised) after which its reply
+# goes to the default reply topic instead, so that the partition goes on (spec §3)
+REPLY_TOPIC_ATTEMPTS = 5
+REPLY_TOPIC_REFUSED_HEADER = "reply-topic-refused"
 
 OnDone = Callable[[InboundRecord], None]
 """Called once a request's answer is acknowledged: its offset may be committed."""
@@ -181,12 +188,17 @@ class Answerer:
         omit = Omit.NOTHING
         records = self.records(outcome, record, omit)
         pending = list(range(len(records)))  # positions in ``records`` not yet acknowledged
+        refusals = 0  # of the reply's own topic
         while True:
             log.warning("publish_failed", error=str(error))
+            if any(pending[i] == 0 for i in error.topic_refused):
+                refusals += 1
             pending = [pending[i] for i in error.unacked]
+            if refusals >= REPLY_TOPIC_ATTEMPTS and records[0].topic != self._reply_topic:
+                records[0] = self._redirected(records[0])
             if error.too_large and omit < Omit.VALUE_AND_HEADERS:
                 omit = Omit(omit + 1)
-                records = self.records(outcome, record, omit)
+                records = [records[0], *self.records(outcome, record, omit)[1:]]
                 log.warning("dead_letter_shrunk", omitted=omit.name.lower())
             elif self._stop.wait(PUBLISH_RETRY_DELAY):
                 return False
@@ -195,6 +207,13 @@ class Answerer:
                 return True
             except SinkError as exc:
                 error = exc
+
+    def _redirected(self, reply: OutboundRecord) -> OutboundRecord:
+        """The reply sent to the default reply topic, naming the topic the broker refused."""
+        log.warning("reply_topic_refused", reply_topic=reply.topic, sent_to=self._reply_topic)
+        self._metrics.count_reply_topic_refused()
+        refused = (REPLY_TOPIC_REFUSED_HEADER, reply.topic.encode("utf-8"))
+        return replace(reply, topic=self._reply_topic, headers=(*reply.headers, refused))
 
     def _done(self, record: InboundRecord, outcome: Outcome, done: OnDone) -> None:
         """The answer is acked: observe it once, then let the offset be committed."""

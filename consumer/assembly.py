@@ -12,6 +12,7 @@ from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
 from consumer.errors import KafkaUnreachableError
 from consumer.health import Readiness
+from consumer.holds import StoreHold
 from consumer.kafka_io.lag import LagMeter
 from consumer.kafka_io.preflight import check_connection
 from consumer.kafka_io.security import connection_options
@@ -21,6 +22,7 @@ from consumer.limits import Limits
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.pipeline.policy import Policy
+from consumer.retention import RetentionPurger
 from consumer.settings import Settings
 from consumer.store import open_store
 from consumer.tracking import CompletionTracker
@@ -53,6 +55,8 @@ def build_worker(
     )
     metrics.set_concurrency_limit(airflow_limit.limit)
     store = open_store(settings.store_url, settings.dedup_retention)
+    # spec §3: keys past DEDUP_RETENTION are deleted, so the store's size stays bounded
+    RetentionPurger(store, stop, metrics=metrics).start()
     pipeline = Pipeline(
         limits=Limits(
             max_message_bytes=settings.max_message_bytes,
@@ -68,6 +72,7 @@ def build_worker(
         gate=AirflowGate(airflow, stop),
         airflow_limit=airflow_limit,
         crash_at=settings.test_crash_at,
+        store_hold=StoreHold(stop),
     )
     connection = connection_options(settings)
 

@@ -9,6 +9,7 @@ The tree::
     ├── ConfigError               the worker's own configuration is wrong: stop consuming
     │   └── KafkaSecurityError        the brokers refused the SASL or TLS settings
     ├── KafkaUnreachableError     no broker answered the preflight connection (transient)
+    ├── StoreUnavailableError     the idempotency store failed (locked, full, read-only): hold
     ├── SinkError                 the broker did not acknowledge a publish: send again
     ├── StoppingError             a request abandoned because the worker stops (no reply)
     ├── DispatcherClosedError     work submitted after shutdown began (a bug)
@@ -136,6 +137,17 @@ class KafkaUnreachableError(TriggerConsumerError):
     """
 
 
+class StoreUnavailableError(TriggerConsumerError):
+    """Raised when the idempotency store cannot be read or written (locked, disk full, read-only).
+
+    Transient: the worker holds (stops fetching, reports unready) and retries with backoff;
+    nothing is answered, dead-lettered or committed because of it (spec §3).
+
+    Operator action: free the disk, end the process holding the database lock, or make the
+    file writable; the worker resumes by itself.
+    """
+
+
 class SinkError(TriggerConsumerError):
     """Raised when the broker did not acknowledge every record of a publish in time.
 
@@ -145,13 +157,23 @@ class SinkError(TriggerConsumerError):
         unacked: positions (in the published sequence) of the records not acknowledged.
         too_large: those of them the broker refused as over the topic's size limit
             (sending them again unchanged can never succeed).
+        topic_refused: those whose topic the broker refused (missing, not authorised, or
+            no metadata in time), which may never succeed either.
     """
 
-    def __init__(self, message: str, *, unacked: list[int], too_large: list[int]) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        unacked: list[int],
+        too_large: list[int],
+        topic_refused: list[int] | None = None,
+    ) -> None:
         """Name what failed; ``message`` says why, without any record content."""
         super().__init__(message)
         self.unacked = tuple(unacked)
         self.too_large = frozenset(too_large)
+        self.topic_refused = frozenset(topic_refused or ())
 
 
 class StoppingError(TriggerConsumerError):

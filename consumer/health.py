@@ -74,6 +74,7 @@ class Readiness:
         self._kafka_reason: str | None = "not connected yet"
         self._airflow_available = False
         self._airflow_reason: str | None = "not checked yet"
+        self._store_reason: str | None = None  # why requests are held on the store, if they are
         self._fatal: str | None = None
         self._stalled: dict[Partition, str] = {}
 
@@ -149,6 +150,16 @@ class Readiness:
         with self._lock:
             self._stalled = dict(stalled)
 
+    def set_store(self, available: bool, reason: str | None = None) -> None:
+        """Record whether the idempotency store answers (requests are held while it fails).
+
+        Args:
+            available: whether the last store call succeeded.
+            reason: why it failed (shown by /readyz); ignored when available.
+        """
+        with self._lock:
+            self._store_reason = None if available else reason or "failing"
+
     def set_fatal(self, message: str) -> None:
         """Record an error that stops the worker (both /healthz and /readyz then fail).
 
@@ -212,6 +223,8 @@ class Readiness:
                 reasons.append(_with_reason("airflow unavailable", self._airflow_reason))
             for partition, why in sorted(self._stalled.items()):
                 reasons.append(f"partition {partition.topic}-{partition.partition} stalled: {why}")
+            if self._store_reason is not None:
+                reasons.append(f"store unavailable: {self._store_reason}")
             if self._started:
                 reasons.extend(self._staleness(now, self.ready_staleness))
         return not reasons, reasons

@@ -54,6 +54,9 @@ METRIC_NAMES = (
     "trigger_consumer_concurrency_limit",
     "trigger_consumer_partitions_stalled",
     "trigger_consumer_commit_failures_total",
+    "trigger_consumer_held",
+    "trigger_consumer_reply_topic_refused_total",
+    "trigger_consumer_store_purged_total",
 )
 
 
@@ -128,6 +131,22 @@ class Metrics:
         self._commit_failures = Counter(
             "trigger_consumer_commit_failures_total",
             "Offset commits the broker refused or did not answer in time (retried).",
+            registry=self.registry,
+        )
+        self._held = Gauge(
+            "trigger_consumer_held",
+            "1 while requests are held because the named dependency fails (airflow, store).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._reply_topic_refused = Counter(
+            "trigger_consumer_reply_topic_refused_total",
+            "Replies sent to the default reply topic because the broker refused the request's.",
+            registry=self.registry,
+        )
+        self._purged = Counter(
+            "trigger_consumer_store_purged_total",
+            "Idempotency keys deleted from the store after DEDUP_RETENTION.",
             registry=self.registry,
         )
         self._lag_lock = threading.Lock()
@@ -214,6 +233,28 @@ class Metrics:
             n: the current limit.
         """
         self._concurrency_limit.set(n)
+
+    def set_held(self, reason: str, held: bool) -> None:
+        """Set whether requests are held because ``reason`` (``airflow``, ``store``) fails.
+
+        Args:
+            reason: the failing dependency.
+            held: True while requests wait for it.
+        """
+        self._held.labels(reason=reason).set(1 if held else 0)
+
+    def count_reply_topic_refused(self) -> None:
+        """Count one reply redirected to the default reply topic (the broker refused its own)."""
+        self._reply_topic_refused.inc()
+
+    def count_purged(self, n: int) -> None:
+        """Count idempotency keys purged after the retention window.
+
+        Args:
+            n: how many were deleted.
+        """
+        if n > 0:
+            self._purged.inc(n)
 
     def render(self) -> bytes:
         """Return every metric in the Prometheus text format (``CONTENT_TYPE``)."""

@@ -243,16 +243,20 @@ class Worker:
             self._room.wait(POLL_TIMEOUT)
 
     def _apply_backpressure(self) -> None:
-        """Pause fetching while the in-flight bound is reached or Airflow is unreachable."""
+        """Pause fetching while the in-flight bound is reached or Airflow or the store is held."""
         airflow_up = self._pipeline.airflow_available()
-        paused = self.in_flight() >= self._max_in_flight or not airflow_up
+        store_up = self._pipeline.store_available()
+        paused = self.in_flight() >= self._max_in_flight or not airflow_up or not store_up
         if paused:
             self._source.pause()
         else:
             self._source.resume()
         self._paused = paused
         self._metrics.set_paused(paused)
+        self._metrics.set_held("airflow", not airflow_up)
+        self._metrics.set_held("store", not store_up)
         self.readiness.set_airflow(airflow_up, None if airflow_up else self._pipeline.gate.reason)
+        self.readiness.set_store(store_up, self._pipeline.store_hold.reason)
 
     def _observe_loop(self) -> None:
         if self._tracker.fatal is not None:

@@ -35,6 +35,9 @@ def test_registered_metric_names_are_exactly_the_documented_ones() -> None:
         "trigger_consumer_concurrency_limit",
         "trigger_consumer_partitions_stalled",
         "trigger_consumer_commit_failures_total",
+        "trigger_consumer_held",
+        "trigger_consumer_reply_topic_refused_total",
+        "trigger_consumer_store_purged_total",
     }
 
 

@@ -2,8 +2,10 @@
 
 ``classify_failure`` is the one mapping from a ``requests`` exception to ours. It gives both
 the name the retry history records (``ConnectFailed``, ``ConnectTimeout``, ``ReadTimeout``,
-``ConnectionAborted``) and the exception a caller that does not retry raises: ``ConfigError``
-for a TLS failure (fatal, spec §3), ``AirflowUnavailableError`` otherwise::
+``ConnectionAborted``, ``SSLError``) and the exception a caller that does not retry raises:
+``ConfigError`` for a certificate that fails verification or a server that does not speak TLS
+(fatal, spec §3), ``AirflowUnavailableError`` otherwise — a handshake cut short (a load
+balancer restarting Airflow) is retried like any dropped connection::
 
     try:
         answer = session.post(url, timeout=timeout)
@@ -13,6 +15,7 @@ for a TLS failure (fatal, spec §3), ``AirflowUnavailableError`` otherwise::
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 import requests
@@ -33,6 +36,13 @@ CALL_ERRORS = (
 )
 # outcomes after which no connection was made, so nothing reached Airflow
 UNREACHABLE = frozenset({"ConnectFailed", "ConnectTimeout"})
+# what OpenSSL says when retrying cannot help: the certificate, or no TLS on the other side
+FATAL_TLS_MARKS = (
+    "certificate verify failed",
+    "wrong version number",
+    "unknown protocol",
+    "packet length too long",
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +51,9 @@ class RequestFailure:
 
     Attributes:
         outcome: the attempt's name in a retry history (``SSLError`` for a TLS failure).
-        error: what a caller that does not retry raises: ``ConfigError`` for TLS,
-            ``AirflowUnavailableError`` (``airflow_unavailable``, not reachable) otherwise.
+        error: what a caller that does not retry raises: ``ConfigError`` for a TLS
+            verification failure, ``AirflowUnavailableError`` (``airflow_unavailable``)
+            otherwise.
     """
 
     outcome: str
@@ -50,7 +61,7 @@ class RequestFailure:
 
     @property
     def fatal(self) -> bool:
-        """True for a TLS failure: retrying cannot help, the worker must stop."""
+        """True for a TLS verification failure: retrying cannot help, the worker must stop."""
         return isinstance(self.error, ConfigError)
 
 
@@ -64,14 +75,42 @@ def classify_failure(exc: requests.RequestException, url: str) -> RequestFailure
     Returns:
         The failure's outcome name and the exception for it.
     """
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError) and tls_fatal(exc):
         return RequestFailure("SSLError", ConfigError(f"TLS verification failed for {url}: {exc}"))
     unreachable = AirflowUnavailableError(
         ErrorCode.AIRFLOW_UNAVAILABLE,
         f"could not reach {url}: {type(exc).__name__}",
         {"reachable": False},
     )
-    return RequestFailure(_outcome(exc), unreachable)
+    outcome = "SSLError" if isinstance(exc, requests.exceptions.SSLError) else _outcome(exc)
+    return RequestFailure(outcome, unreachable)
+
+
+def tls_fatal(exc: BaseException) -> bool:
+    """Whether a TLS failure is one retrying cannot mend (verification, or no TLS at all).
+
+    Args:
+        exc: a ``requests`` ``SSLError``, whose causes are searched.
+
+    Returns:
+        True for a certificate that fails verification or a peer that does not speak TLS;
+        False for a handshake cut short (EOF, reset), which a retry may get past.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if isinstance(current, ssl.SSLEOFError | ssl.SSLZeroReturnError | ConnectionError):
+            return False
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        pending.extend(current.args)
+    text = str(exc).lower()
+    return any(mark in text for mark in FATAL_TLS_MARKS)
 
 
 def _outcome(exc: requests.RequestException) -> str:

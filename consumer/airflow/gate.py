@@ -1,14 +1,21 @@
-"""AirflowGate: whether Airflow as a whole answers, and the wait while it does not (spec §3).
+"""AirflowGate: whether Airflow creates runs, and the hold while it does not (spec §3).
 
-When a call runs out of retry budget, the pipeline's trigger stage asks ``answers()``: if
-Airflow answers other calls the request fails; otherwise it waits in ``wait_until_up()``,
-which returns False when the worker stops first (the request is then abandoned). The worker
-loop reads ``available`` to stop fetching during an outage (backpressure).
+``GET /version`` needs no metadata database, so it says nothing about whether a trigger can
+succeed (a DB outage, or only the trigger POST failing under overload). The gate therefore
+judges from the worker's own triggers: ``record_success`` notes each run made or found.
+When a request runs out of retry budget, the trigger stage asks ``others_succeeded_since``
+its budget began: if Airflow made runs for others meanwhile, the request fails
+(``airflow_unavailable``); otherwise it calls ``hold`` and waits in ``wait_to_retry`` (until
+a trigger succeeds or its delay passes), then retries its own, idempotent, trigger — a real
+call that needs the metadata DB. The worker loop reads ``available`` and ``reason`` to stop
+fetching and report unready while any request is held. ``answers``/``wait_until_up`` probe
+``/version`` for callers that only need to know that the API server answers.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import structlog
 
@@ -19,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 PROBE_INITIAL_DELAY = 1.0
 PROBE_MAX_DELAY = 15.0
+WAKE_INTERVAL = 0.5  # seconds: how soon a held request notices another's success
 
 
 class AirflowGate:
@@ -40,6 +48,7 @@ class AirflowGate:
         self._up = threading.Event()
         self._up.set()
         self._probe_lock = threading.Lock()
+        self._last_success: float | None = None  # monotonic time of the last run made or found
         self.reason: str | None = None
 
     @property
@@ -95,3 +104,52 @@ class AirflowGate:
                 self._stop.wait(delay)
                 delay = min(delay * 2, PROBE_MAX_DELAY)
         return True
+
+    def record_success(self) -> None:
+        """A trigger made or found its run: Airflow creates runs; held requests retry now."""
+        self._last_success = time.monotonic()
+        if not self._up.is_set():
+            log.info("airflow_available_again")
+            self.reason = None
+            self._up.set()
+
+    def others_succeeded_since(self, since: float) -> bool:
+        """Whether any trigger succeeded at or after the monotonic time ``since``.
+
+        Args:
+            since: when the asking request's current retry budget began.
+
+        Returns:
+            True when Airflow demonstrably made runs for others meanwhile.
+        """
+        last = self._last_success
+        return last is not None and last >= since
+
+    def hold(self, reason: str) -> None:
+        """Report that a request is held: no trigger succeeds (readiness shows ``reason``).
+
+        Args:
+            reason: what the held request's last attempt met.
+        """
+        self.reason = f"no DAG run could be created: {reason}"
+        if self._up.is_set():
+            log.warning("airflow_unavailable_holding_requests", reason=self.reason)
+        self._up.clear()
+
+    def wait_to_retry(self, delay: float) -> bool:
+        """Wait ``delay`` seconds, or less when another trigger succeeds first.
+
+        Args:
+            delay: the held request's backoff.
+
+        Returns:
+            True when the request should retry; False when the worker stopped.
+        """
+        deadline = time.monotonic() + delay
+        while not self._up.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self._stop.wait(min(WAKE_INTERVAL, remaining)):
+                return False
+        return not self._stop.is_set()

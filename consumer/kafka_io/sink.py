@@ -6,7 +6,14 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kafka.errors import KafkaError, MessageSizeTooLargeError
+from kafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 
 from consumer.errors import SinkError
 from consumer.kafka_io.clients import Connection, open_acked_producer
@@ -83,13 +90,25 @@ class Delivery:
         if not unacked:
             return None
         too_large = [p for p in unacked if isinstance(states[p], MessageSizeTooLargeError)]
+        refused = [p for p in unacked if isinstance(states[p], TOPIC_REFUSALS)]
         reasons = {type(states[p]).__name__ if states[p] else "no answer in time" for p in unacked}
         return SinkError(
             f"broker did not acknowledge {len(unacked)} of {len(states)} records: "
             + ", ".join(sorted(reasons)),
             unacked=unacked,
             too_large=too_large,
+            topic_refused=refused,
         )
+
+
+# the broker refused the record's topic (missing, not authorised, invalid), or no metadata
+# for it came in time (a missing topic with auto-creation off), rather than the record
+TOPIC_REFUSALS = (
+    UnknownTopicOrPartitionError,
+    TopicAuthorizationFailedError,
+    InvalidTopicError,
+    KafkaTimeoutError,
+)
 
 
 class RecordSink:

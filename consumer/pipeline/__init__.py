@@ -17,7 +17,7 @@ on a dispatcher thread. Each stage is its own module; stages stop a message by r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from consumer.contract import TriggerRequest
 from consumer.crash import CrashPoint, crash_here
 from consumer.errors import AirflowError, AirflowUnavailableError, Rejected, StoppingError
 from consumer.fingerprint import fingerprint
+from consumer.holds import StoreHold
 from consumer.limits import Limits
 from consumer.logs import bind_message
 from consumer.outcome import Outcome
@@ -129,6 +130,8 @@ class Pipeline:
     # ~24 concurrent triggers (notes §6), while requests answered from the store need no slot
     airflow_limit: ConcurrencyLimit
     crash_at: CrashPoint | None = None  # test-only fault hook (consumer/crash.py)
+    # spec §3: a store outage holds requests (retried with backoff), it never fails them
+    store_hold: StoreHold = field(default_factory=StoreHold)
 
     def triage(self, records: Sequence[InboundRecord], busy: Busy) -> list[Outcome | Admitted]:
         """Answer what needs no Airflow call; admit the rest (one store read per poll).
@@ -172,17 +175,20 @@ class Pipeline:
 
         Raises:
             ConfigError: credentials or TLS are wrong: the worker must stop.
-            StoppingError: the worker stopped while the request waited on Airflow, or
-                the partition was revoked (no reply: its owner processes it again).
+            StoppingError: the worker stopped while the request waited on Airflow or the
+                store, or the partition was revoked (no reply: its owner processes it again).
         """
         record, request = admitted.record, admitted.request
         key = request.idempotency_key
-        entry = admitted.entry if admitted.current else self.store.get(key)
+        hold = self.store_hold.call
+        entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key))
         seen = judge(entry, admitted.fingerprint)
         if seen is Seen.NEW:
             run_id = run_id_for(key)
-            entry = self.store.mark_pending(
-                key, fingerprint=admitted.fingerprint, dag_id=request.dag_id, dag_run_id=run_id
+            entry = hold(
+                lambda: self.store.mark_pending(
+                    key, fingerprint=admitted.fingerprint, dag_id=request.dag_id, dag_run_id=run_id
+                )
             )
             # another process may have claimed the key since the read: its entry holds it
             claimed = judge(entry, admitted.fingerprint)
@@ -197,18 +203,22 @@ class Pipeline:
             # keep the pending mark: the POST may have been accepted (spec §3)
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
         except AirflowError as exc:
-            self.store.release(key)  # no run: a corrected retry may reuse the key
+            hold(lambda: self.store.release(key))  # no run: a corrected retry may reuse the key
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
         # a run found under our run id is ours if an earlier attempt of this request was pending
         made_here = result.created or seen is Seen.RESUMED
-        self._record(admitted, result, made_here=made_here)
+        hold(lambda: self._record(admitted, result, made_here=made_here))  # the run exists
         build = Outcome.triggered if made_here else Outcome.duplicate
         return build(record, request, result, attempts=result.attempts)
 
     def airflow_available(self) -> bool:
         """False while an Airflow outage is waited out (the loop stops fetching)."""
         return self.gate.available
+
+    def store_available(self) -> bool:
+        """False while a store outage is waited out (the loop stops fetching)."""
+        return self.store_hold.available
 
     def _screen(self, record: InboundRecord) -> Outcome | Admitted:
         """The pure stages and the fingerprint of one record (the per-message boundary)."""

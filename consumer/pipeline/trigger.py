@@ -1,9 +1,13 @@
-"""Trigger the run through Airflow, holding requests while Airflow as a whole is down (spec §3)."""
+"""Trigger the run through Airflow, holding requests while no trigger succeeds (spec §3)."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 from consumer.airflow import AirflowApi
-from consumer.airflow.gate import AirflowGate
+from consumer.airflow.client import MAY_HAVE_REACHED
+from consumer.airflow.gate import PROBE_INITIAL_DELAY, PROBE_MAX_DELAY, AirflowGate
 from consumer.airflow.limit import Call, CallOutcome, ConcurrencyLimit
 from consumer.airflow.runs import TriggerResult
 from consumer.contract import TriggerRequest
@@ -19,12 +23,12 @@ def trigger(
 ) -> TriggerResult:
     """Create (or find) the run of ``dag_run_id`` within the Airflow call limit.
 
-    An outage of any length fails nothing: the request waits at the gate. The limit is
+    An outage of any length fails nothing: the request is held at the gate. The limit is
     told how Airflow coped (a latency sample, or overload).
 
     Raises:
-        AirflowError: Airflow refused the request, or it outlasted its retry budget while
-            Airflow kept answering other calls (``airflow_unavailable``).
+        AirflowError: Airflow refused the request, or it outlasted its retry budget twice
+            while Airflow kept making runs for others (``airflow_unavailable``).
         ConfigError: credentials or TLS are wrong: the worker must stop.
         StoppingError: the worker stopped while the request waited on Airflow.
     """
@@ -55,20 +59,60 @@ def _report(call: Call, result: TriggerResult) -> None:
 def _trigger_held(
     request: TriggerRequest, dag_run_id: str, airflow: AirflowApi, gate: AirflowGate
 ) -> TriggerResult:
-    """Create (or find) the run; while Airflow as a whole is down, wait (raises as ``trigger``)."""
+    """Create (or find) the run; hold while no trigger succeeds (raises as ``trigger``).
+
+    Each retry budget that runs out while Airflow made runs for others is counted; the
+    request fails on the second such budget in a row (one started after Airflow was seen
+    making runs, so a recovery racing the first budget's end fails nothing). Otherwise the
+    request is held and retries after a backoff. A POST that may have reached Airflow in an
+    earlier budget makes a later 409 read as this request's run (spec §3).
+    """
+    reached = False  # an earlier POST may have reached Airflow although no answer came
+    attempts = 0
+    delay = PROBE_INITIAL_DELAY
+    failed_while_others_succeeded = False
     while True:
+        began = time.monotonic()
         try:
-            return airflow.trigger(
+            result = airflow.trigger(
                 request.dag_id,
                 dag_run_id,
                 conf=request.conf,
                 logical_date=request.logical_date,
                 note=request.note,
             )
-        except AirflowUnavailableError:
-            if gate.stopping:
+        except AirflowUnavailableError as exc:
+            if gate.stopping or exc.details.get("stopped"):
                 raise StoppingError("stopping while retrying Airflow") from None
-            if gate.answers():
-                raise  # Airflow answers others: this request's budget is spent
-            if not gate.wait_until_up():
+            attempts += _attempts(exc)
+            reached = reached or _may_have_reached(exc)
+            if gate.others_succeeded_since(began):
+                if failed_while_others_succeeded:
+                    exc.details["attempts"] = attempts
+                    raise  # Airflow makes runs for others: this request's budget is spent
+                failed_while_others_succeeded = True
+                continue
+            failed_while_others_succeeded = False
+            gate.hold(exc.message)
+            if not gate.wait_to_retry(delay):
                 raise StoppingError("stopping while Airflow is unavailable") from None
+            delay = min(delay * 2, PROBE_MAX_DELAY)
+            continue
+        gate.record_success()
+        return _across_holds(result, reached=reached, attempts=attempts)
+
+
+def _across_holds(result: TriggerResult, *, reached: bool, attempts: int) -> TriggerResult:
+    """The result as one call: a 409 after a POST that may have reached Airflow is ours."""
+    created = result.created or reached
+    return replace(result, created=created, attempts=result.attempts + attempts)
+
+
+def _may_have_reached(exc: AirflowUnavailableError) -> bool:
+    history = exc.details.get("history")
+    return isinstance(history, list) and any(outcome in MAY_HAVE_REACHED for outcome in history)
+
+
+def _attempts(exc: AirflowUnavailableError) -> int:
+    attempts = exc.details.get("attempts", 1)
+    return attempts if isinstance(attempts, int) else 1

@@ -1,4 +1,7 @@
-"""SqliteStore: the idempotency store in an embedded SQLite file (WAL, thread-safe)."""
+"""SqliteStore: the idempotency store in an embedded SQLite file (WAL, thread-safe).
+
+Once open, every SQLite failure is raised as ``StoreUnavailableError`` (``sqlite_failures``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, StoreUnavailableError
 from consumer.store import Clock, EntryStatus, RequestOrigin, StoredEntry
+from consumer.store.sqlite_failures import store_failures
 from consumer.store.sqlite_schema import (
     COLUMNS,
     apply_schema,
@@ -23,6 +27,7 @@ from consumer.store.sqlite_schema import (
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 10_000
 READ_BATCH = 500  # keys per SELECT: far below SQLite's bound on bound parameters
+PURGE_BATCH = 500  # rows per purge transaction: the write lock is held for one batch only
 
 
 def _utc_now() -> datetime:
@@ -42,7 +47,12 @@ class SqliteStore:
     """
 
     def __init__(
-        self, path: str | Path, retention: timedelta, *, clock: Clock | None = None
+        self,
+        path: str | Path,
+        retention: timedelta,
+        *,
+        clock: Clock | None = None,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         """Open (creating if needed) the database at ``path`` and its schema.
 
@@ -50,6 +60,7 @@ class SqliteStore:
             path: a file path, or ``":memory:"``.
             retention: how long keys are remembered; must be positive.
             clock: the time source; the system clock in UTC by default.
+            busy_timeout_ms: how long a write waits for another process's lock.
 
         Raises:
             ConfigError: the retention is not positive, the file cannot be opened, or it
@@ -61,10 +72,11 @@ class SqliteStore:
         self._clock = clock or _utc_now
         self._lock = threading.Lock()
         self._path = str(path)
+        self._busy_timeout_ms = busy_timeout_ms
         try:
             self._conn = sqlite3.connect(
                 self._path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=busy_timeout_ms / 1000,
                 isolation_level=None,  # autocommit; transactions are explicit below
                 check_same_thread=False,  # guarded by self._lock
             )
@@ -72,7 +84,7 @@ class SqliteStore:
             raise ConfigError(f"cannot open idempotency store {self._path!r}: {exc}") from exc
         try:
             self._prepare()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreUnavailableError) as exc:
             self._conn.close()
             raise ConfigError(f"cannot open idempotency store {self._path!r}: {exc}") from exc
         except ConfigError:
@@ -91,7 +103,7 @@ class SqliteStore:
 
     def _prepare(self) -> None:
         conn = self._conn
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         if self._path != MEMORY:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -100,15 +112,23 @@ class SqliteStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
+        with self._lock, store_failures():
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 yield cur
             except BaseException:
-                cur.execute("ROLLBACK")
+                self._roll_back(cur)
                 raise
-            cur.execute("COMMIT")
+            try:
+                cur.execute("COMMIT")
+            except sqlite3.Error:  # SQLITE_BUSY or a full disk leaves the transaction open
+                self._roll_back(cur)
+                raise
+
+    def _roll_back(self, cur: sqlite3.Cursor) -> None:
+        if self._conn.in_transaction:  # SQLite itself may have rolled back (disk full)
+            cur.execute("ROLLBACK")
 
     def _cutoff(self) -> float:
         return to_epoch(self._clock() - self._retention)
@@ -129,7 +149,7 @@ class SqliteStore:
         Returns:
             The entry, or None.
         """
-        with self._lock:
+        with self._lock, store_failures():
             return self._select_live(self._conn.cursor(), key)
 
     def get_many(self, keys: Collection[str]) -> dict[str, StoredEntry]:
@@ -145,7 +165,7 @@ class SqliteStore:
         """
         unique = list(dict.fromkeys(keys))
         found: dict[str, StoredEntry] = {}
-        with self._lock:
+        with self._lock, store_failures():
             cur = self._conn.cursor()
             cutoff = self._cutoff()
             for start in range(0, len(unique), READ_BATCH):
@@ -280,7 +300,7 @@ class SqliteStore:
             Entries with ``track`` set, a final status, no ``completed_at`` and no
             ``abandoned_at``.
         """
-        with self._lock:
+        with self._lock, store_failures():
             rows = self._conn.execute(
                 f"SELECT {COLUMNS} FROM idempotency"  # noqa: S608 -- constant column list
                 " WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
@@ -327,30 +347,36 @@ class SqliteStore:
             )
             return updated.rowcount > 0
 
-    def purge(self, older_than: datetime) -> int:
-        """Delete entries created before ``older_than``.
+    def purge(self, older_than: datetime, *, batch: int = PURGE_BATCH) -> int:
+        """Delete entries created before ``older_than``; requests' writes interleave batches.
 
         Args:
             older_than: a timezone-aware cut-off.
+            batch: rows deleted per transaction.
 
         Returns:
             How many entries were deleted.
         """
         cutoff = to_epoch(older_than)
-        with self._transaction() as cur:
-            return cur.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,)).rowcount
+        total = 0
+        while True:
+            with self._transaction() as cur:
+                deleted = cur.execute(
+                    "DELETE FROM idempotency WHERE rowid IN"
+                    " (SELECT rowid FROM idempotency WHERE created_at < ? LIMIT ?)",
+                    (cutoff, batch),
+                ).rowcount
+            total += deleted
+            if deleted < batch:
+                return total
 
     def purge_expired(self) -> int:
-        """Delete entries older than the retention window.
-
-        Returns:
-            How many entries were deleted.
-        """
+        """Delete entries older than the retention window; returns how many were deleted."""
         return self.purge(self._clock() - self._retention)
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the database."""
-        with self._lock:
+        with self._lock, store_failures():
             row = self._conn.execute("SELECT max(version) FROM schema_version").fetchone()
         return int(row[0])
 

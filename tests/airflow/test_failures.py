@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 import requests
 import urllib3
@@ -60,3 +62,17 @@ def test_transient_failures_name_their_outcome(
 def test_429_and_5xx_are_transient(status: int, transient: bool) -> None:
     """Only 429 and 5xx answers are worth retrying."""
     assert is_transient(status) is transient
+
+
+def test_tls_handshake_cut_short_is_transient() -> None:
+    """An SSLError caused by an EOF mid-handshake is a retried ``SSLError``, not fatal."""
+    cut = requests.exceptions.SSLError(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    failure = classify_failure(cut, URL)
+    assert (failure.outcome, failure.fatal) == ("SSLError", False)
+    assert isinstance(failure.error, AirflowUnavailableError)
+
+
+def test_certificate_verification_failure_stays_fatal() -> None:
+    """An SSLError caused by SSLCertVerificationError is a fatal ConfigError."""
+    bad = requests.exceptions.SSLError(ssl.SSLCertVerificationError(1, "unable to get issuer"))
+    assert classify_failure(bad, URL).fatal

@@ -20,6 +20,7 @@ from consumer.airflow import AirflowClient, RetryPolicy
 from consumer.errors import AirflowError, AirflowUnavailableError, ConfigError, ErrorCode
 from devstack.procs import free_port
 from tests.airflow.conftest import FAST_RETRY, connection_for, new_run_id
+from tests.faults.handshake import HandshakeCutter
 from tests.faults.server import FaultInjector, Reply, run_body
 
 DAG = "fault_dag"
@@ -242,3 +243,19 @@ def test_settings_that_cannot_work_are_config_errors(tmp_path: Path) -> None:
         AirflowClient(connection_for("http://127.0.0.1:1", username="a"))
     with pytest.raises(ConfigError):
         AirflowClient(connection_for("http://127.0.0.1:1", ca_bundle=tmp_path / "missing.pem"))
+
+
+def test_tls_handshake_cut_short_once_is_retried_not_fatal(
+    tls_faults: FaultInjector, ca_bundle: Path
+) -> None:
+    """A TLS handshake cut short once (a load balancer restarting) is retried; the call succeeds."""
+    run_id = new_run_id()
+    tls_faults.script("POST", RUNS, Reply(200, run_body(DAG, run_id)))
+    cutter = HandshakeCutter(tls_faults.url, cuts=1)
+    try:
+        with make_client(cutter.url, ca_bundle=ca_bundle) as client:
+            result = client.trigger(DAG, run_id)
+    finally:
+        cutter.close()
+    assert (result.created, result.attempts) == (True, 2)
+    assert cutter.connections >= 2  # the cut one, then the retry (and the DAG look-up)

@@ -1,0 +1,96 @@
+"""StoreHold: store calls that wait out a store outage instead of failing the request (spec §3).
+
+Every store call of the pipeline's ``execute`` goes through ``StoreHold.call``::
+
+    call(fn) ─► fn() ─► result                     (a success: available again, fetching resumes)
+                └─ StoreUnavailableError ─► held: reason set, backoff, fn() again
+                                            └─ the worker stops ─► StoppingError (no reply)
+
+Nothing is answered, dead-lettered or committed because the store is locked, full or
+read-only; the worker loop reads ``available`` and ``reason`` to stop fetching and report
+unready while any call is held.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import structlog
+
+from consumer.errors import StoppingError, StoreUnavailableError
+
+log = structlog.get_logger(__name__)
+
+HOLD_INITIAL_DELAY = 0.5
+HOLD_MAX_DELAY = 10.0
+
+T = TypeVar("T")
+
+
+class StoreHold:
+    """Retries store calls with backoff while the store fails; thread-safe."""
+
+    def __init__(
+        self,
+        stop: threading.Event | None = None,
+        *,
+        initial_delay: float = HOLD_INITIAL_DELAY,
+        max_delay: float = HOLD_MAX_DELAY,
+    ) -> None:
+        """Create the hold.
+
+        Args:
+            stop: set when the worker stops; a held call gives up then (``StoppingError``).
+            initial_delay: seconds before the first retry.
+            max_delay: the longest wait between retries.
+        """
+        self._stop = stop or threading.Event()
+        self._initial_delay = initial_delay
+        self._max_delay = max_delay
+        self._failing = 0  # calls currently held
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+
+    @property
+    def available(self) -> bool:
+        """False while any store call is held."""
+        with self._lock:
+            return self._failing == 0
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` until it does not raise ``StoreUnavailableError``.
+
+        Args:
+            fn: one store call.
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            StoppingError: the worker stopped while the store failed.
+        """
+        delay = self._initial_delay
+        held = False
+        try:
+            while True:
+                try:
+                    return fn()
+                except StoreUnavailableError as exc:
+                    if not held:
+                        held = True
+                        with self._lock:
+                            self._failing += 1
+                    self.reason = str(exc)
+                    log.warning("store_unavailable_holding_requests", reason=str(exc), delay=delay)
+                    if self._stop.wait(delay):
+                        raise StoppingError("stopping while the store is unavailable") from None
+                    delay = min(delay * 2, self._max_delay)
+        finally:
+            if held:
+                with self._lock:
+                    self._failing -= 1
+                    if self._failing == 0:
+                        self.reason = None
+                        log.info("store_available_again")
