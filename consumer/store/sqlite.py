@@ -11,13 +11,29 @@ from pathlib import Path
 from types import TracebackType
 
 from consumer.errors import ConfigError
-from consumer.store import Clock, EntryStatus, RequestOrigin, StoredEntry
+from consumer.store import (
+    DEFAULT_PURGE_BATCH,
+    Clock,
+    EntryStatus,
+    RequestOrigin,
+    StoredEntry,
+    may_overwrite,
+)
 from consumer.store.sqlite_schema import (
     COLUMNS,
     apply_schema,
     entry_from_row,
     origin_values,
     to_epoch,
+)
+
+# live tracked runs whose lease is free, expired or the asker's own, least recently leased
+TRACKED_DUE = (
+    "SELECT key FROM idempotency"
+    " WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
+    " AND status != ? AND created_at >= ?"
+    " AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+    " ORDER BY leased_at IS NOT NULL, leased_at, created_at, key LIMIT ?"
 )
 
 MEMORY = ":memory:"
@@ -160,22 +176,15 @@ class SqliteStore:
         return found
 
     def mark_pending(
-        self, key: str, *, fingerprint: str, dag_id: str, dag_run_id: str
+        self,
+        key: str,
+        *,
+        fingerprint: str,
+        dag_id: str,
+        dag_run_id: str,
+        origin: RequestOrigin | None = None,
     ) -> StoredEntry:
-        """Claim ``key`` before the Airflow POST (spec §3), atomically.
-
-        Inserts a ``pending`` entry unless a live entry exists; an existing entry is
-        returned unchanged. An expired entry is replaced.
-
-        Args:
-            key: the idempotency key.
-            fingerprint: the fingerprint of the request claiming the key.
-            dag_id: the DAG the request targets.
-            dag_run_id: the run id derived from the key.
-
-        Returns:
-            The entry that holds the key after the call: the new one or the existing one.
-        """
+        """Claim ``key`` before the Airflow POST; an existing live entry is returned unchanged."""
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             existing = self._select_live(cur, key)
@@ -183,9 +192,19 @@ class SqliteStore:
                 return existing
             cur.execute(
                 "INSERT OR REPLACE INTO idempotency"
-                " (key, fingerprint, dag_id, dag_run_id, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, fingerprint, dag_id, dag_run_id, EntryStatus.PENDING.value, now, now),
+                " (key, fingerprint, dag_id, dag_run_id, status, created_at, updated_at,"
+                " correlation_id, reply_topic, source_topic, source_partition, source_offset,"
+                " source_timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    fingerprint,
+                    dag_id,
+                    dag_run_id,
+                    EntryStatus.PENDING.value,
+                    now,
+                    now,
+                    *origin_values(origin),
+                ),
             )
             created = self._select_live(cur, key)
         if created is None:  # pragma: no cover -- only with a clock that runs backwards
@@ -206,34 +225,14 @@ class SqliteStore:
         track: bool = False,
         origin: RequestOrigin | None = None,
     ) -> StoredEntry:
-        """Record the final outcome for ``key``: the run it maps to.
-
-        Overwrites a live entry's fields (clearing ``completed_at`` and ``abandoned_at``)
-        but keeps its ``created_at``; creates the entry if none is live.
-
-        Args:
-            key: the idempotency key.
-            fingerprint: the fingerprint of the request.
-            dag_id: the DAG the run belongs to.
-            dag_run_id: the run's id.
-            status: ``triggered`` or ``duplicate``.
-            run_state: Airflow's state of the run, if known.
-            logical_date: the run's logical date as ISO 8601 text, if any.
-            run_url: the run's page in the Airflow UI, if known.
-            track: whether the request asked for a completion reply.
-            origin: the request's coordinates, correlation id and reply topic.
-
-        Returns:
-            The entry as stored.
-
-        Raises:
-            ValueError: ``status`` is ``pending``; use ``mark_pending``.
-        """
+        """Record ``key``'s final outcome (``IdempotencyStore.record``); ValueError for pending."""
         if status is EntryStatus.PENDING:
             raise ValueError("record() takes a final status; use mark_pending() for pending")
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             existing = self._select_live(cur, key)
+            if existing is not None and not may_overwrite(existing, status, origin):
+                return existing
             created = now if existing is None else to_epoch(existing.created_at)
             cur.execute(
                 f"INSERT OR REPLACE INTO idempotency ({COLUMNS})"  # noqa: S608 -- constant column list
@@ -271,15 +270,7 @@ class SqliteStore:
             return cur.execute("DELETE FROM idempotency WHERE key = ?", (key,)).rowcount > 0
 
     def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
-        """Return live tracked entries whose run is not yet seen complete, oldest first.
-
-        Args:
-            limit: at most this many entries.
-
-        Returns:
-            Entries with ``track`` set, a final status, no ``completed_at`` and no
-            ``abandoned_at``.
-        """
+        """Return live tracked entries whose run is not yet seen complete, oldest first."""
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {COLUMNS} FROM idempotency"  # noqa: S608 -- constant column list
@@ -291,33 +282,18 @@ class SqliteStore:
         return [entry_from_row(row) for row in rows]
 
     def mark_completed(self, key: str, run_state: str) -> bool:
-        """Note that the tracked run of ``key`` reached the final ``run_state``.
-
-        Args:
-            key: the idempotency key.
-            run_state: Airflow's final state of the run.
-
-        Returns:
-            Whether a live entry was updated.
-        """
+        """Note that the tracked run of ``key`` reached ``run_state``; release its lease."""
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             updated = cur.execute(
-                "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?"
-                " WHERE key = ? AND created_at >= ?",
+                "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?,"
+                " lease_owner = NULL, lease_until = NULL WHERE key = ? AND created_at >= ?",
                 (run_state, now, now, key, self._cutoff()),
             )
             return updated.rowcount > 0
 
     def abandon_tracking(self, key: str) -> bool:
-        """Stop tracking the run of ``key`` without it having been seen complete.
-
-        Args:
-            key: the idempotency key.
-
-        Returns:
-            Whether a live entry was updated.
-        """
+        """Stop tracking the run of ``key`` without it having been seen complete."""
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             updated = cur.execute(
@@ -340,13 +316,51 @@ class SqliteStore:
         with self._transaction() as cur:
             return cur.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,)).rowcount
 
-    def purge_expired(self) -> int:
-        """Delete entries older than the retention window.
+    def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
+        """Delete at most ``batch`` entries older than the retention window.
+
+        Args:
+            batch: the most entries one call deletes.
 
         Returns:
             How many entries were deleted.
         """
-        return self.purge(self._clock() - self._retention)
+        cutoff = self._cutoff()
+        with self._transaction() as cur:
+            return cur.execute(
+                "DELETE FROM idempotency WHERE key IN"
+                " (SELECT key FROM idempotency WHERE created_at < ? LIMIT ?)",
+                (cutoff, batch),
+            ).rowcount
+
+    def lease_tracked(self, owner: str, ttl: timedelta, limit: int = 1000) -> list[StoredEntry]:
+        """Lease up to ``limit`` tracked runs to ``owner`` (``IdempotencyStore.lease_tracked``)."""
+        now = self._clock()
+        with self._transaction() as cur:
+            rows = cur.execute(
+                f"UPDATE idempotency SET lease_owner = ?, lease_until = ?, leased_at = ?"  # noqa: S608 -- constant columns
+                f" WHERE key IN ({TRACKED_DUE}) RETURNING {COLUMNS}",
+                (
+                    owner,
+                    to_epoch(now + ttl),
+                    to_epoch(now),
+                    EntryStatus.PENDING.value,
+                    self._cutoff(),
+                    to_epoch(now),
+                    owner,
+                    limit,
+                ),
+            ).fetchall()
+        return sorted((entry_from_row(row) for row in rows), key=lambda e: (e.created_at, e.key))
+
+    def release_leases(self, owner: str) -> int:
+        """Give up every lease ``owner`` holds; return how many."""
+        with self._transaction() as cur:
+            return cur.execute(
+                "UPDATE idempotency SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = ?",
+                (owner,),
+            ).rowcount
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the database."""
