@@ -54,7 +54,9 @@ def build_worker(
         else FixedLimit(settings.airflow_max_concurrency)
     )
     metrics.set_concurrency_limit(airflow_limit.limit)
-    store = open_store(settings.store_url, settings.dedup_retention)
+    secret = settings.store_password
+    password = None if secret is None else secret.get_secret_value()
+    store = open_store(settings.store_url, settings.dedup_retention, password=password)
     # spec §3: keys past DEDUP_RETENTION are deleted, so the store's size stays bounded
     RetentionPurger(store, stop, metrics=metrics).start()
     pipeline = Pipeline(

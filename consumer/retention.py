@@ -14,7 +14,7 @@ import structlog
 
 from consumer.errors import StoreUnavailableError
 from consumer.metrics import Metrics
-from consumer.store import IdempotencyStore
+from consumer.store import DEFAULT_PURGE_BATCH, IdempotencyStore
 
 log = structlog.get_logger(__name__)
 
@@ -58,13 +58,18 @@ class RetentionPurger:
         """Purge the expired keys now.
 
         Returns:
-            How many were deleted (0 when the store failed; it is tried again later).
+            How many were deleted (the store failing ends the round; it is tried again later).
         """
+        purged = 0
         try:
-            purged = self._store.purge_expired()
+            # bounded batches, each a short transaction: requests' writes interleave
+            while not self._stop.is_set():
+                deleted = self._store.purge_expired(DEFAULT_PURGE_BATCH)
+                purged += deleted
+                if deleted < DEFAULT_PURGE_BATCH:
+                    break
         except StoreUnavailableError as exc:
             log.warning("store_purge_failed", error=str(exc))
-            return 0
         if self._metrics is not None:
             self._metrics.count_purged(purged)
         if purged:

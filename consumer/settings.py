@@ -28,7 +28,7 @@ ENV_PREFIX = "TRIGGER_CONSUMER_"
 # Variables of the test harness (e.g. TRIGGER_CONSUMER_TEST_KAFKA_BOOTSTRAP), not settings;
 # the fault hook TEST_CRASH_AT is a setting, so a typo in its name is still caught.
 RESERVED_PREFIXES = (f"{ENV_PREFIX}TEST_KAFKA_",)
-SECRET_FIELDS = ("kafka_sasl_password", "airflow_password", "airflow_token")
+SECRET_FIELDS = ("kafka_sasl_password", "airflow_password", "airflow_token", "store_password")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -111,7 +111,14 @@ class Settings(BaseSettings):
         timedelta(minutes=2), description="how long one request retries while Airflow answers"
     )
     # Store and limits
-    store_url: str = Field("sqlite:///./trigger-consumer.db", description="idempotency store")
+    store_url: str = Field(
+        "sqlite:///./trigger-consumer.db",
+        description="idempotency store: sqlite:///path.db (one replica) or postgresql://… "
+        "(shared by replicas; TLS as libpq's sslmode, sslrootcert, sslcert, sslkey)",
+    )
+    store_password: SecretStr | None = Field(
+        None, description="PostgreSQL store password (or _FILE), kept out of the URL"
+    )
     dedup_retention: Duration = Field(timedelta(days=7), description="how long keys are kept")
     max_in_flight: int = Field(64, ge=1, le=4096, description="concurrent requests in flight")
     max_message_bytes: int = Field(1024 * 1024, ge=1, description="largest message value")

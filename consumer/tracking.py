@@ -2,11 +2,18 @@
 
 A request with ``track: true`` gets its usual reply at once and, when its DAG run reaches
 a final state, a second reply with status ``completed`` (error ``run_failed`` when the run
-failed). The runs to watch live in the idempotency store, so tracking survives a restart::
+failed). The runs to watch live in the idempotency store, so tracking survives a restart
+and, on a shared store, the replica that made the run::
 
-    store.tracked_runs() ─► past the horizon? ─► abandon_tracking  (log line, no reply)
-                         └► due? ─► airflow.get_run ─► final? ─► publish ─► mark_completed
-                                                        └─ no: check again later, backing off
+    store.lease_tracked(owner) ─► due, or past the horizon? ─► airflow.get_run ─► final?
+        yes ─► publish ─► mark_completed (which ends the lease)
+        no ──► past the horizon: abandon_tracking (log line, no reply)
+               else: check again later, backing off
+
+Each replica leases the runs it watches for a few poll intervals and renews the lease
+each poll, least recently leased first so that every run gets its turn: a run is watched
+by one live replica at a time, and by another once its holder stops renewing (SIGKILL).
+A clean stop releases the leases at once.
 
 Delivery is at least once: an entry is marked completed only after ``publish`` returned
 (the broker acknowledged), so a crash in between sends the reply again, never loses it.
@@ -19,8 +26,11 @@ operator sees a ``tracking_abandoned`` log line and ``TrackerCounts.abandoned``.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,7 +55,9 @@ DEFAULT_INTERVAL: float = default_of("track_poll_interval").total_seconds()
 DEFAULT_HORIZON: timedelta = default_of("track_horizon")
 DEFAULT_CONCURRENCY: int = default_of("track_concurrency")
 DEFAULT_MAX_DELAY_FACTOR = 12  # a long run is checked at least every 12 intervals (1 min)
-DEFAULT_BATCH = 1000  # tracked entries read from the store per poll
+DEFAULT_BATCH = 1000  # tracked entries leased from the store per poll
+LEASE_INTERVALS = 4  # a lease outlives this many polls: a slow poll never loses its runs
+MIN_LEASE = timedelta(seconds=10)
 BACKOFF_FACTOR = 2.0
 MAX_BACKOFF_EXPONENT = 32  # keeps the float power finite however often a run was checked
 FINAL_RUN_STATES = frozenset({"success", "failed"})
@@ -150,6 +162,8 @@ class CompletionTracker:
         max_delay: float | None = None,
         batch: int = DEFAULT_BATCH,
         clock: Clock | None = None,
+        owner: str | None = None,
+        lease_ttl: timedelta | None = None,
     ) -> None:
         """Prepare the tracker; nothing is read or sent before ``poll_once`` or ``start``.
 
@@ -163,8 +177,11 @@ class CompletionTracker:
             concurrency: at most this many runs are checked at once.
             max_delay: the longest wait between two checks of one run; by default
                 ``DEFAULT_MAX_DELAY_FACTOR`` intervals.
-            batch: at most this many tracked entries are read per poll.
+            batch: at most this many tracked entries are leased per poll.
             clock: the wall clock the horizon is measured with; UTC system time by default.
+            owner: this process's lease owner id; host, pid and a random part by default.
+            lease_ttl: how long a lease lasts unless renewed; by default
+                ``LEASE_INTERVALS`` intervals, at least ``MIN_LEASE``.
 
         Raises:
             ValueError: ``interval``, ``horizon``, ``concurrency`` or ``batch`` is not positive.
@@ -186,6 +203,8 @@ class CompletionTracker:
         )
         self._batch = batch
         self._clock = clock or _utc_now
+        self._owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._lease_ttl = lease_ttl or max(timedelta(seconds=interval * LEASE_INTERVALS), MIN_LEASE)
         self._lock = threading.Lock()
         self._due: dict[str, _Due] = {}
         self._counts = TrackerCounts()
@@ -197,6 +216,11 @@ class CompletionTracker:
         """What the tracker did so far."""
         with self._lock:
             return self._counts
+
+    @property
+    def owner(self) -> str:
+        """The id this tracker leases tracked runs under."""
+        return self._owner
 
     @property
     def fatal(self) -> ConfigError | None:
@@ -243,7 +267,14 @@ class CompletionTracker:
                 log.exception("tracking_poll_failed")
             if self._stop.wait(self._interval):
                 break
+        self._release_leases()
         log.info("tracking_stopped")
+
+    def _release_leases(self) -> None:
+        try:
+            self._store.release_leases(self._owner)
+        except Exception:  # leases then expire by themselves; stopping must not fail
+            log.exception("tracking_release_failed")
 
     def poll_once(self) -> int:
         """Check every due tracked run once; publish and mark those that reached a final state.
@@ -255,24 +286,22 @@ class CompletionTracker:
             ConfigError: Airflow refused the credentials or TLS failed.
         """
         now = self._clock()
-        due: list[StoredEntry] = []
+        due: list[tuple[StoredEntry, bool]] = []
         tracked: set[str] = set()
-        for entry in self._store.tracked_runs(self._batch):
-            if now - entry.created_at > self._horizon:
-                self._abandon(entry)
-            else:
-                tracked.add(entry.key)
-                if self._is_due(entry.key):
-                    due.append(entry)
+        for entry in self._store.lease_tracked(self._owner, self._lease_ttl, self._batch):
+            tracked.add(entry.key)
+            last = now - entry.created_at > self._horizon
+            if last or self._is_due(entry.key):
+                due.append((entry, last))
         with self._lock:
             self._due = {key: due_at for key, due_at in self._due.items() if key in tracked}
         if not due:
             return 0
         workers = min(self._concurrency, len(due))
         with ThreadPoolExecutor(workers, thread_name_prefix="completion-check") as pool:
-            return sum(pool.map(self._check, due))
+            return sum(pool.map(lambda job: self._check(*job), due))
 
-    def _check(self, entry: StoredEntry) -> int:
+    def _check(self, entry: StoredEntry, last: bool = False) -> int:
         origin = entry.origin
         with structlog.contextvars.bound_contextvars(
             idempotency_key=entry.key,
@@ -282,7 +311,7 @@ class CompletionTracker:
             offset=origin.offset if origin else None,
         ):
             try:
-                return self._check_entry(entry)
+                return self._check_entry(entry, last=last)
             except ConfigError:
                 raise
             except AirflowError as exc:
@@ -293,11 +322,14 @@ class CompletionTracker:
             self._postpone(entry.key)
             return 0
 
-    def _check_entry(self, entry: StoredEntry) -> int:
+    def _check_entry(self, entry: StoredEntry, *, last: bool) -> int:
         run = self._airflow.get_run(entry.dag_id, entry.dag_run_id)
         self._count(checks=1)
         if run is None or run.state not in FINAL_RUN_STATES:
-            self._postpone(entry.key)
+            if last:  # past the horizon: this was the last look
+                self._abandon(entry)
+            else:
+                self._postpone(entry.key)
             return 0
         self._publish(completed_outcome(entry, run))
         # spec §3 Delivery: marked only once the reply is acknowledged; a crash re-sends it

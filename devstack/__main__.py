@@ -38,7 +38,10 @@ def up(stack: Stack, args: argparse.Namespace) -> None:
         if not folder.is_dir():
             raise StackError(f"--dags {folder}: not a directory")
     doc = stack.up(
-        kafka=not args.no_kafka, airflow=AIRFLOW_CHOICES[args.airflow], dags=tuple(args.dags)
+        kafka=not args.no_kafka,
+        airflow=AIRFLOW_CHOICES[args.airflow],
+        dags=tuple(args.dags),
+        postgres=True,  # the idempotency store's database: postgres.store_url
     )
     print(json.dumps(doc, indent=None if args.json else 2))
     if not args.json:

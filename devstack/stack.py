@@ -27,6 +27,8 @@ from devstack.paths import run_dir
 from devstack.postgres import PostgresServer
 from devstack.postgres import bin_dir as postgres_bin
 
+STORE_DATABASE = "trigger_consumer"  # the idempotency store of workers on this stack
+
 
 def say(message: str) -> None:
     """Progress for humans, on stderr so that stdout stays one JSON document."""
@@ -112,14 +114,23 @@ class Stack:
 
     # -- start ------------------------------------------------------------------------------
     def up(
-        self, *, kafka: bool = True, airflow: tuple[str, ...] = (), dags: tuple[Path, ...] = ()
+        self,
+        *,
+        kafka: bool = True,
+        airflow: tuple[str, ...] = (),
+        dags: tuple[Path, ...] = (),
+        postgres: bool = False,
     ) -> dict[str, Any]:
-        """Start whatever of Kafka and the named Airflow versions is not running yet.
+        """Start whatever of Kafka, PostgreSQL and the named Airflow versions is not running yet.
+
+        PostgreSQL also holds the workers' shared idempotency store (``STORE_DATABASE``),
+        whose URL ``describe`` names as ``postgres.store_url``.
 
         Args:
             kafka: start the Kafka broker.
             airflow: Airflow major versions to start ("3", "2").
             dags: extra DAG folders to serve on every Airflow started.
+            postgres: start PostgreSQL and its store database even without Airflow.
 
         Returns:
             The stack description (see ``describe``).
@@ -128,8 +139,9 @@ class Stack:
             started = time.monotonic()
             with ThreadPoolExecutor(max_workers=2) as pool:
                 kafka_job = pool.submit(self._ensure_kafka) if kafka else None
-                if airflow:
+                if airflow or postgres:
                     self._ensure_postgres()
+                    self._ensure_store_database()
                     list(pool.map(lambda major: self._ensure_airflow(major, list(dags)), airflow))
                 if kafka_job is not None:
                     kafka_job.result()
@@ -162,6 +174,12 @@ class Stack:
         self.postgres.start(tie_to_parent=self.tie_to_parent)
         self.started.add("postgres")
         say(f"PostgreSQL ready on 127.0.0.1:{self.postgres.port}")
+
+    def _ensure_store_database(self) -> None:
+        """Create the store database on a running PostgreSQL (also one started earlier)."""
+        if self.postgres is None:
+            raise procs.StackError("PostgreSQL must run before its store database")
+        self.postgres.create_database(STORE_DATABASE)
 
     def _ensure_airflow(self, major: str, dags: list[Path]) -> None:
         server = self.airflow.get(major)
@@ -197,7 +215,10 @@ class Stack:
             doc["kafka"] = {"bootstrap_servers": self.kafka.bootstrap_servers}
         doc["airflow"] = {major: server.describe() for major, server in self.airflow.items()}
         if self.postgres is not None:
-            doc["postgres"] = {"url": self.postgres.url("postgres", driver="postgresql")}
+            doc["postgres"] = {
+                "url": self.postgres.url("postgres", driver="postgresql"),
+                "store_url": self.postgres.url(STORE_DATABASE, driver="postgresql"),
+            }
         doc["run_dir"] = str(self.home)
         return doc
 

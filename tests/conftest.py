@@ -75,6 +75,27 @@ def airflow2(stack: Stack) -> AirflowServer:
     return stack.airflow_server("2")
 
 
+@pytest.fixture(scope="session")
+def postgres_store_url(stack: Stack) -> str:
+    """The devstack PostgreSQL's store database URL (``postgres.store_url`` of ``up``)."""
+    doc = stack.up(kafka=False, postgres=True)
+    url: str = doc["postgres"]["store_url"]
+    return url
+
+
+@pytest.fixture
+def new_database(postgres_store_url: str) -> Iterator[str]:
+    """A fresh, empty database on the devstack PostgreSQL, dropped afterwards."""
+    import psycopg  # noqa: PLC0415 -- only PostgreSQL-store tests need the driver
+
+    name = unique_name("t").replace("-", "_")
+    with psycopg.connect(postgres_store_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_store_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(postgres_store_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["3", "2"], ids=["airflow3", "airflow2"])
 def airflow(request: pytest.FixtureRequest) -> AirflowServer:
     """Each real Airflow in turn: the test runs once per major version."""

@@ -359,12 +359,20 @@ def test_unacknowledged_reply_is_sent_again_by_a_restarted_tracker(
     assert restarted.fatal is None
 
 
-def test_entry_older_than_the_horizon_is_abandoned_without_a_check(
+def test_entry_older_than_the_horizon_gets_a_last_check_and_is_abandoned(
     airflow2: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
 ) -> None:
-    """Past the horizon a tracked run is never looked up, gets no reply, and leaves tracking."""
+    """Past the horizon an unfinished run is looked up once more, gets no reply, leaves tracking."""
     client = client_for(airflow2)
-    key, _ = trigger_tracked(store, client, "devstack_plain")
+    key = new_key()
+    store.record(
+        key,
+        fingerprint="fp",
+        dag_id="devstack_plain",
+        dag_run_id=run_id_for(key),  # never triggered: Airflow does not know it
+        status=EntryStatus.TRIGGERED,
+        track=True,
+    )
     published = Collected()
     later = datetime.now(UTC) + timedelta(hours=2)
     tracker = CompletionTracker(
@@ -381,10 +389,84 @@ def test_entry_older_than_the_horizon_is_abandoned_without_a_check(
     assert tracker.poll_once() == 0
 
     assert published.outcomes == []
-    assert (tracker.counts.abandoned, tracker.counts.checks) == (1, 0)
+    assert (tracker.counts.abandoned, tracker.counts.checks) == (1, 1)
     assert store.tracked_runs() == []
     assert entry(store, key).abandoned_at is not None
     assert entry(store, key).completed_at is None
+
+
+def test_finished_run_past_the_horizon_gets_its_completed_reply_on_the_last_check(
+    airflow3: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
+) -> None:
+    """A run that ended but was not seen yet is answered `completed` by the last check."""
+    client = client_for(airflow3)
+    key, result = trigger_tracked(store, client, "devstack_plain")
+    wait_until(
+        lambda: (
+            (run := client.get_run("devstack_plain", result.dag_run_id)) is not None
+            and run.state == "success"
+        ),
+        timeout=RUN_TIMEOUT,
+        interval=POLL_EVERY,
+        what="the run to succeed",
+    )
+    published = Collected()
+    later = datetime.now(UTC) + timedelta(hours=2)
+    tracker = CompletionTracker(
+        store,
+        client,
+        published,
+        stop=threading.Event(),
+        horizon=timedelta(hours=1),
+        clock=lambda: later,
+    )
+
+    assert tracker.poll_once() == 1
+
+    assert [(o.idempotency_key, o.run_state) for o in published.outcomes] == [(key, "success")]
+    assert tracker.counts.abandoned == 0
+
+
+def test_run_whose_tracker_died_is_completed_once_by_another_replica(
+    airflow3: AirflowServer, new_database: str, client_for: Callable[..., AirflowApi]
+) -> None:
+    """On a shared store a dead replica's lease expires and another sends the one `completed`."""
+    client = client_for(airflow3)
+    stores = [open_store(new_database, RETENTION) for _ in range(2)]
+    try:
+        key, _ = trigger_tracked(stores[0], client, "devstack_plain")
+        refusing = Refusing()
+        dying = CompletionTracker(
+            stores[0],
+            client,
+            refusing,
+            stop=threading.Event(),
+            interval=FAST_INTERVAL,
+            max_delay=FAST_MAX_DELAY,
+            lease_ttl=timedelta(seconds=3),
+        )
+        poll_until(dying, lambda: refusing.attempts >= 1, "the run to end and publish to fail")
+        published = Collected()
+        survivor = CompletionTracker(
+            stores[1],
+            client,
+            published,
+            stop=threading.Event(),
+            interval=FAST_INTERVAL,
+            max_delay=FAST_MAX_DELAY,
+        )
+        assert survivor.poll_once() == 0  # the dead replica's lease still holds
+        assert survivor.counts.checks == 0
+
+        poll_until(survivor, lambda: bool(published.outcomes), "the other replica's reply")
+
+        assert [(o.idempotency_key, o.run_state) for o in published.outcomes] == [(key, "success")]
+        assert stores[1].tracked_runs() == []
+        assert survivor.poll_once() == 0
+        assert len(published.outcomes) == 1
+    finally:
+        for opened in stores:
+            opened.close()
 
 
 def test_unknown_run_stays_tracked_and_is_checked_again_only_after_a_backoff(

@@ -35,7 +35,7 @@ from consumer.limits import Limits
 from consumer.logs import bind_message
 from consumer.outcome import Outcome
 from consumer.pipeline.decode import decode
-from consumer.pipeline.dedup import Seen, judge, key_reused
+from consumer.pipeline.dedup import ANSWERED, Seen, judge, key_reused
 from consumer.pipeline.policy import Policy, check_policy
 from consumer.pipeline.trigger import trigger
 from consumer.pipeline.validate import validate
@@ -182,18 +182,22 @@ class Pipeline:
         key = request.idempotency_key
         hold = self.store_hold.call
         entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key))
-        seen = judge(entry, admitted.fingerprint)
+        at = (record.topic, record.partition, record.offset)
+        seen = judge(entry, admitted.fingerprint, at)
         if seen is Seen.NEW:
-            run_id = run_id_for(key)
             entry = hold(
                 lambda: self.store.mark_pending(
-                    key, fingerprint=admitted.fingerprint, dag_id=request.dag_id, dag_run_id=run_id
+                    key,
+                    fingerprint=admitted.fingerprint,
+                    dag_id=request.dag_id,
+                    dag_run_id=run_id_for(key),
+                    origin=_origin(record, request),
                 )
             )
-            # another process may have claimed the key since the read: its entry holds it
-            claimed = judge(entry, admitted.fingerprint)
-            seen = claimed if claimed in (Seen.KNOWN, Seen.REUSED) else Seen.NEW
-        if entry is not None and seen in (Seen.KNOWN, Seen.REUSED):
+            # another process (replica) may have claimed the key since the read
+            claimed = judge(entry, admitted.fingerprint, at)
+            seen = Seen.NEW if claimed is Seen.RESUMED else claimed
+        if entry is not None and seen in ANSWERED:
             return self._from_store(record, request, entry, seen)
         if not owned():  # the pending mark stays: the new owner resumes the request
             raise StoppingError("partition revoked before the Airflow call")
@@ -203,7 +207,8 @@ class Pipeline:
             # keep the pending mark: the POST may have been accepted (spec §3)
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
         except AirflowError as exc:
-            hold(lambda: self.store.release(key))  # no run: a corrected retry may reuse the key
+            if seen is not Seen.CLAIMED:  # another request's pending mark is not ours to drop
+                hold(lambda: self.store.release(key))  # no run: a corrected retry may reuse it
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
         # a run found under our run id is ours if an earlier attempt of this request was pending
@@ -248,8 +253,9 @@ class Pipeline:
         self, admitted: Admitted, entry: StoredEntry | None, *, current: bool
     ) -> Outcome | Admitted:
         """Answer a key the store maps to a run; admit the rest with what was read."""
-        seen = judge(entry, admitted.fingerprint)
-        if current and entry is not None and seen in (Seen.KNOWN, Seen.REUSED):
+        record = admitted.record
+        seen = judge(entry, admitted.fingerprint, (record.topic, record.partition, record.offset))
+        if current and entry is not None and seen in ANSWERED:
             return self._from_store(admitted.record, admitted.request, entry, seen)
         return Admitted(admitted.record, admitted.request, admitted.fingerprint, entry, current)
 
@@ -257,9 +263,11 @@ class Pipeline:
     def _from_store(
         record: InboundRecord, request: TriggerRequest, entry: StoredEntry, seen: Seen
     ) -> Outcome:
-        """``duplicate`` of the stored run, or ``rejected`` for a reused key; no Airflow call."""
+        """The stored answer (``triggered`` again for this very request), no Airflow call."""
         if seen is Seen.REUSED:
             return Outcome.rejected(record, key_reused(entry), request=request)
+        if seen is Seen.OWN and entry.status is EntryStatus.TRIGGERED:
+            return Outcome.triggered(record, request, _stored_run(entry), attempts=0)
         return Outcome.duplicate(record, request, _stored_run(entry), attempts=0)
 
     def _record(self, admitted: Admitted, result: TriggerResult, *, made_here: bool) -> None:
@@ -274,15 +282,20 @@ class Pipeline:
             logical_date=result.logical_date.isoformat() if result.logical_date else None,
             run_url=result.run_url,
             track=request.track,
-            origin=RequestOrigin(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                timestamp_ms=record.timestamp_ms,
-                correlation_id=request.correlation_id,
-                reply_topic=request.reply_topic,
-            ),
+            origin=_origin(record, request),
         )
+
+
+def _origin(record: InboundRecord, request: TriggerRequest) -> RequestOrigin:
+    """What the store keeps of the request: its coordinates and where to reply."""
+    return RequestOrigin(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp_ms,
+        correlation_id=request.correlation_id,
+        reply_topic=request.reply_topic,
+    )
 
 
 def _stored_run(entry: StoredEntry) -> DagRun:

@@ -3,10 +3,15 @@
 A pure judgement over one store entry and the request's fingerprint; the pipeline reads
 the entries (one query per poll) and writes the marks::
 
-    no entry ─────────────────────► NEW      write the pending mark, then POST
-    pending, same fingerprint ────► RESUMED  an earlier attempt may have made the run
-    final, same fingerprint ──────► KNOWN    answer ``duplicate`` from the store
-    any, other fingerprint ───────► REUSED   ``idempotency_key_reused``, no Airflow call
+    no entry ──────────────────────────► NEW      write the pending mark, then POST
+    pending of this very request ──────► RESUMED  an earlier attempt may have made the run
+    pending of another request ────────► CLAIMED  POST; only a created run is ours
+    final, of this very request ───────► OWN      answer its stored status again
+    final, of another request ─────────► KNOWN    answer ``duplicate`` from the store
+    any, other fingerprint ────────────► REUSED   ``idempotency_key_reused``, no Airflow call
+
+"This very request" is the record at the same (topic, partition, offset): re-delivered
+after a crash, a drain timeout or a rebalance, on this replica or another one.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 from enum import Enum
 
 from consumer.errors import ErrorCode, Rejected
-from consumer.store import EntryStatus, StoredEntry
+from consumer.store import Coordinates, EntryStatus, StoredEntry, coordinates
 
 
 class Seen(Enum):
@@ -22,25 +27,38 @@ class Seen(Enum):
 
     NEW = "new"
     RESUMED = "resumed"
+    CLAIMED = "claimed"
+    OWN = "own"
     KNOWN = "known"
     REUSED = "reused"
 
 
-def judge(entry: StoredEntry | None, fingerprint: str) -> Seen:
+ANSWERED = frozenset({Seen.OWN, Seen.KNOWN, Seen.REUSED})
+"""What the store answers without an Airflow call."""
+
+
+def judge(entry: StoredEntry | None, fingerprint: str, at: Coordinates | None = None) -> Seen:
     """Judge what ``entry`` means for the request whose fingerprint is ``fingerprint``.
 
     Args:
         entry: the key's live store entry, or None.
         fingerprint: the request's fingerprint.
+        at: the request record's (topic, partition, offset); None judges as before
+            origins were kept: any pending mark is RESUMED, any final entry KNOWN.
 
     Returns:
-        NEW, RESUMED, KNOWN or REUSED (see the module docstring).
+        One of ``Seen`` (see the module docstring).
     """
     if entry is None:
         return Seen.NEW
     if entry.fingerprint != fingerprint:
         return Seen.REUSED
-    return Seen.RESUMED if entry.status is EntryStatus.PENDING else Seen.KNOWN
+    stored_at = coordinates(entry.origin)
+    if entry.status is EntryStatus.PENDING:
+        # a mark without origin (store schema 1) is taken for this request, as it was then
+        mine = at is None or stored_at is None or stored_at == at
+        return Seen.RESUMED if mine else Seen.CLAIMED
+    return Seen.OWN if at is not None and stored_at == at else Seen.KNOWN
 
 
 def key_reused(entry: StoredEntry) -> Rejected:

@@ -1,9 +1,9 @@
 """The idempotency store: idempotency key → fingerprint → outcome (spec §3, layer 1).
 
 ``IdempotencyStore`` is the seam the pipeline and the tracker use; ``open_store`` picks an
-implementation from ``TRIGGER_CONSUMER_STORE_URL``. Only SQLite exists today; a shared
-PostgreSQL store (spec §8) will implement the same Protocol, so it speaks in plain values
-and promises only what one SQL transaction per call can keep.
+implementation from ``TRIGGER_CONSUMER_STORE_URL``: embedded SQLite for one replica, or
+PostgreSQL shared by a fleet of replicas (spec §8). The Protocol speaks in plain values
+and promises only what one SQL statement or transaction per call can keep.
 
 The life of one key::
 
@@ -26,6 +26,8 @@ Clock: TypeAlias = Callable[[], datetime]
 """Returns the current time as a timezone-aware datetime; injectable for tests."""
 
 SQLITE_SCHEME = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+DEFAULT_PURGE_BATCH = 1000  # rows per purge call: bounds how long one DELETE holds its locks
 
 
 class EntryStatus(StrEnum):
@@ -65,6 +67,43 @@ class RequestOrigin:
     timestamp_ms: int | None
     correlation_id: str | None = None
     reply_topic: str | None = None
+
+
+Coordinates: TypeAlias = tuple[str, int, int]
+"""A request record's place in Kafka: (topic, partition, offset)."""
+
+
+def coordinates(origin: RequestOrigin | None) -> Coordinates | None:
+    """Return the (topic, partition, offset) of ``origin``, or None without one.
+
+    Args:
+        origin: a request origin, or None.
+
+    Returns:
+        The record coordinates that identify the request.
+    """
+    return None if origin is None else (origin.topic, origin.partition, origin.offset)
+
+
+def may_overwrite(existing: StoredEntry, status: EntryStatus, origin: RequestOrigin | None) -> bool:
+    """Whether ``record(status, origin)`` may replace the live ``existing`` entry.
+
+    The request that made the run (``triggered``) always writes. A ``duplicate`` never
+    replaces what another request wrote, neither its pending mark (it may have made the
+    run, and its re-delivery must still be answered ``triggered``) nor its final outcome.
+    An unknown origin on either side (entries of store schema 1) matches any.
+
+    Args:
+        existing: the key's live entry.
+        status: the status being recorded.
+        origin: the recording request's origin.
+
+    Returns:
+        True when the entry may be overwritten.
+    """
+    if status is EntryStatus.TRIGGERED or existing.origin is None or origin is None:
+        return True
+    return coordinates(existing.origin) == coordinates(origin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,19 +173,28 @@ class IdempotencyStore(Protocol):
         ...
 
     def mark_pending(
-        self, key: str, *, fingerprint: str, dag_id: str, dag_run_id: str
+        self,
+        key: str,
+        *,
+        fingerprint: str,
+        dag_id: str,
+        dag_run_id: str,
+        origin: RequestOrigin | None = None,
     ) -> StoredEntry:
         """Claim ``key`` before the Airflow POST (spec §3), atomically.
 
         Inserts a ``pending`` entry unless a live entry exists; an existing entry is
         returned unchanged, whatever its fingerprint or status. The caller compares the
-        returned fingerprint with its own to detect ``idempotency_key_reused``.
+        returned fingerprint and origin with its own: another fingerprint is
+        ``idempotency_key_reused``, another origin is another request's claim.
 
         Args:
             key: the idempotency key.
             fingerprint: the fingerprint of the request claiming the key.
             dag_id: the DAG the request targets.
             dag_run_id: the run id derived from the key.
+            origin: the claiming request's origin, so that its re-delivery (on any
+                replica) is recognised as the request that may have made the run.
 
         Returns:
             The entry that holds the key after the call: the new one or the existing one.
@@ -169,9 +217,10 @@ class IdempotencyStore(Protocol):
     ) -> StoredEntry:
         """Record the final outcome for ``key``: the run it maps to.
 
-        An upsert: it overwrites a live entry's fields (clearing ``completed_at`` and
-        ``abandoned_at``) but keeps its ``created_at``, and creates the entry if none is
-        live (a lost or purged pending mark).
+        An upsert: it overwrites a live entry's fields (clearing ``completed_at``,
+        ``abandoned_at`` and any tracking lease) but keeps its ``created_at``, and creates
+        the entry if none is live (a lost or purged pending mark). A ``duplicate`` leaves
+        an entry another request wrote unchanged (see ``may_overwrite``).
 
         Args:
             key: the idempotency key.
@@ -187,7 +236,7 @@ class IdempotencyStore(Protocol):
                 ``completed`` reply of a tracked run echoes.
 
         Returns:
-            The entry as stored.
+            The entry as stored (the unchanged one when ``may_overwrite`` refused).
         """
         ...
 
@@ -215,6 +264,36 @@ class IdempotencyStore(Protocol):
         Returns:
             Entries with ``track`` set, a final status, no ``completed_at`` and no
             ``abandoned_at``.
+        """
+        ...
+
+    def lease_tracked(self, owner: str, ttl: timedelta, limit: int = 1000) -> list[StoredEntry]:
+        """Lease up to ``limit`` tracked runs to ``owner`` for ``ttl``, atomically.
+
+        Takes entries as ``tracked_runs`` lists them whose lease is free, expired or
+        already ``owner``'s (renewing it), least recently leased first, so that every
+        tracked run gets its turn however many there are. While a lease lasts no other
+        owner gets the entry: each run is watched by one replica at a time, and by
+        another one once its holder stopped renewing (died).
+
+        Args:
+            owner: the leasing process's id, unique per process.
+            ttl: how long the lease lasts unless renewed.
+            limit: at most this many entries.
+
+        Returns:
+            The leased entries, oldest first.
+        """
+        ...
+
+    def release_leases(self, owner: str) -> int:
+        """Give up every lease ``owner`` holds (a clean shutdown hands runs over at once).
+
+        Args:
+            owner: the process id given to ``lease_tracked``.
+
+        Returns:
+            How many leases were released.
         """
         ...
 
@@ -254,8 +333,13 @@ class IdempotencyStore(Protocol):
         """
         ...
 
-    def purge_expired(self) -> int:
-        """Delete entries older than the configured retention window.
+    def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
+        """Delete at most ``batch`` entries older than the configured retention window.
+
+        Call it again while it returns ``batch``: bounded deletes keep each call short.
+
+        Args:
+            batch: the most entries one call deletes.
 
         Returns:
             How many entries were deleted.
@@ -267,16 +351,26 @@ class IdempotencyStore(Protocol):
         ...
 
 
-def open_store(url: str, retention: timedelta, *, clock: Clock | None = None) -> IdempotencyStore:
-    """Open the store named by ``url``, creating its schema if needed.
+def open_store(
+    url: str,
+    retention: timedelta,
+    *,
+    clock: Clock | None = None,
+    password: str | None = None,
+) -> IdempotencyStore:
+    """Open the store named by ``url``, creating or upgrading its schema if needed.
 
-    Supported: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` and
-    ``sqlite:///:memory:`` (one process, gone at exit: tests and ``validate`` only).
+    Supported: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+    ``sqlite:///:memory:`` (one process, gone at exit: tests and ``validate`` only), and
+    ``postgresql://user@host:port/db?sslmode=verify-full&sslrootcert=…`` (any libpq
+    connection URI; ``postgres://`` too) for a store shared by many replicas.
 
     Args:
         url: the store URL (``TRIGGER_CONSUMER_STORE_URL``).
         retention: how long keys are remembered (``TRIGGER_CONSUMER_DEDUP_RETENTION``).
         clock: the time source; the system clock in UTC by default.
+        password: the PostgreSQL password (``TRIGGER_CONSUMER_STORE_PASSWORD[_FILE]``),
+            kept out of the URL so that it never shows in logs.
 
     Returns:
         An open store.
@@ -285,16 +379,20 @@ def open_store(url: str, retention: timedelta, *, clock: Clock | None = None) ->
         ConfigError: the URL is unsupported, the retention is not positive, or the
             database cannot be opened or was written by a newer release.
     """
+    if url.startswith(POSTGRES_SCHEMES):
+        # Imported here so that importing the Protocol never loads a backend.
+        from consumer.store.postgres import PostgresStore  # noqa: PLC0415
+
+        return PostgresStore(url, retention, clock=clock, password=password)
     if not url.startswith(SQLITE_SCHEME):
         scheme = url.partition(":")[0] or url
         raise ConfigError(
             f"unsupported store URL scheme {scheme!r} in TRIGGER_CONSUMER_STORE_URL; "
-            "use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            "use sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://…"
         )
     path = url.removeprefix(SQLITE_SCHEME)
     if not path:
         raise ConfigError("TRIGGER_CONSUMER_STORE_URL names no database file after sqlite:///")
-    # Imported here so that importing the Protocol never loads a backend.
     from consumer.store.sqlite import SqliteStore  # noqa: PLC0415
 
     return SqliteStore(path, retention, clock=clock)

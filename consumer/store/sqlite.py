@@ -1,6 +1,6 @@
 """SqliteStore: the idempotency store in an embedded SQLite file (WAL, thread-safe).
 
-Once open, every SQLite failure is raised as ``StoreUnavailableError`` (``sqlite_failures``).
+Once open, every SQLite failure is raised as ``StoreUnavailableError`` (``failures``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,18 @@ from pathlib import Path
 from types import TracebackType
 
 from consumer.errors import ConfigError, StoreUnavailableError
-from consumer.store import Clock, EntryStatus, RequestOrigin, StoredEntry
-from consumer.store.sqlite_failures import store_failures
+from consumer.store import (
+    DEFAULT_PURGE_BATCH,
+    Clock,
+    EntryStatus,
+    RequestOrigin,
+    StoredEntry,
+    may_overwrite,
+)
+from consumer.store.failures import store_failures
 from consumer.store.sqlite_schema import (
     COLUMNS,
+    TRACKED_DUE,
     apply_schema,
     entry_from_row,
     origin_values,
@@ -27,7 +35,6 @@ from consumer.store.sqlite_schema import (
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 10_000
 READ_BATCH = 500  # keys per SELECT: far below SQLite's bound on bound parameters
-PURGE_BATCH = 500  # rows per purge transaction: the write lock is held for one batch only
 
 
 def _utc_now() -> datetime:
@@ -112,7 +119,7 @@ class SqliteStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock, store_failures():
+        with self._lock, store_failures(sqlite3.Error):
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
@@ -149,7 +156,7 @@ class SqliteStore:
         Returns:
             The entry, or None.
         """
-        with self._lock, store_failures():
+        with self._lock, store_failures(sqlite3.Error):
             return self._select_live(self._conn.cursor(), key)
 
     def get_many(self, keys: Collection[str]) -> dict[str, StoredEntry]:
@@ -165,7 +172,7 @@ class SqliteStore:
         """
         unique = list(dict.fromkeys(keys))
         found: dict[str, StoredEntry] = {}
-        with self._lock, store_failures():
+        with self._lock, store_failures(sqlite3.Error):
             cur = self._conn.cursor()
             cutoff = self._cutoff()
             for start in range(0, len(unique), READ_BATCH):
@@ -180,22 +187,15 @@ class SqliteStore:
         return found
 
     def mark_pending(
-        self, key: str, *, fingerprint: str, dag_id: str, dag_run_id: str
+        self,
+        key: str,
+        *,
+        fingerprint: str,
+        dag_id: str,
+        dag_run_id: str,
+        origin: RequestOrigin | None = None,
     ) -> StoredEntry:
-        """Claim ``key`` before the Airflow POST (spec §3), atomically.
-
-        Inserts a ``pending`` entry unless a live entry exists; an existing entry is
-        returned unchanged. An expired entry is replaced.
-
-        Args:
-            key: the idempotency key.
-            fingerprint: the fingerprint of the request claiming the key.
-            dag_id: the DAG the request targets.
-            dag_run_id: the run id derived from the key.
-
-        Returns:
-            The entry that holds the key after the call: the new one or the existing one.
-        """
+        """Claim ``key`` before the Airflow POST; an existing live entry is returned unchanged."""
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             existing = self._select_live(cur, key)
@@ -203,9 +203,19 @@ class SqliteStore:
                 return existing
             cur.execute(
                 "INSERT OR REPLACE INTO idempotency"
-                " (key, fingerprint, dag_id, dag_run_id, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, fingerprint, dag_id, dag_run_id, EntryStatus.PENDING.value, now, now),
+                " (key, fingerprint, dag_id, dag_run_id, status, created_at, updated_at,"
+                " correlation_id, reply_topic, source_topic, source_partition, source_offset,"
+                " source_timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    fingerprint,
+                    dag_id,
+                    dag_run_id,
+                    EntryStatus.PENDING.value,
+                    now,
+                    now,
+                    *origin_values(origin),
+                ),
             )
             created = self._select_live(cur, key)
         if created is None:  # pragma: no cover -- only with a clock that runs backwards
@@ -226,34 +236,14 @@ class SqliteStore:
         track: bool = False,
         origin: RequestOrigin | None = None,
     ) -> StoredEntry:
-        """Record the final outcome for ``key``: the run it maps to.
-
-        Overwrites a live entry's fields (clearing ``completed_at`` and ``abandoned_at``)
-        but keeps its ``created_at``; creates the entry if none is live.
-
-        Args:
-            key: the idempotency key.
-            fingerprint: the fingerprint of the request.
-            dag_id: the DAG the run belongs to.
-            dag_run_id: the run's id.
-            status: ``triggered`` or ``duplicate``.
-            run_state: Airflow's state of the run, if known.
-            logical_date: the run's logical date as ISO 8601 text, if any.
-            run_url: the run's page in the Airflow UI, if known.
-            track: whether the request asked for a completion reply.
-            origin: the request's coordinates, correlation id and reply topic.
-
-        Returns:
-            The entry as stored.
-
-        Raises:
-            ValueError: ``status`` is ``pending``; use ``mark_pending``.
-        """
+        """Record ``key``'s final outcome (``IdempotencyStore.record``); ValueError for pending."""
         if status is EntryStatus.PENDING:
             raise ValueError("record() takes a final status; use mark_pending() for pending")
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             existing = self._select_live(cur, key)
+            if existing is not None and not may_overwrite(existing, status, origin):
+                return existing
             created = now if existing is None else to_epoch(existing.created_at)
             cur.execute(
                 f"INSERT OR REPLACE INTO idempotency ({COLUMNS})"  # noqa: S608 -- constant column list
@@ -291,16 +281,8 @@ class SqliteStore:
             return cur.execute("DELETE FROM idempotency WHERE key = ?", (key,)).rowcount > 0
 
     def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
-        """Return live tracked entries whose run is not yet seen complete, oldest first.
-
-        Args:
-            limit: at most this many entries.
-
-        Returns:
-            Entries with ``track`` set, a final status, no ``completed_at`` and no
-            ``abandoned_at``.
-        """
-        with self._lock, store_failures():
+        """Return live tracked entries whose run is not yet seen complete, oldest first."""
+        with self._lock, store_failures(sqlite3.Error):
             rows = self._conn.execute(
                 f"SELECT {COLUMNS} FROM idempotency"  # noqa: S608 -- constant column list
                 " WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
@@ -311,33 +293,18 @@ class SqliteStore:
         return [entry_from_row(row) for row in rows]
 
     def mark_completed(self, key: str, run_state: str) -> bool:
-        """Note that the tracked run of ``key`` reached the final ``run_state``.
-
-        Args:
-            key: the idempotency key.
-            run_state: Airflow's final state of the run.
-
-        Returns:
-            Whether a live entry was updated.
-        """
+        """Note that the tracked run of ``key`` reached ``run_state``; release its lease."""
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             updated = cur.execute(
-                "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?"
-                " WHERE key = ? AND created_at >= ?",
+                "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?,"
+                " lease_owner = NULL, lease_until = NULL WHERE key = ? AND created_at >= ?",
                 (run_state, now, now, key, self._cutoff()),
             )
             return updated.rowcount > 0
 
     def abandon_tracking(self, key: str) -> bool:
-        """Stop tracking the run of ``key`` without it having been seen complete.
-
-        Args:
-            key: the idempotency key.
-
-        Returns:
-            Whether a live entry was updated.
-        """
+        """Stop tracking the run of ``key`` without it having been seen complete."""
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             updated = cur.execute(
@@ -347,36 +314,61 @@ class SqliteStore:
             )
             return updated.rowcount > 0
 
-    def purge(self, older_than: datetime, *, batch: int = PURGE_BATCH) -> int:
-        """Delete entries created before ``older_than``; requests' writes interleave batches.
+    def purge(self, older_than: datetime) -> int:
+        """Delete entries created before the timezone-aware ``older_than``; return how many."""
+        cutoff = to_epoch(older_than)
+        with self._transaction() as cur:
+            return cur.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,)).rowcount
+
+    def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
+        """Delete at most ``batch`` entries older than the retention window.
 
         Args:
-            older_than: a timezone-aware cut-off.
-            batch: rows deleted per transaction.
+            batch: the most entries one call deletes.
 
         Returns:
             How many entries were deleted.
         """
-        cutoff = to_epoch(older_than)
-        total = 0
-        while True:
-            with self._transaction() as cur:
-                deleted = cur.execute(
-                    "DELETE FROM idempotency WHERE rowid IN"
-                    " (SELECT rowid FROM idempotency WHERE created_at < ? LIMIT ?)",
-                    (cutoff, batch),
-                ).rowcount
-            total += deleted
-            if deleted < batch:
-                return total
+        cutoff = self._cutoff()
+        with self._transaction() as cur:
+            return cur.execute(
+                "DELETE FROM idempotency WHERE key IN"
+                " (SELECT key FROM idempotency WHERE created_at < ? LIMIT ?)",
+                (cutoff, batch),
+            ).rowcount
 
-    def purge_expired(self) -> int:
-        """Delete entries older than the retention window; returns how many were deleted."""
-        return self.purge(self._clock() - self._retention)
+    def lease_tracked(self, owner: str, ttl: timedelta, limit: int = 1000) -> list[StoredEntry]:
+        """Lease up to ``limit`` tracked runs to ``owner`` (``IdempotencyStore.lease_tracked``)."""
+        now = self._clock()
+        with self._transaction() as cur:
+            rows = cur.execute(
+                f"UPDATE idempotency SET lease_owner = ?, lease_until = ?, leased_at = ?"  # noqa: S608 -- constant columns
+                f" WHERE key IN ({TRACKED_DUE}) RETURNING {COLUMNS}",
+                (
+                    owner,
+                    to_epoch(now + ttl),
+                    to_epoch(now),
+                    EntryStatus.PENDING.value,
+                    self._cutoff(),
+                    to_epoch(now),
+                    owner,
+                    limit,
+                ),
+            ).fetchall()
+        return sorted((entry_from_row(row) for row in rows), key=lambda e: (e.created_at, e.key))
+
+    def release_leases(self, owner: str) -> int:
+        """Give up every lease ``owner`` holds; return how many."""
+        with self._transaction() as cur:
+            return cur.execute(
+                "UPDATE idempotency SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = ?",
+                (owner,),
+            ).rowcount
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the database."""
-        with self._lock, store_failures():
+        with self._lock, store_failures(sqlite3.Error):
             row = self._conn.execute("SELECT max(version) FROM schema_version").fetchone()
         return int(row[0])
 

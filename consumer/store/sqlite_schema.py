@@ -13,7 +13,7 @@ from typing import TypeAlias
 from consumer.errors import ConfigError
 from consumer.store import EntryStatus, RequestOrigin, StoredEntry
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -38,12 +38,19 @@ CREATE TABLE IF NOT EXISTS idempotency (
     source_partition    INTEGER,
     source_offset       INTEGER,
     source_timestamp_ms INTEGER,
-    abandoned_at        REAL
+    abandoned_at        REAL,
+    lease_owner         TEXT,
+    lease_until         REAL,
+    leased_at           REAL
 );
 CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
 CREATE INDEX IF NOT EXISTS idempotency_tracked ON idempotency (created_at)
     WHERE track = 1 AND completed_at IS NULL;
 """
+_LEASE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS idempotency_leased ON idempotency (leased_at)"
+    " WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
+)
 
 # Schema version 2 (completion tracking) added these columns; a version 1 file gains them
 # on open, its entries with NULL origin, so the tracker echoes unknown source coordinates.
@@ -56,13 +63,23 @@ _MIGRATION_2 = (
     "ALTER TABLE idempotency ADD COLUMN source_timestamp_ms INTEGER",
     "ALTER TABLE idempotency ADD COLUMN abandoned_at REAL",
 )
+# Schema version 3 (tracking leases shared by replicas): who watches a tracked run, until
+# when, and when it was last leased (the fairness order).
+_MIGRATION_3 = (
+    "ALTER TABLE idempotency ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE idempotency ADD COLUMN lease_until REAL",
+    "ALTER TABLE idempotency ADD COLUMN leased_at REAL",
+)
 
 COLUMNS = (
     "key, fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url,"
     " track, completed_at, created_at, updated_at, correlation_id, reply_topic,"
     " source_topic, source_partition, source_offset, source_timestamp_ms, abandoned_at"
 )
-"""Every column of ``idempotency`` in ``Row`` order, for SELECT and full-row INSERT."""
+"""The entry columns of ``idempotency`` in ``Row`` order, for SELECT and full-row INSERT.
+
+The lease columns are not among them: a full-row ``INSERT OR REPLACE`` clears the lease.
+"""
 
 Row: TypeAlias = tuple[
     str,
@@ -88,6 +105,16 @@ Row: TypeAlias = tuple[
 """One ``idempotency`` row as SQLite returns it for ``SELECT {COLUMNS}``."""
 
 
+# live tracked runs whose lease is free, expired or the asker's own, least recently leased
+TRACKED_DUE = (
+    "SELECT key FROM idempotency"
+    " WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
+    " AND status != ? AND created_at >= ?"
+    " AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+    " ORDER BY leased_at IS NOT NULL, leased_at, created_at, key LIMIT ?"
+)
+
+
 def apply_schema(cur: sqlite3.Cursor, path: str) -> None:
     """Create the tables if missing, stamp a new file, migrate an old one.
 
@@ -105,18 +132,21 @@ def apply_schema(cur: sqlite3.Cursor, path: str) -> None:
         if statement.strip():
             cur.execute(statement)
     found = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-    if found is None:
-        cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-    elif found == 1:
-        for statement in _MIGRATION_2:
-            cur.execute(statement)
-        cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-    elif found > SCHEMA_VERSION:
+    if found is not None and found > SCHEMA_VERSION:
         raise ConfigError(
             f"idempotency store {path!r} has schema version {found}, newer than "
             f"this release's {SCHEMA_VERSION}. Operator action: upgrade the worker "
             "or point TRIGGER_CONSUMER_STORE_URL at another file"
         )
+    if found is None:
+        cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    else:
+        steps = {1: _MIGRATION_2, 2: _MIGRATION_3}
+        for version in range(found, SCHEMA_VERSION):
+            for statement in steps[version]:
+                cur.execute(statement)
+        cur.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+    cur.execute(_LEASE_INDEX)
 
 
 def to_epoch(moment: datetime) -> float:

@@ -1,4 +1,9 @@
-"""Tests of consumer/store: SqliteStore on temporary files, and open_store's URLs."""
+"""Tests of consumer/store/sqlite.py, and the IdempotencyStore contract on both stores.
+
+Every test taking ``store`` runs on SqliteStore (a temporary file) and on PostgresStore (a
+fresh database on the devstack PostgreSQL): the contract suite. ``sqlite_store`` tests are
+about the SQLite file itself.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
+from consumer.store.postgres import PostgresStore
 from consumer.store.sqlite import READ_BATCH, SqliteStore
 
 RETENTION = timedelta(days=7)
@@ -44,9 +50,20 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def store(db_path: Path, clock: ManualClock) -> Iterator[SqliteStore]:
+def sqlite_store(db_path: Path, clock: ManualClock) -> Iterator[SqliteStore]:
     """An open SqliteStore on a temporary file, closed after the test."""
     with SqliteStore(db_path, RETENTION, clock=clock) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[IdempotencyStore]:
+    """Each store in turn, empty, on the manual clock: the contract suite runs on both."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_store")
+        return
+    url = request.getfixturevalue("new_database")
+    with PostgresStore(url, RETENTION, clock=clock) as opened:
         yield opened
 
 
@@ -70,7 +87,7 @@ def trigger(store: IdempotencyStore, key: str, *, track: bool = False) -> Stored
     )
 
 
-def test_mark_pending_round_trips_every_field(store: SqliteStore) -> None:
+def test_mark_pending_round_trips_every_field(store: IdempotencyStore) -> None:
     """A pending mark is read back with its fingerprint, DAG, run id and timestamps."""
     written = claim(store, "k1")
 
@@ -95,7 +112,7 @@ def test_mark_pending_round_trips_every_field(store: SqliteStore) -> None:
 
 
 def test_record_turns_pending_into_triggered_and_keeps_created_at(
-    store: SqliteStore, clock: ManualClock
+    store: IdempotencyStore, clock: ManualClock
 ) -> None:
     """Recording the outcome of a pending key stores the run and keeps the claim time."""
     claim(store, "k1")
@@ -112,7 +129,7 @@ def test_record_turns_pending_into_triggered_and_keeps_created_at(
     assert recorded.updated_at == START + timedelta(seconds=5)
 
 
-def test_record_without_pending_mark_creates_the_entry(store: SqliteStore) -> None:
+def test_record_without_pending_mark_creates_the_entry(store: IdempotencyStore) -> None:
     """A duplicate outcome for a key the store never saw is stored as a new entry."""
     recorded = store.record(
         "k1", fingerprint="fp-1", dag_id="etl", dag_run_id="run-k1", status=EntryStatus.DUPLICATE
@@ -123,7 +140,7 @@ def test_record_without_pending_mark_creates_the_entry(store: SqliteStore) -> No
     assert recorded.created_at == START
 
 
-def test_record_refuses_pending_status(store: SqliteStore) -> None:
+def test_record_refuses_pending_status(store: IdempotencyStore) -> None:
     """record() only takes final statuses; pending goes through mark_pending()."""
     with pytest.raises(ValueError, match="mark_pending"):
         store.record(
@@ -131,7 +148,7 @@ def test_record_refuses_pending_status(store: SqliteStore) -> None:
         )
 
 
-def test_mark_pending_returns_existing_entry_unchanged(store: SqliteStore) -> None:
+def test_mark_pending_returns_existing_entry_unchanged(store: IdempotencyStore) -> None:
     """A second claim of a live key returns the first claim, whatever its fingerprint."""
     first = claim(store, "k1", fingerprint="fp-1")
     triggered = trigger(store, "k1")
@@ -143,7 +160,7 @@ def test_mark_pending_returns_existing_entry_unchanged(store: SqliteStore) -> No
     assert store.get("k1") == triggered
 
 
-def test_release_forgets_the_key_so_it_can_be_claimed_afresh(store: SqliteStore) -> None:
+def test_release_forgets_the_key_so_it_can_be_claimed_afresh(store: IdempotencyStore) -> None:
     """After release, the key is unknown and a new fingerprint may claim it."""
     claim(store, "k1", fingerprint="fp-1")
 
@@ -154,7 +171,7 @@ def test_release_forgets_the_key_so_it_can_be_claimed_afresh(store: SqliteStore)
 
 
 def test_expired_entry_is_invisible_and_replaced_by_a_new_claim(
-    store: SqliteStore, clock: ManualClock
+    store: IdempotencyStore, clock: ManualClock
 ) -> None:
     """Past the retention window get() sees nothing and a new claim writes a fresh pending mark."""
     trigger(store, "k1")
@@ -171,7 +188,7 @@ def test_expired_entry_is_invisible_and_replaced_by_a_new_claim(
 
 
 def test_record_over_expired_entry_starts_a_new_retention_window(
-    store: SqliteStore, clock: ManualClock
+    store: IdempotencyStore, clock: ManualClock
 ) -> None:
     """An outcome recorded after the entry expired counts its age from now, not the old claim."""
     claim(store, "k1")
@@ -184,7 +201,7 @@ def test_record_over_expired_entry_starts_a_new_retention_window(
 
 
 def test_purge_deletes_only_entries_created_before_the_cutoff(
-    store: SqliteStore, clock: ManualClock
+    store: IdempotencyStore, clock: ManualClock
 ) -> None:
     """purge(older_than) removes older entries, counts them, and leaves newer ones."""
     claim(store, "old-1")
@@ -199,29 +216,29 @@ def test_purge_deletes_only_entries_created_before_the_cutoff(
 
 
 def test_purge_expired_uses_the_configured_retention(
-    store: SqliteStore, clock: ManualClock
+    sqlite_store: SqliteStore, clock: ManualClock
 ) -> None:
     """purge_expired() deletes exactly the entries older than the retention window."""
-    claim(store, "old")
+    claim(sqlite_store, "old")
     clock.advance(timedelta(days=2))
-    claim(store, "young")
+    claim(sqlite_store, "young")
     clock.advance(RETENTION - timedelta(days=1))
 
-    assert store.purge_expired() == 1
-    assert store.get("young") is not None
-    with closing(sqlite3.connect(store.path)) as raw:
+    assert sqlite_store.purge_expired() == 1
+    assert sqlite_store.get("young") is not None
+    with closing(sqlite3.connect(sqlite_store.path)) as raw:
         keys = [row[0] for row in raw.execute("SELECT key FROM idempotency")]
     assert keys == ["young"]
 
 
-def test_purge_refuses_naive_datetimes(store: SqliteStore) -> None:
+def test_purge_refuses_naive_datetimes(store: IdempotencyStore) -> None:
     """A cut-off without a timezone is refused rather than guessed."""
     with pytest.raises(ValueError, match="naive"):
         store.purge(datetime(2025, 1, 1))
 
 
 def test_tracked_runs_lists_unfinished_tracked_runs_oldest_first(
-    store: SqliteStore, clock: ManualClock
+    store: IdempotencyStore, clock: ManualClock
 ) -> None:
     """Tracked, recorded, uncompleted runs are listed; pending and untracked ones are not."""
     trigger(store, "tracked-1", track=True)
@@ -234,7 +251,9 @@ def test_tracked_runs_lists_unfinished_tracked_runs_oldest_first(
     assert [entry.key for entry in store.tracked_runs(limit=1)] == ["tracked-1"]
 
 
-def test_mark_completed_removes_run_from_tracking(store: SqliteStore, clock: ManualClock) -> None:
+def test_mark_completed_removes_run_from_tracking(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
     """A completed tracked run keeps its final state and leaves the tracking list."""
     trigger(store, "k1", track=True)
     clock.advance(timedelta(minutes=3))
@@ -249,7 +268,7 @@ def test_mark_completed_removes_run_from_tracking(store: SqliteStore, clock: Man
     assert store.tracked_runs() == []
 
 
-def test_record_round_trips_the_request_origin(store: SqliteStore) -> None:
+def test_record_round_trips_the_request_origin(store: IdempotencyStore) -> None:
     """The origin given to record (coordinates, correlation id, reply topic) is read back."""
     origin = RequestOrigin("requests", 2, 41, 1_735_689_600_000, "corr-1", "team-replies")
     store.record(
@@ -271,7 +290,7 @@ def test_record_round_trips_the_request_origin(store: SqliteStore) -> None:
 
 
 def test_abandon_tracking_removes_run_from_tracking_until_recorded_again(
-    store: SqliteStore, clock: ManualClock
+    store: IdempotencyStore, clock: ManualClock
 ) -> None:
     """An abandoned run leaves the tracking list, keeps its state, and returns when re-recorded."""
     trigger(store, "k1", track=True)
@@ -326,9 +345,9 @@ def test_pending_mark_survives_a_crash_before_recording(db_path: Path) -> None:
     assert entry.fingerprint == "fp-1"
 
 
-def test_file_uses_wal_journal(store: SqliteStore) -> None:
+def test_file_uses_wal_journal(sqlite_store: SqliteStore) -> None:
     """The database file is in WAL mode, which persists for other connections."""
-    with closing(sqlite3.connect(store.path)) as raw:
+    with closing(sqlite3.connect(sqlite_store.path)) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -354,7 +373,7 @@ def run_in_threads(count: int, work: Callable[[int], None]) -> None:
         raise errors[0]
 
 
-def test_concurrent_writers_on_distinct_keys_lose_nothing(store: SqliteStore) -> None:
+def test_concurrent_writers_on_distinct_keys_lose_nothing(store: IdempotencyStore) -> None:
     """Sixteen threads claiming and recording their own keys leave every entry triggered."""
     per_thread = 25
 
@@ -373,7 +392,7 @@ def test_concurrent_writers_on_distinct_keys_lose_nothing(store: SqliteStore) ->
             assert entry.status is EntryStatus.TRIGGERED
 
 
-def test_concurrent_claims_on_one_key_have_one_winner(store: SqliteStore) -> None:
+def test_concurrent_claims_on_one_key_have_one_winner(store: IdempotencyStore) -> None:
     """Sixteen threads claiming one key with different fingerprints all see the same winner."""
     seen: list[str] = [""] * THREADS
 
@@ -409,7 +428,9 @@ def test_concurrent_claims_from_two_connections_have_one_winner(db_path: Path) -
             opened.close()
 
 
-def test_get_many_reads_live_entries_in_batches(store: SqliteStore, clock: ManualClock) -> None:
+def test_get_many_reads_live_entries_in_batches(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
     """get_many returns what get would, key by key, across READ_BATCH chunks; expired: absent."""
     old = trigger(store, "old")
     clock.advance(RETENTION)
@@ -423,3 +444,101 @@ def test_get_many_reads_live_entries_in_batches(store: SqliteStore, clock: Manua
 
     assert found == {**made, "pending": pending}
     assert store.get_many([]) == {}
+
+
+def test_pending_mark_keeps_the_claiming_request_origin(store: IdempotencyStore) -> None:
+    """mark_pending stores the claimer's origin, so its re-delivery is recognisable anywhere."""
+    origin = RequestOrigin("requests", 3, 41, 1_735_689_600_000, "corr-1", "team-replies")
+
+    claimed = store.mark_pending(
+        "k1", fingerprint="fp-1", dag_id="etl", dag_run_id="run-k1", origin=origin
+    )
+
+    assert claimed.origin == origin
+    assert store.get("k1") == claimed
+
+
+def test_duplicate_never_overwrites_another_requests_entry(store: IdempotencyStore) -> None:
+    """A duplicate leaves another request's pending mark and triggered entry; triggered wins."""
+    first = RequestOrigin("requests", 0, 1, None)
+    other = RequestOrigin("requests", 5, 9, None)
+    store.mark_pending("k1", fingerprint="fp-1", dag_id="etl", dag_run_id="run-k1", origin=first)
+
+    def record(status: EntryStatus, origin: RequestOrigin) -> StoredEntry:
+        return store.record(
+            "k1",
+            fingerprint="fp-1",
+            dag_id="etl",
+            dag_run_id="run-k1",
+            status=status,
+            origin=origin,
+        )
+
+    assert record(EntryStatus.DUPLICATE, other).status is EntryStatus.PENDING
+    assert record(EntryStatus.TRIGGERED, other).origin == other
+    kept = record(EntryStatus.DUPLICATE, first)
+    assert (kept.status, kept.origin) == (EntryStatus.TRIGGERED, other)
+    own = record(EntryStatus.TRIGGERED, other)
+    assert own.status is EntryStatus.TRIGGERED
+
+
+def test_lease_gives_each_tracked_run_to_one_owner_until_it_expires(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
+    """A leased run is not leased to another owner until the lease ends; the holder renews it."""
+    trigger(store, "k1", track=True)
+    ttl = timedelta(seconds=30)
+
+    assert [e.key for e in store.lease_tracked("a", ttl)] == ["k1"]
+    assert store.lease_tracked("b", ttl) == []
+    assert [e.key for e in store.lease_tracked("a", ttl)] == ["k1"]
+    clock.advance(ttl + timedelta(seconds=1))
+    assert [e.key for e in store.lease_tracked("b", ttl)] == ["k1"]
+    assert store.lease_tracked("a", ttl) == []
+
+
+def test_released_or_completed_runs_leave_their_lease(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
+    """release_leases hands runs over at once; a completed run is leased to nobody."""
+    trigger(store, "k1", track=True)
+    trigger(store, "k2", track=True)
+    ttl = timedelta(minutes=5)
+    store.lease_tracked("a", ttl)
+
+    assert store.release_leases("a") == 2
+    assert [e.key for e in store.lease_tracked("b", ttl)] == ["k1", "k2"]
+    store.mark_completed("k1", "success")
+    clock.advance(ttl * 2)
+    assert [e.key for e in store.lease_tracked("a", ttl)] == ["k2"]
+
+
+def test_lease_rotates_through_more_runs_than_one_batch(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
+    """Least recently leased first: with more runs than a batch, every run gets its turn."""
+    keys = [f"k{index}" for index in range(5)]
+    for key in keys:
+        trigger(store, key, track=True)
+        clock.advance(timedelta(seconds=1))
+    ttl = timedelta(seconds=1)
+    seen: list[str] = []
+    for _ in range(3):
+        seen += [e.key for e in store.lease_tracked("a", ttl, limit=2)]
+        clock.advance(timedelta(seconds=2))
+
+    assert set(seen) == set(keys)
+    assert seen[:4] == keys[:4]
+
+
+def test_purge_expired_deletes_in_bounded_batches(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
+    """purge_expired(batch) deletes at most batch expired entries per call, never live ones."""
+    for index in range(5):
+        claim(store, f"old{index}")
+    clock.advance(RETENTION + timedelta(seconds=1))
+    claim(store, "young")
+
+    assert [store.purge_expired(batch=2) for _ in range(4)] == [2, 2, 1, 0]
+    assert store.get("young") is not None

@@ -36,7 +36,7 @@ def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 2
+        assert migrated.schema_version() == SCHEMA_VERSION == 3
         tracked = migrated.tracked_runs()
 
     assert [(e.key, e.origin, e.abandoned_at) for e in tracked] == [("k1", None, None)]

@@ -1,0 +1,377 @@
+"""PostgresStore: the idempotency store in PostgreSQL, shared by every replica of a fleet."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, LiteralString
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from consumer.errors import ConfigError
+from consumer.store import (
+    DEFAULT_PURGE_BATCH,
+    Clock,
+    EntryStatus,
+    RequestOrigin,
+    StoredEntry,
+)
+from consumer.store.failures import store_failures
+from consumer.store.postgres_schema import (
+    COLUMNS,
+    ENTRY_COLUMNS,
+    TABLE,
+    VERSION_TABLE,
+    apply_schema,
+    entry_from_row,
+)
+
+DEFAULT_POOL_SIZE = 16  # connections per replica; the dispatcher's threads share them
+CONNECT_TIMEOUT = 10.0  # seconds to reach the database at start-up before giving up
+POOL_TIMEOUT = 30.0  # seconds a call waits for a free connection before raising
+
+_ALL = (*ENTRY_COLUMNS, "lease_owner", "lease_until", "leased_at")
+_VALUES = ", ".join(f"%({name})s" for name in _ALL)
+_LIVE = "t.created_at >= %(cutoff)s"
+
+# One statement claims a key or returns the live holder (never a second round trip):
+# on conflict every column keeps its value unless the holder expired; RETURNING then
+# gives the row that holds the key, also when a concurrent claim won the race.
+_KEEP_LIVE = ", ".join(
+    f"{name} = CASE WHEN {_LIVE} THEN t.{name} ELSE EXCLUDED.{name} END" for name in _ALL[1:]
+)
+_MARK_PENDING = (
+    f"INSERT INTO {TABLE} AS t ({', '.join(_ALL)}) VALUES ({_VALUES})"  # noqa: S608 -- constants
+    f" ON CONFLICT (key) DO UPDATE SET {_KEEP_LIVE} RETURNING {COLUMNS}"
+)
+
+# record(): see consumer.store.may_overwrite, which this WHERE-less CASE mirrors
+_OVERWRITE = (
+    f"(NOT {_LIVE} OR %(status)s::text = 'triggered' OR t.source_topic IS NULL"
+    " OR EXCLUDED.source_topic IS NULL OR (t.source_topic = EXCLUDED.source_topic"
+    " AND t.source_partition = EXCLUDED.source_partition"
+    " AND t.source_offset = EXCLUDED.source_offset))"
+)
+_RECORD_SET = ", ".join(
+    f"{name} = CASE WHEN {_OVERWRITE} THEN EXCLUDED.{name} ELSE t.{name} END"
+    for name in _ALL[1:]
+    if name != "created_at"
+)
+_RECORD = (
+    f"INSERT INTO {TABLE} AS t ({', '.join(_ALL)}) VALUES ({_VALUES})"  # noqa: S608 -- constants
+    f" ON CONFLICT (key) DO UPDATE SET {_RECORD_SET},"
+    f" created_at = CASE WHEN {_LIVE} THEN t.created_at ELSE EXCLUDED.created_at END"
+    f" RETURNING {COLUMNS}"
+)
+
+_TRACKED = (
+    "track AND completed_at IS NULL AND abandoned_at IS NULL"
+    " AND status <> 'pending' AND created_at >= %(cutoff)s"
+)
+_LEASE = (
+    f"UPDATE {TABLE} SET lease_owner = %(owner)s, lease_until = %(until)s,"  # noqa: S608 -- constants
+    " leased_at = %(now)s"
+    f" WHERE key IN (SELECT key FROM {TABLE} WHERE {_TRACKED}"
+    " AND (lease_until IS NULL OR lease_until < %(now)s OR lease_owner = %(owner)s)"
+    " ORDER BY leased_at NULLS FIRST, created_at, key LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    f" RETURNING {COLUMNS}"
+)
+
+
+# a lost connection, a server restart or a pool with no free connection in time: hold
+DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, PoolTimeout)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def display_url(url: str) -> str:
+    """Return ``url`` without its password, for messages and logs.
+
+    Args:
+        url: a libpq connection URI.
+
+    Returns:
+        The URI with any password replaced by ``***``.
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore:
+    """The ``IdempotencyStore`` in a PostgreSQL database, through a psycopg 3 pool.
+
+    Every method is one statement in autocommit (atomic on its own), so the hot path
+    costs one round trip per poll for the reads (``get_many``) and two per new key for
+    the writes (``mark_pending``, ``record``). Instants come from the injected clock,
+    not from the server, so replicas' clocks should be NTP-synchronised (as Kafka's
+    own timestamps already assume).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        retention: timedelta,
+        *,
+        clock: Clock | None = None,
+        password: str | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        """Connect, then create or upgrade the schema.
+
+        Args:
+            url: a libpq URI (``postgresql://user@host:5432/db?sslmode=verify-full``);
+                TLS and every other connection option are libpq's own parameters.
+            retention: how long keys are remembered; must be positive.
+            clock: the time source; the system clock in UTC by default.
+            password: the password, when it is not in the URL (or ``PGPASSFILE``).
+            pool_size: the most connections this store opens.
+            connect_timeout: seconds to wait for the first connection.
+
+        Raises:
+            ConfigError: the retention is not positive, the database cannot be reached
+                or refuses the login, or it holds a newer schema.
+        """
+        if retention <= timedelta(0):
+            raise ConfigError(f"dedup retention must be positive, got {retention}")
+        self._retention = retention
+        self._clock = clock or _utc_now
+        self._where = display_url(url)
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if password is not None:
+            kwargs["password"] = password
+        try:
+            # one direct connection first: its error is libpq's own, at once (the pool
+            # would retry until its timeout), and it runs the schema upgrade
+            with psycopg.connect(url, connect_timeout=int(connect_timeout), **kwargs) as conn:
+                apply_schema(conn, self._where)
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"cannot open idempotency store {self._where} (TRIGGER_CONSUMER_STORE_URL): {exc}"
+            ) from exc
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=kwargs,
+            timeout=POOL_TIMEOUT,
+            open=True,
+            name="idempotency-store",
+        )
+
+    @property
+    def retention(self) -> timedelta:
+        """How long keys are remembered."""
+        return self._retention
+
+    @property
+    def where(self) -> str:
+        """The database URL without password."""
+        return self._where
+
+    def _rows(self, sql: LiteralString, params: Mapping[str, Any]) -> list[StoredEntry]:
+        with store_failures(*DRIVER_ERRORS), self._pool.connection() as conn:
+            return [entry_from_row(row) for row in conn.execute(sql, params).fetchall()]
+
+    def _count(self, sql: LiteralString, params: Mapping[str, Any]) -> int:
+        with store_failures(*DRIVER_ERRORS), self._pool.connection() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def _cutoff(self) -> datetime:
+        return self._clock() - self._retention
+
+    def get(self, key: str) -> StoredEntry | None:
+        """Return the live entry for ``key``, or None if unknown or expired."""
+        found = self.get_many([key])
+        return found.get(key)
+
+    def get_many(self, keys: Collection[str]) -> dict[str, StoredEntry]:
+        """Return the live entries of ``keys`` in one statement (``= ANY``, no chunks)."""
+        if not keys:
+            return {}
+        sql = f"SELECT {COLUMNS} FROM {TABLE} t WHERE key = ANY(%(keys)s) AND {_LIVE}"  # noqa: S608
+        rows = self._rows(sql, {"keys": list(set(keys)), "cutoff": self._cutoff()})
+        return {entry.key: entry for entry in rows}
+
+    def mark_pending(
+        self,
+        key: str,
+        *,
+        fingerprint: str,
+        dag_id: str,
+        dag_run_id: str,
+        origin: RequestOrigin | None = None,
+    ) -> StoredEntry:
+        """Claim ``key`` before the Airflow POST; an existing live entry is returned unchanged."""
+        values = self._values(
+            key,
+            fingerprint=fingerprint,
+            dag_id=dag_id,
+            dag_run_id=dag_run_id,
+            status=EntryStatus.PENDING,
+            origin=origin,
+        )
+        return self._rows(_MARK_PENDING, values)[0]
+
+    def record(
+        self,
+        key: str,
+        *,
+        fingerprint: str,
+        dag_id: str,
+        dag_run_id: str,
+        status: EntryStatus,
+        run_state: str | None = None,
+        logical_date: str | None = None,
+        run_url: str | None = None,
+        track: bool = False,
+        origin: RequestOrigin | None = None,
+    ) -> StoredEntry:
+        """Record ``key``'s final outcome (``IdempotencyStore.record``); ValueError for pending."""
+        if status is EntryStatus.PENDING:
+            raise ValueError("record() takes a final status; use mark_pending() for pending")
+        values = self._values(
+            key,
+            fingerprint=fingerprint,
+            dag_id=dag_id,
+            dag_run_id=dag_run_id,
+            status=status,
+            origin=origin,
+        )
+        values.update(run_state=run_state, logical_date=logical_date, run_url=run_url)
+        values["track"] = track
+        return self._rows(_RECORD, values)[0]
+
+    def _values(
+        self,
+        key: str,
+        *,
+        fingerprint: str,
+        dag_id: str,
+        dag_run_id: str,
+        status: EntryStatus,
+        origin: RequestOrigin | None,
+    ) -> dict[str, Any]:
+        now = self._clock()
+        values: dict[str, Any] = dict.fromkeys(_ALL)
+        values.update(
+            key=key,
+            fingerprint=fingerprint,
+            dag_id=dag_id,
+            dag_run_id=dag_run_id,
+            status=status.value,
+            track=False,
+            created_at=now,
+            updated_at=now,
+            cutoff=now - self._retention,
+        )
+        if origin is not None:
+            values.update(
+                correlation_id=origin.correlation_id,
+                reply_topic=origin.reply_topic,
+                source_topic=origin.topic,
+                source_partition=origin.partition,
+                source_offset=origin.offset,
+                source_timestamp_ms=origin.timestamp_ms,
+            )
+        return values
+
+    def release(self, key: str) -> bool:
+        """Forget ``key``: its attempt ended without creating a run."""
+        return self._count(f"DELETE FROM {TABLE} WHERE key = %(key)s", {"key": key}) > 0  # noqa: S608
+
+    def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
+        """Return live tracked entries whose run is not yet seen complete, oldest first."""
+        sql = (
+            f"SELECT {COLUMNS} FROM {TABLE} WHERE {_TRACKED}"  # noqa: S608 -- constant names
+            " ORDER BY created_at, key LIMIT %(limit)s"
+        )
+        return self._rows(sql, {"cutoff": self._cutoff(), "limit": limit})
+
+    def lease_tracked(self, owner: str, ttl: timedelta, limit: int = 1000) -> list[StoredEntry]:
+        """Lease up to ``limit`` tracked runs to ``owner`` (``IdempotencyStore.lease_tracked``)."""
+        now = self._clock()
+        params = {
+            "owner": owner,
+            "until": now + ttl,
+            "now": now,
+            "cutoff": now - self._retention,
+            "limit": limit,
+        }
+        return sorted(self._rows(_LEASE, params), key=lambda e: (e.created_at, e.key))
+
+    def release_leases(self, owner: str) -> int:
+        """Give up every lease ``owner`` holds; return how many."""
+        sql = (
+            f"UPDATE {TABLE} SET lease_owner = NULL, lease_until = NULL"  # noqa: S608
+            " WHERE lease_owner = %(owner)s"
+        )
+        return self._count(sql, {"owner": owner})
+
+    def mark_completed(self, key: str, run_state: str) -> bool:
+        """Note that the tracked run of ``key`` reached ``run_state``; release its lease."""
+        sql = (
+            f"UPDATE {TABLE} t SET run_state = %(state)s, completed_at = %(now)s,"  # noqa: S608
+            " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL"
+            f" WHERE key = %(key)s AND {_LIVE}"
+        )
+        now = self._clock()
+        params = {"state": run_state, "now": now, "key": key, "cutoff": now - self._retention}
+        return self._count(sql, params) > 0
+
+    def abandon_tracking(self, key: str) -> bool:
+        """Stop tracking the run of ``key`` without it having been seen complete."""
+        sql = (
+            f"UPDATE {TABLE} t SET abandoned_at = %(now)s, updated_at = %(now)s"  # noqa: S608
+            f" WHERE key = %(key)s AND {_LIVE}"
+        )
+        now = self._clock()
+        return self._count(sql, {"now": now, "key": key, "cutoff": now - self._retention}) > 0
+
+    def purge(self, older_than: datetime) -> int:
+        """Delete entries created before the timezone-aware ``older_than``; return how many."""
+        if older_than.tzinfo is None:
+            raise ValueError(f"naive datetime {older_than!r}: the store compares instants")
+        sql = f"DELETE FROM {TABLE} WHERE created_at < %(cutoff)s"  # noqa: S608
+        return self._count(sql, {"cutoff": older_than})
+
+    def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
+        """Delete at most ``batch`` expired entries; replicas purging at once skip each other's."""
+        sql = (
+            f"DELETE FROM {TABLE} WHERE key IN (SELECT key FROM {TABLE}"  # noqa: S608
+            " WHERE created_at < %(cutoff)s LIMIT %(batch)s FOR UPDATE SKIP LOCKED)"
+        )
+        return self._count(sql, {"cutoff": self._cutoff(), "batch": batch})
+
+    def schema_version(self) -> int:
+        """Return the schema version recorded in the database."""
+        with store_failures(*DRIVER_ERRORS), self._pool.connection() as conn:
+            row = conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()  # noqa: S608
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        """Close the pool; calling it again does nothing."""
+        self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        """Return the store itself, for ``with``."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()

@@ -1,0 +1,161 @@
+"""The PostgreSQL idempotency table's layout: versioned DDL, its safe upgrade, rows ↔ entries.
+
+``PostgresStore`` runs the statements; this module says what the database holds. Many
+replicas may start at once against one database, so the upgrade runs in one transaction
+under a transaction-scoped advisory lock: one replica applies each step, the others wait
+and then find the schema current. Steps are additive (new tables, columns, indexes), so
+replicas of the previous release keep working while a new one upgrades.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from consumer.errors import ConfigError
+from consumer.store import EntryStatus, RequestOrigin, StoredEntry
+
+TABLE = "trigger_consumer_idempotency"
+VERSION_TABLE = "trigger_consumer_schema"
+SCHEMA_VERSION = 1
+# any constant shared by every release: the advisory lock that serialises upgrades
+UPGRADE_LOCK = 0x7472_6967_6765_72  # "trigger"
+
+_STEPS: dict[int, tuple[str, ...]] = {
+    1: (
+        f"""CREATE TABLE {TABLE} (
+            key                 text PRIMARY KEY,
+            fingerprint         text NOT NULL,
+            dag_id              text NOT NULL,
+            dag_run_id          text NOT NULL,
+            status              text NOT NULL,
+            run_state           text,
+            logical_date        text,
+            run_url             text,
+            track               boolean NOT NULL DEFAULT false,
+            completed_at        timestamptz,
+            created_at          timestamptz NOT NULL,
+            updated_at          timestamptz NOT NULL,
+            correlation_id      text,
+            reply_topic         text,
+            source_topic        text,
+            source_partition    integer,
+            source_offset       bigint,
+            source_timestamp_ms bigint,
+            abandoned_at        timestamptz,
+            lease_owner         text,
+            lease_until         timestamptz,
+            leased_at           timestamptz
+        )""",
+        f"CREATE INDEX {TABLE}_created_at ON {TABLE} (created_at)",
+        f"CREATE INDEX {TABLE}_tracked ON {TABLE} (leased_at NULLS FIRST, created_at)"
+        " WHERE track AND completed_at IS NULL AND abandoned_at IS NULL",
+    ),
+}
+"""Version → the statements that upgrade the previous version to it."""
+
+ENTRY_COLUMNS = (
+    "key",
+    "fingerprint",
+    "dag_id",
+    "dag_run_id",
+    "status",
+    "run_state",
+    "logical_date",
+    "run_url",
+    "track",
+    "completed_at",
+    "created_at",
+    "updated_at",
+    "correlation_id",
+    "reply_topic",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "source_timestamp_ms",
+    "abandoned_at",
+)
+COLUMNS = ", ".join(ENTRY_COLUMNS)
+"""The entry columns in row order, for SELECT and RETURNING (leases are not entry fields)."""
+
+
+def apply_schema(conn: psycopg.Connection[Any], where: str) -> int:
+    """Create or upgrade the schema to ``SCHEMA_VERSION``; safe when replicas race.
+
+    Args:
+        conn: an autocommit connection; the upgrade is one transaction on it.
+        where: the database as shown in errors (no password).
+
+    Returns:
+        The schema version found before the call (0 for an empty database).
+
+    Raises:
+        ConfigError: the database holds a schema newer than ``SCHEMA_VERSION``.
+    """
+    with conn.transaction(), conn.cursor() as cur:
+        # taken before any DDL: concurrent CREATE TABLE IF NOT EXISTS can still collide
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (UPGRADE_LOCK,))
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer NOT NULL)")
+        cur.execute(f"SELECT max(version) FROM {VERSION_TABLE}")  # noqa: S608 -- constant name
+        row = cur.fetchone()
+        found = int(row[0]) if row and row[0] is not None else 0
+        if found > SCHEMA_VERSION:
+            raise ConfigError(
+                f"idempotency store {where} has schema version {found}, newer than this "
+                f"release's {SCHEMA_VERSION}. Operator action: upgrade the worker"
+            )
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in _STEPS[version]:
+                cur.execute(statement)
+        if found == 0:
+            cur.execute(f"INSERT INTO {VERSION_TABLE} VALUES (%s)", (SCHEMA_VERSION,))  # noqa: S608
+        elif found < SCHEMA_VERSION:
+            cur.execute(f"UPDATE {VERSION_TABLE} SET version = %s", (SCHEMA_VERSION,))  # noqa: S608
+    return found
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC)
+
+
+def _origin(row: tuple[Any, ...]) -> RequestOrigin | None:
+    topic, partition, offset = row[14], row[15], row[16]
+    if topic is None or partition is None or offset is None:
+        return None
+    return RequestOrigin(
+        topic=topic,
+        partition=int(partition),
+        offset=int(offset),
+        timestamp_ms=None if row[17] is None else int(row[17]),
+        correlation_id=row[12],
+        reply_topic=row[13],
+    )
+
+
+def entry_from_row(row: tuple[Any, ...]) -> StoredEntry:
+    """Return the entry that ``row`` (selected as ``COLUMNS``) holds, with UTC datetimes.
+
+    Args:
+        row: a row selected as ``COLUMNS``.
+
+    Returns:
+        The entry, with an origin only if its coordinates were stored.
+    """
+    return StoredEntry(
+        key=row[0],
+        fingerprint=row[1],
+        dag_id=row[2],
+        dag_run_id=row[3],
+        status=EntryStatus(row[4]),
+        run_state=row[5],
+        logical_date=row[6],
+        run_url=row[7],
+        track=bool(row[8]),
+        completed_at=_utc(row[9]),
+        created_at=row[10].astimezone(UTC),
+        updated_at=row[11].astimezone(UTC),
+        origin=_origin(row),
+        abandoned_at=_utc(row[18]),
+    )

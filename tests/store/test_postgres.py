@@ -1,0 +1,105 @@
+"""Tests of consumer/store/postgres.py and postgres_schema.py on the devstack PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from consumer.errors import ConfigError
+from consumer.store import open_store
+from consumer.store.postgres import PostgresStore, display_url
+from consumer.store.postgres_schema import SCHEMA_VERSION, TABLE, VERSION_TABLE
+
+RETENTION = timedelta(days=7)
+REPLICAS = 6
+
+START_REPLICA = (
+    "import sys\n"
+    "from datetime import timedelta\n"
+    "from consumer.store import open_store\n"
+    "store = open_store(sys.argv[1], timedelta(days=7))\n"
+    "store.mark_pending('k-' + sys.argv[2], fingerprint='fp', dag_id='etl', dag_run_id='r')\n"
+    "print(store.schema_version())\n"
+    "store.close()\n"
+)
+
+
+def test_replicas_starting_at_once_upgrade_the_schema_once(new_database: str) -> None:
+    """Six processes opening an empty database together all start; the schema is made once."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", START_REPLICA, new_database, str(index)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(REPLICAS)
+    ]
+    results = [proc.communicate(timeout=120) for proc in procs]
+
+    assert [proc.returncode for proc in procs] == [0] * REPLICAS, [err for _, err in results]
+    assert {out.strip() for out, _ in results} == {str(SCHEMA_VERSION)}
+    with psycopg.connect(new_database) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchone() == (1,)  # noqa: S608
+        assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (REPLICAS,)  # noqa: S608
+
+
+def test_newer_schema_version_is_a_config_error(new_database: str) -> None:
+    """A database upgraded by a newer release is refused with an operator action."""
+    PostgresStore(new_database, RETENTION).close()
+    with psycopg.connect(new_database, autocommit=True) as conn:
+        conn.execute(f"UPDATE {VERSION_TABLE} SET version = %s", (SCHEMA_VERSION + 1,))  # noqa: S608
+
+    with pytest.raises(ConfigError, match="Operator action"):
+        PostgresStore(new_database, RETENTION)
+
+
+def test_unreachable_database_is_a_config_error_naming_the_setting() -> None:
+    """A server that refuses connections fails at once, naming TRIGGER_CONSUMER_STORE_URL."""
+    with pytest.raises(ConfigError, match="TRIGGER_CONSUMER_STORE_URL"):
+        open_store("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", RETENTION)
+
+
+def test_password_never_shows_in_errors(new_database: str) -> None:
+    """A password in the URL is masked in the store's name and its error messages."""
+    url = new_database.replace("postgres@", "postgres:s3cret-pw@").replace("/t_", "/missing_t_")
+    assert "s3cret-pw" not in display_url(url)
+
+    with pytest.raises(ConfigError) as raised:
+        open_store(url, RETENTION)
+
+    assert "s3cret-pw" not in str(raised.value)
+
+
+def test_claims_from_two_pools_have_one_winner(new_database: str) -> None:
+    """Two stores (as two replicas) claiming the same keys at once always agree on one holder."""
+    stores = [PostgresStore(new_database, RETENTION) for _ in range(2)]
+    keys = [f"k{index}" for index in range(60)]
+    seen: dict[tuple[int, str], str] = {}
+    barrier = threading.Barrier(8)
+
+    def work(index: int) -> None:
+        barrier.wait(timeout=10)
+        for key in keys:
+            own = stores[index % 2]
+            entry = own.mark_pending(key, fingerprint=f"fp-{index}", dag_id="etl", dag_run_id=key)
+            seen[(index, key)] = entry.fingerprint
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        for key in keys:
+            winner = stores[0].get(key)
+            assert winner is not None
+            assert {seen[(index, key)] for index in range(8)} == {winner.fingerprint}
+    finally:
+        for opened in stores:
+            opened.close()
