@@ -49,6 +49,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="run the duplicate replay under py-spy; write its collapsed stacks to this file",
     )
+    parser.add_argument(
+        "--profile-new",
+        type=Path,
+        default=None,
+        help="run the adaptive worker (new runs) under py-spy; collapsed stacks to this file",
+    )
     parser.add_argument("--remark", default="", help="a line for the report (load, context)")
     return parser.parse_args(argv)
 
@@ -79,7 +85,13 @@ def large_replay(rig: Rig, name: str, n: int) -> Contender:
 
 
 def worker_contenders(
-    rig: Rig, sizes: Sizes, fixed: list[int], chosen: set[str], profile: Path | None = None
+    rig: Rig,
+    sizes: Sizes,
+    fixed: list[int],
+    chosen: set[str],
+    *,
+    profile: Path | None = None,
+    profile_new: Path | None = None,
 ) -> list[Contender]:
     """The Kafka contenders in run order; the replay reuses the adaptive run's keys and store."""
     n = sizes.n
@@ -108,6 +120,7 @@ def worker_contenders(
                 PAUSED_DAG,
                 args=["run"],
                 store=adaptive_store,
+                profile=profile_new,
             )
         )
     if "worker" in chosen:
@@ -211,14 +224,16 @@ def main(argv: list[str] | None = None) -> int:
         f"bench {rig.run_tag}: Airflow {args.airflow} at {rig.airflow.url}, N={args.n}", flush=True
     )
     results: list[Result] = []
-    fixed = [int(x) for x in args.fixed.split(",")]
+    fixed = [int(x) for x in args.fixed.split(",") if x]
     if "ceiling" in chosen:
         print("API ceiling (no Kafka):", flush=True)
         clients = tuple(int(c) for c in args.clients.split(","))
         results += ceiling.sweep(rig, args.n, args.ceiling_seconds, clients)
     try:
         sizes = Sizes(args.n, args.large_n, args.backlog_n, args.rss_n)
-        for contender in worker_contenders(rig, sizes, fixed, chosen, args.profile):
+        for contender in worker_contenders(
+            rig, sizes, fixed, chosen, profile=args.profile, profile_new=args.profile_new
+        ):
             try:
                 result = run(rig, contender)
             except (RuntimeError, OSError) as exc:  # one broken contender must not lose the rest

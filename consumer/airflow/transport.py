@@ -86,6 +86,8 @@ class Transport:
         self._session.trust_env = False
         self._session.verify = str(ca_bundle) if ca_bundle is not None else True
         self._session.headers["Accept"] = "application/json"
+        # answers are small JSON: gzip costs Airflow CPU to compress and ours to inflate
+        self._session.headers["Accept-Encoding"] = "identity"
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=connection.pool_size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
