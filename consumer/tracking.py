@@ -5,10 +5,15 @@ a final state, a second reply with status ``completed`` (error ``run_failed`` wh
 failed). The runs to watch live in the idempotency store, so tracking survives a restart
 and, on a shared store, the replica that made the run::
 
-    store.lease_tracked(owner) ─► due, or past the horizon? ─► airflow.get_run ─► final?
+    store.lease_tracked(owner) ─► due, or past the horizon? ─► airflow.ended_runs ─► ended?
         yes ─► publish ─► mark_completed (which ends the lease)
         no ──► past the horizon: abandon_tracking (log line, no reply)
                else: check again later, backing off
+
+The due runs' states come from one list call per poll (a page per 100 ended runs),
+whatever their number: Airflow is asked for the runs of their DAGs that ended since the
+last listing (or since a run's creation, the first time it is looked at). An Airflow
+without the list endpoint is asked run by run (``get_run``).
 
 Each replica leases the runs it watches for a few poll intervals and renews the lease
 each poll, least recently leased first so that every run gets its turn: a run is watched
@@ -40,9 +45,9 @@ from typing import TypeAlias
 import structlog
 
 from consumer.airflow import AirflowApi
-from consumer.contract import Source, Status
+from consumer.completion import completed_outcome
 from consumer.errors import AirflowError, ConfigError
-from consumer.outcome import Outcome, RunView, source_at
+from consumer.outcome import Outcome, RunView
 from consumer.settings import default_of
 from consumer.store import Clock, IdempotencyStore, StoredEntry
 
@@ -61,9 +66,9 @@ MIN_LEASE = timedelta(seconds=10)
 BACKOFF_FACTOR = 2.0
 MAX_BACKOFF_EXPONENT = 32  # keeps the float power finite however often a run was checked
 FINAL_RUN_STATES = frozenset({"success", "failed"})
-# Kafka's own "unknown" partition and offset: the source of a tracked run recorded before
-# the store kept request coordinates (store schema version 1)
-UNKNOWN_SOURCE = Source(topic="", partition=-1, offset=-1, timestamp=None)
+# how far back each listing of ended runs reaches before the previous one: clock skew
+# between this host and Airflow's, and runs whose end was written late
+LIST_OVERLAP = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -96,37 +101,6 @@ def backoff_delay(checks: int, interval: float, max_delay: float) -> float:
     """
     exponent = min(max(checks - 1, 0), MAX_BACKOFF_EXPONENT)
     return float(min(interval * BACKOFF_FACTOR**exponent, max_delay))
-
-
-def completed_outcome(entry: StoredEntry, run: RunView) -> Outcome:
-    """Build the ``completed`` outcome of a tracked run from what the store kept.
-
-    The tracker has no request record, only the store's entry: the reply echoes the
-    entry's key and DAG and, from its ``origin``, the request's source, correlation id and
-    reply topic. An entry without origin (recorded by a release that did not keep it)
-    echoes ``UNKNOWN_SOURCE``, the key as correlation id, and goes to the default reply topic.
-
-    Args:
-        entry: the tracked entry.
-        run: the run in its final state.
-
-    Returns:
-        A ``completed`` outcome, as ``Outcome.completed`` builds it; ``attempts`` is 0.
-    """
-    origin = entry.origin
-    source = UNKNOWN_SOURCE
-    if origin is not None:
-        source = source_at(origin.topic, origin.partition, origin.offset, origin.timestamp_ms)
-    base = Outcome(
-        status=Status.COMPLETED,
-        source=source,
-        idempotency_key=entry.key,
-        correlation_id=(origin.correlation_id if origin else None) or entry.key,
-        dag_id=entry.dag_id,
-        reply_topic=origin.reply_topic if origin else None,
-        track=entry.track,
-    )
-    return base.completed(run)
 
 
 def _utc_now() -> datetime:
@@ -207,6 +181,7 @@ class CompletionTracker:
         self._lease_ttl = lease_ttl or max(timedelta(seconds=interval * LEASE_INTERVALS), MIN_LEASE)
         self._lock = threading.Lock()
         self._due: dict[str, _Due] = {}
+        self._listed_until: datetime | None = None  # when the last listing of ended runs began
         self._counts = TrackerCounts()
         self._fatal: ConfigError | None = None
         self._thread: threading.Thread | None = None
@@ -294,14 +269,47 @@ class CompletionTracker:
             if last or self._is_due(entry.key):
                 due.append((entry, last))
         with self._lock:
+            first_looks = [entry for entry, _ in due if entry.key not in self._due]
             self._due = {key: due_at for key, due_at in self._due.items() if key in tracked}
         if not due:
             return 0
+        ended = self._ended_runs([entry for entry, _ in due], first_looks)
+        jobs = [(entry, last, ended) for entry, last in due]
         workers = min(self._concurrency, len(due))
         with ThreadPoolExecutor(workers, thread_name_prefix="completion-check") as pool:
-            return sum(pool.map(lambda job: self._check(*job), due))
+            return sum(pool.map(lambda job: self._check(*job), jobs))
 
-    def _check(self, entry: StoredEntry, last: bool = False) -> int:
+    def _ended_runs(
+        self, due: list[StoredEntry], first_looks: list[StoredEntry]
+    ) -> dict[tuple[str, str], RunView] | None:
+        """The due runs that ended, learnt in one list call; None: ask run by run instead.
+
+        The window starts where the last listing did (less ``LIST_OVERLAP``), or at the
+        creation of a run looked at for the first time (its run cannot end before that).
+        """
+        listed_at = self._clock()
+        since = min(
+            [entry.created_at - LIST_OVERLAP for entry in first_looks]
+            + ([self._listed_until - LIST_OVERLAP] if self._listed_until else [])
+            or [listed_at - LIST_OVERLAP]
+        )
+        try:
+            runs = self._airflow.ended_runs({entry.dag_id for entry in due}, since)
+        except AirflowError as exc:
+            log.warning("tracking_list_failed", code=str(exc.code), error=exc.message)
+            return None
+        if runs is None:
+            return None
+        self._count(checks=1)
+        self._listed_until = listed_at
+        return {(run.dag_id, run.dag_run_id): run for run in runs}
+
+    def _check(
+        self,
+        entry: StoredEntry,
+        last: bool = False,
+        ended: dict[tuple[str, str], RunView] | None = None,
+    ) -> int:
         origin = entry.origin
         with structlog.contextvars.bound_contextvars(
             idempotency_key=entry.key,
@@ -311,7 +319,7 @@ class CompletionTracker:
             offset=origin.offset if origin else None,
         ):
             try:
-                return self._check_entry(entry, last=last)
+                return self._check_entry(entry, last=last, ended=ended)
             except ConfigError:
                 raise
             except AirflowError as exc:
@@ -322,9 +330,15 @@ class CompletionTracker:
             self._postpone(entry.key)
             return 0
 
-    def _check_entry(self, entry: StoredEntry, *, last: bool) -> int:
-        run = self._airflow.get_run(entry.dag_id, entry.dag_run_id)
-        self._count(checks=1)
+    def _check_entry(
+        self, entry: StoredEntry, *, last: bool, ended: dict[tuple[str, str], RunView] | None
+    ) -> int:
+        run: RunView | None
+        if ended is not None:  # the listing answered for every due run at once
+            run = ended.get((entry.dag_id, entry.dag_run_id))
+        else:
+            run = self._airflow.get_run(entry.dag_id, entry.dag_run_id)
+            self._count(checks=1)
         if run is None or run.state not in FINAL_RUN_STATES:
             if last:  # past the horizon: this was the last look
                 self._abandon(entry)

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from consumer.airflow import AirflowApi, TriggerResult, make_airflow_client
 from consumer.answering import Answerer
+from consumer.completion import UNKNOWN_SOURCE, completed_outcome
 from consumer.contract import Status
 from consumer.errors import ConfigError, ErrorCode
 from consumer.metrics import Metrics
@@ -23,7 +24,7 @@ from consumer.record import OutboundRecord
 from consumer.run_id import run_id_for
 from consumer.settings import Settings
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
-from consumer.tracking import UNKNOWN_SOURCE, CompletionTracker, backoff_delay, completed_outcome
+from consumer.tracking import CompletionTracker, backoff_delay
 from devstack.airflow import AirflowServer
 from tests.waiting import wait_until
 
@@ -574,3 +575,33 @@ def test_completed_outcome_of_an_entry_without_origin_uses_unknown_source_and_th
     assert (outcome.correlation_id, outcome.reply_topic) == ("k-1", None)
     assert outcome.error_code is ErrorCode.RUN_FAILED
     assert outcome.run_state == "failed"
+
+
+def test_many_tracked_runs_are_learnt_in_one_list_call_per_poll(
+    airflow: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
+) -> None:
+    """Twenty runs tracked at once: one Airflow call per poll, not one per run, and all complete."""
+    client = client_for(airflow)
+    keys = [trigger_tracked(store, client, "devstack_plain")[0] for _ in range(20)]
+    published = Collected()
+    tracker = CompletionTracker(
+        store,
+        client,
+        published,
+        stop=threading.Event(),
+        interval=FAST_INTERVAL,
+        max_delay=FAST_INTERVAL,  # every run is due at every poll
+    )
+    polls = 0
+
+    def all_completed() -> bool:
+        nonlocal polls
+        polls += 1
+        tracker.poll_once()
+        return len(published.outcomes) == len(keys)
+
+    wait_until(all_completed, timeout=RUN_TIMEOUT, interval=POLL_EVERY, what="20 completed")
+
+    assert set(published.by_key()) == set(keys)
+    assert tracker.counts.checks <= polls  # a run-by-run tracker would make 20 per poll
+    assert store.tracked_runs() == []

@@ -25,7 +25,7 @@ budget runs out (``details.reachable`` False means no connection could be made a
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -63,6 +63,10 @@ class AirflowApi(Protocol):
 
     def get_run(self, dag_id: str, run_id: str) -> DagRun | None:
         """The run's current state, or None when Airflow does not know it."""
+        ...
+
+    def ended_runs(self, dag_ids: Collection[str], since: datetime) -> list[DagRun] | None:
+        """Runs of ``dag_ids`` that ended at or after ``since``; None if Airflow cannot list."""
         ...
 
     def run_url(self, dag_id: str, run_id: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -39,6 +39,11 @@ DAG_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,250}")
 # attempts after which a POST may have reached Airflow although no answer came back
 MAY_HAVE_REACHED = frozenset({"ReadTimeout", "ConnectionAborted", "502", "504"})
 _RUN_ID_SAFE = ":+~"
+# the batch list endpoint of both API versions; pages of Airflow's default maximum size
+LIST_PATH = "/dags/~/dagRuns/list"
+LIST_PAGE = 100
+ENDED_STATES = frozenset({"success", "failed"})
+UNLISTABLE = frozenset({404, 405})
 
 
 class AirflowClient:
@@ -135,6 +140,48 @@ class AirflowClient:
         _check_ids(dag_id, run_id)
         run, _ = self._fetch_run(self.retry.start(), dag_id, run_id)
         return run
+
+    def ended_runs(self, dag_ids: Collection[str], since: datetime) -> list[DagRun] | None:
+        """Runs of ``dag_ids`` that ended (success or failed) at or after ``since``.
+
+        One list call per page of ``LIST_PAGE`` runs (``POST /dags/~/dagRuns/list``, on
+        both API versions), however many runs are tracked: completion tracking at scale.
+
+        Args:
+            dag_ids: the DAGs of the tracked runs.
+            since: a timezone-aware instant; runs that ended before it are left out.
+
+        Returns:
+            The ended runs, or None when this Airflow has no list endpoint (404, 405).
+
+        Raises:
+            AirflowUnavailableError: the retry budget ran out.
+            AirflowError: Airflow refused the request (code ``airflow_rejected``).
+            ConfigError: credentials refused or TLS failure.
+        """
+        body: dict[str, Any] = {
+            "dag_ids": sorted(dag_ids),
+            "states": sorted(ENDED_STATES),
+            "end_date_gte": since.astimezone(UTC).isoformat(),
+            "order_by": "id",
+            "page_limit": LIST_PAGE,
+        }
+        runs: list[DagRun] = []
+        state = self.retry.start()
+        while True:
+            body["page_offset"] = len(runs)
+            response, state = self.transport.request(state, "POST", LIST_PATH, body=body)
+            if response.status_code in UNLISTABLE:
+                return None
+            if not response.ok:
+                raise self._refusal(response, state)
+            page = read_json(response)
+            found = page.get("dag_runs") if isinstance(page, dict) else None
+            if not isinstance(found, list):
+                raise AirflowError(ErrorCode.AIRFLOW_REJECTED, "Airflow listed no DAG runs")
+            runs += [self._dag_run(_dag_id_of(item), item) for item in found]
+            if len(found) < LIST_PAGE or len(runs) >= int(page.get("total_entries") or 0):
+                return runs
 
     def trigger(
         self,
@@ -267,6 +314,10 @@ class AirflowClient:
             f"Airflow answered {status}: {detail}",
             {"status": status, "detail": detail, "attempts": state.attempts},
         )
+
+
+def _dag_id_of(item: Any) -> str:
+    return str(item.get("dag_id") or "") if isinstance(item, dict) else ""
 
 
 def _detail(response: requests.Response) -> str:
