@@ -71,7 +71,7 @@ def build_worker(
         ),
         store=store,
         airflow=airflow,
-        gate=AirflowGate(airflow, stop),
+        gate=AirflowGate(stop),
         airflow_limit=airflow_limit,
         crash_at=settings.test_crash_at,
         store_hold=StoreHold(stop),

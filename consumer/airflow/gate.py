@@ -8,8 +8,7 @@ its budget began: if Airflow made runs for others meanwhile, the request fails
 (``airflow_unavailable``); otherwise it calls ``hold`` and waits in ``wait_to_retry`` (until
 a trigger succeeds or its delay passes), then retries its own, idempotent, trigger — a real
 call that needs the metadata DB. The worker loop reads ``available`` and ``reason`` to stop
-fetching and report unready while any request is held. ``answers``/``wait_until_up`` probe
-``/version`` for callers that only need to know that the API server answers.
+fetching and report unready while any request is held.
 """
 
 from __future__ import annotations
@@ -19,35 +18,28 @@ import time
 
 import structlog
 
-from consumer.airflow import AirflowApi
-from consumer.errors import ConfigError, TriggerConsumerError
-
 log = structlog.get_logger(__name__)
 
-PROBE_INITIAL_DELAY = 1.0
-PROBE_MAX_DELAY = 15.0
+HOLD_RETRY_INITIAL_DELAY = 1.0  # seconds before a held request tries its trigger again
+HOLD_RETRY_MAX_DELAY = 15.0
 WAKE_INTERVAL = 0.5  # seconds: how soon a held request notices another's success
 
 
 class AirflowGate:
-    """Knows whether Airflow as a whole answers; requests wait here during an outage.
+    """Knows whether Airflow creates runs; held requests wait here during an outage.
 
-    One thread probes at a time; the others wait on the lock and find Airflow up after it.
     The worker loop reads ``available`` to stop fetching (backpressure).
     """
 
-    def __init__(self, airflow: AirflowApi, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event) -> None:
         """Create the gate.
 
         Args:
-            airflow: the client whose ``ping`` tells whether Airflow answers.
             stop: set when the worker stops; waiting requests give up then.
         """
-        self._airflow = airflow
         self._stop = stop
         self._up = threading.Event()
         self._up.set()
-        self._probe_lock = threading.Lock()
         self._last_success: float | None = None  # monotonic time of the last run made or found
         self.reason: str | None = None
 
@@ -60,50 +52,6 @@ class AirflowGate:
     def available(self) -> bool:
         """False while an outage is being waited out."""
         return self._up.is_set()
-
-    def answers(self) -> bool:
-        """Probe Airflow once (version endpoint, with credentials checked by the client).
-
-        Returns:
-            True when Airflow answered; False (with ``reason`` set) when it did not.
-
-        Raises:
-            ConfigError: credentials or TLS are wrong: the worker must stop.
-        """
-        try:
-            self._airflow.ping()
-        except ConfigError:
-            raise
-        except TriggerConsumerError as exc:
-            self.reason = str(exc)
-            return False
-        self.reason = None
-        return True
-
-    def wait_until_up(self) -> bool:
-        """Block until Airflow answers again, or the worker stops.
-
-        Returns:
-            True once Airflow answers; False when the worker stopped first (the caller
-            abandons its request).
-
-        Raises:
-            ConfigError: credentials or TLS are wrong: the worker must stop.
-        """
-        self._up.clear()
-        with self._probe_lock:
-            delay = PROBE_INITIAL_DELAY
-            while not self._up.is_set():
-                if self._stop.is_set():
-                    return False
-                if self.answers():
-                    log.info("airflow_available_again")
-                    self._up.set()
-                    return True
-                log.warning("airflow_unavailable_holding_requests", reason=self.reason)
-                self._stop.wait(delay)
-                delay = min(delay * 2, PROBE_MAX_DELAY)
-        return True
 
     def record_success(self) -> None:
         """A trigger made or found its run: Airflow creates runs; held requests retry now."""

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from consumer.airflow import AirflowApi
 from consumer.airflow.client import MAY_HAVE_REACHED
-from consumer.airflow.gate import PROBE_INITIAL_DELAY, PROBE_MAX_DELAY, AirflowGate
+from consumer.airflow.gate import HOLD_RETRY_INITIAL_DELAY, HOLD_RETRY_MAX_DELAY, AirflowGate
 from consumer.airflow.limit import Call, CallOutcome, ConcurrencyLimit
 from consumer.airflow.runs import TriggerResult
 from consumer.contract import TriggerRequest
@@ -69,7 +69,7 @@ def _trigger_held(
     """
     reached = False  # an earlier POST may have reached Airflow although no answer came
     attempts = 0
-    delay = PROBE_INITIAL_DELAY
+    delay = HOLD_RETRY_INITIAL_DELAY
     failed_while_others_succeeded = False
     while True:
         began = time.monotonic()
@@ -96,7 +96,7 @@ def _trigger_held(
             gate.hold(exc.message)
             if not gate.wait_to_retry(delay):
                 raise StoppingError("stopping while Airflow is unavailable") from None
-            delay = min(delay * 2, PROBE_MAX_DELAY)
+            delay = min(delay * 2, HOLD_RETRY_MAX_DELAY)
             continue
         gate.record_success()
         return _across_holds(result, reached=reached, attempts=attempts)

@@ -1,70 +1,55 @@
-"""Tests of consumer/airflow/gate.py: the outage gate probing a scripted Airflow (tests/faults)."""
+"""Tests of consumer/airflow/gate.py: the hold, judged from the worker's own triggers (pure)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
 
-import pytest
-from pydantic import SecretStr
-
-from consumer.airflow import AirflowClient
 from consumer.airflow.gate import AirflowGate
-from consumer.errors import ConfigError
-from tests.airflow.conftest import connection_for
-from tests.faults.server import FaultInjector, Reply
-
-VERSION = "/api/v2/version"
 
 
-@pytest.fixture
-def client(faults: FaultInjector) -> Iterator[AirflowClient]:
-    """A v2 client with a static token for the fault injector."""
-    connection = connection_for(faults.url, api_version="v2", token=SecretStr("gate-token"))
-    with AirflowClient(connection) as made:
-        yield made
+def test_a_held_request_makes_the_gate_unavailable_with_its_reason() -> None:
+    """hold() closes the gate and names why; a success anywhere opens it and clears the reason."""
+    gate = AirflowGate(threading.Event())
+    assert gate.available
+
+    gate.hold("503 Service Unavailable")
+
+    assert not gate.available
+    assert gate.reason == "no DAG run could be created: 503 Service Unavailable"
+    gate.record_success()
+    assert gate.available
+    assert gate.reason is None
 
 
-def test_answers_is_false_with_a_reason_while_airflow_fails(
-    faults: FaultInjector, client: AirflowClient
-) -> None:
-    """A 503 from the version endpoint is an outage: answers() is False and says why."""
-    faults.script("GET", VERSION, Reply(503))
-    gate = AirflowGate(client, threading.Event())
-    assert gate.answers() is False
-    assert gate.reason is not None
-    assert "503" in gate.reason
+def test_others_succeeded_since_compares_with_the_last_success() -> None:
+    """Only a success at or after the asked instant counts as Airflow making runs for others."""
+    gate = AirflowGate(threading.Event())
+    before = time.monotonic()
+    assert not gate.others_succeeded_since(before)
+
+    gate.record_success()
+
+    assert gate.others_succeeded_since(before)
+    assert not gate.others_succeeded_since(time.monotonic() + 1)
 
 
-def test_refused_credentials_are_not_an_outage(
-    faults: FaultInjector, client: AirflowClient
-) -> None:
-    """A 401 is a ConfigError that stops the worker, not a reason to wait."""
-    faults.script("GET", VERSION, Reply(401, {"detail": "Not authenticated"}))
-    with pytest.raises(ConfigError, match="401"):
-        AirflowGate(client, threading.Event()).answers()
+def test_a_held_wait_ends_early_when_another_trigger_succeeds() -> None:
+    """wait_to_retry returns as soon as another request's trigger succeeds, not at its delay."""
+    gate = AirflowGate(threading.Event())
+    gate.hold("timeout")
+    threading.Timer(0.2, gate.record_success).start()
+
+    began = time.monotonic()
+    assert gate.wait_to_retry(30.0) is True
+    assert time.monotonic() - began < 10
 
 
-def test_wait_until_up_returns_true_once_airflow_answers_again(
-    faults: FaultInjector, client: AirflowClient
-) -> None:
-    """After one failed probe and the first back-off, the next probe succeeds and the gate opens."""
-    faults.script("GET", VERSION, Reply(503), Reply(200, {"version": "3.0.0"}))
-    gate = AirflowGate(client, threading.Event())
-    assert gate.wait_until_up() is True
-    assert (gate.available, gate.reason) == (True, None)
-    assert len(faults.seen("GET", VERSION)) == 2
-
-
-def test_wait_until_up_returns_false_when_the_worker_stops(
-    faults: FaultInjector, client: AirflowClient
-) -> None:
-    """A stopping worker abandons the wait at once, without probing; the gate stays closed."""
-    faults.script("GET", VERSION, Reply(503))
+def test_a_held_wait_gives_up_when_the_worker_stops() -> None:
+    """A stop during the wait returns False: the request is abandoned, not failed."""
     stop = threading.Event()
-    stop.set()
-    gate = AirflowGate(client, stop)
-    assert gate.stopping
-    assert gate.wait_until_up() is False
-    assert gate.available is False
-    assert faults.seen() == []
+    gate = AirflowGate(stop)
+    gate.hold("timeout")
+    threading.Timer(0.2, stop.set).start()
+
+    assert gate.wait_to_retry(30.0) is False
