@@ -121,7 +121,8 @@ class OffsetTracker:
         with self._lock:
             for partition, position in positions.items():
                 state = self._partitions.setdefault(partition, _PartitionState())
-                if not state.window and position > max(state.watermark or 0, state.last_started):
+                floor = max(-1 if state.watermark is None else state.watermark, state.last_started)
+                if not state.window and position > floor:
                     state.watermark = position
 
     def committable(self) -> dict[Partition, int]:

@@ -265,3 +265,26 @@ def test_commits_between_completions_never_go_backwards(
     assert commits == sorted(set(commits))
     assert commits[-1] == offsets[-1] + 1
     assert tracker.committable() == {}
+
+
+def test_an_idle_partition_commits_up_to_the_fetch_position() -> None:
+    """With nothing in flight, offsets up to the position (markers, aborted records) commit."""
+    tracker = OffsetTracker()
+    p = Partition("t", 0)
+    tracker.started(p, 5)
+    tracker.skip_to({p: 9})
+    assert tracker.committable() == {}  # offset 5 is still in flight: nothing moves
+    tracker.done(p, 5)
+    tracker.skip_to({p: 9})
+    assert tracker.committable() == {p: 9}
+
+
+def test_a_partition_never_read_commits_its_position_once() -> None:
+    """A partition with no record yet commits its starting position, then nothing more."""
+    tracker = OffsetTracker()
+    p = Partition("t", 1)
+    tracker.skip_to({p: 0})
+    assert tracker.committable() == {p: 0}
+    tracker.committed({p: 0})
+    tracker.skip_to({p: 0})
+    assert tracker.committable() == {}
