@@ -7,7 +7,7 @@ import os
 import shutil
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,21 @@ num.network.threads=2
 num.io.threads=2
 num.recovery.threads.per.data.dir=1
 """
+
+
+PropertyOverrides = Callable[[int, int], dict[str, str]]
+"""Given a broker's (port, ctrl_port), the server properties it replaces or adds."""
+
+
+def merge_properties(base: str, overrides: dict[str, str]) -> str:
+    """``base`` server.properties text with ``overrides`` replacing or adding properties."""
+    remaining = dict(overrides)
+    lines = []
+    for line in base.splitlines():
+        key = line.split("=", 1)[0]
+        lines.append(f"{key}={remaining.pop(key)}" if key in remaining else line)
+    lines += [f"{key}={value}" for key, value in remaining.items()]
+    return "\n".join(lines) + "\n"
 
 
 def libs_dir() -> Path:
@@ -247,12 +262,47 @@ class KafkaBroker:
         self.start(tie_to_parent=tie_to_parent)
 
 
-def start_broker(work: Path, *, tie_to_parent: bool) -> KafkaBroker:
-    """Format and start a fresh broker in ``work`` on free ports, retrying with new ones."""
+@dataclass(kw_only=True)
+class TunedKafkaBroker(KafkaBroker):
+    """A private ``KafkaBroker`` with some server properties replaced or added.
+
+    A subclass rather than a field on ``KafkaBroker``: the shared stack's state file is
+    ``asdict(KafkaBroker)``, and it must stay exactly as it was.
+    """
+
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def _server_properties(self) -> str:
+        return merge_properties(super()._server_properties(), self.overrides)
+
+
+def start_broker(
+    work: Path, *, tie_to_parent: bool, overrides: PropertyOverrides | None = None
+) -> KafkaBroker:
+    """Format and start a fresh broker in ``work`` on free ports, retrying with new ones.
+
+    Args:
+        work: its own directory (wiped first).
+        tie_to_parent: the broker dies with this process.
+        overrides: server properties to replace or add, given the broker's ports
+            (``auto.create.topics.enable=false``, another listener, ...).
+
+    Returns:
+        The running broker.
+
+    Raises:
+        StackError: when it did not start after ``START_ATTEMPTS`` tries.
+    """
     error: procs.StackError | None = None  # the last attempt's, re-raised after the last try
     for _ in range(START_ATTEMPTS):
         shutil.rmtree(work, ignore_errors=True)
-        broker = KafkaBroker(work=work, port=procs.free_port(), ctrl_port=procs.free_port())
+        port, ctrl_port = procs.free_port(), procs.free_port()
+        broker: KafkaBroker
+        if overrides is None:
+            broker = KafkaBroker(work=work, port=port, ctrl_port=ctrl_port)
+        else:
+            props = overrides(port, ctrl_port)
+            broker = TunedKafkaBroker(work=work, port=port, ctrl_port=ctrl_port, overrides=props)
         try:
             broker.start(tie_to_parent=tie_to_parent)
         except procs.StackError as exc:

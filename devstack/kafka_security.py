@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack import procs
-from devstack.kafka import START_ATTEMPTS, KafkaBroker
+from devstack.kafka import START_ATTEMPTS, KafkaBroker, merge_properties
 
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -126,14 +126,8 @@ class SecuredKafkaBroker(KafkaBroker):
     security: SecurityConfig
 
     def _server_properties(self) -> str:
-        base = super()._server_properties()
         overrides = self.security.properties(self.port, self.ctrl_port)
-        lines = []
-        for line in base.splitlines():
-            key = line.split("=", 1)[0]
-            lines.append(f"{key}={overrides.pop(key)}" if key in overrides else line)
-        lines += [f"{key}={value}" for key, value in overrides.items()]
-        return "\n".join(lines) + "\n"
+        return merge_properties(super()._server_properties(), overrides)
 
     def _format_args(self) -> list[str]:
         return self.security.format_args()

@@ -7,6 +7,7 @@ import re
 import shlex
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml  # type: ignore[import-untyped]
@@ -153,14 +154,51 @@ def test_compose_worker_environment_is_valid_settings() -> None:
     """The worker's TRIGGER_CONSUMER_* environment builds a Settings that can run."""
     environment = service_environment(compose()["services"]["worker"])
     prefix = "TRIGGER_CONSUMER_"
-    values = {name.removeprefix(prefix).lower(): value for name, value in environment.items()}
+    values = {
+        name.removeprefix(prefix).lower(): value
+        for name, value in environment.items()
+        if not name.endswith("_FILE")  # secrets mounted at run time; checked on their own
+    }
 
     settings = Settings.model_validate(values)
 
     assert settings.dag_allowlist == ("devstack_*",)
     assert settings.kafka_bootstrap_servers == "kafka:19092"
     assert settings.airflow_url == "http://airflow:8080"
-    assert settings.store_url.startswith("sqlite:////var/lib/trigger-consumer/")
+    assert settings.store_url.startswith("postgresql://")
+
+
+def test_compose_runs_three_worker_replicas_on_one_postgresql_store() -> None:
+    """Three replicas share one PostgreSQL store; its password comes from the same secret file."""
+    document = compose()
+    services = document["services"]
+    worker, postgres = services["worker"], services["postgres"]
+    environment = service_environment(worker)
+    database = service_environment(postgres)
+    store = urlsplit(environment["TRIGGER_CONSUMER_STORE_URL"])
+
+    assert worker["deploy"]["replicas"] == 3
+    assert store.scheme == "postgresql"
+    assert store.hostname == "postgres"
+    assert store.port in (None, 5432)
+    assert store.password is None  # never in the URL
+    assert store.username == database["POSTGRES_USER"]
+    assert store.path == f"/{database['POSTGRES_DB']}"
+    assert worker["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "healthcheck" in postgres
+    # one secret, read by the database as its password and by each replica as the store's
+    secret_path = "/run/secrets/store-password"
+    assert environment["TRIGGER_CONSUMER_STORE_PASSWORD_FILE"] == secret_path
+    assert database["POSTGRES_PASSWORD_FILE"] == secret_path
+    assert "store-password" in worker["secrets"]
+    assert "store-password" in postgres["secrets"]
+    source = document["secrets"]["store-password"]["file"]
+    default = re.fullmatch(r"\$\{STORE_PASSWORD_FILE:-(.+)\}", source)
+    assert default is not None and (ROOT / default.group(1)).is_file()
+    # three replicas cannot share one host port
+    (ports,) = worker["ports"]
+    first, _, last = ports.partition(":")[0].partition("-")
+    assert int(last) - int(first) + 1 == 3
 
 
 def test_compose_worker_waits_for_healthy_dependencies() -> None:
@@ -170,6 +208,7 @@ def test_compose_worker_waits_for_healthy_dependencies() -> None:
 
     assert depends_on["kafka-init"]["condition"] == "service_completed_successfully"
     assert depends_on["airflow"]["condition"] == "service_healthy"
+    assert depends_on["postgres"]["condition"] == "service_healthy"
     assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     for name, service in services.items():
         for dependency, rule in service.get("depends_on", {}).items():

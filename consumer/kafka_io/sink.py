@@ -23,6 +23,11 @@ DEFAULT_ACK_TIMEOUT = 60.0
 # The client-side bound on one record: far above any topic's max.message.bytes, so the
 # broker decides what is too large (it says so per topic, and a DLQ copy is then shrunk).
 MAX_REQUEST_SIZE = 64 * 1024 * 1024
+# How long ``send`` may block for a topic's metadata (or buffer room). A missing topic with
+# auto-creation off never gets metadata, and kafka-python's default (60 s) would block the
+# answering thread, the loop's included, a minute per attempt: five attempts before a
+# refused reply topic falls back to the default one (answering.py) held its partition 5 min.
+MAX_BLOCK_MS = 5_000
 _ACKED = "acked"  # a record's state once the broker acknowledged it
 
 
@@ -122,7 +127,10 @@ class RecordSink:
             client_id: names this worker in broker logs.
         """
         self._producer = open_acked_producer(
-            connection, client_id=client_id, max_request_size=MAX_REQUEST_SIZE
+            connection,
+            client_id=client_id,
+            max_request_size=MAX_REQUEST_SIZE,
+            max_block_ms=MAX_BLOCK_MS,
         )
 
     def send(self, records: Sequence[OutboundRecord]) -> Delivery:

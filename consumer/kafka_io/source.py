@@ -87,6 +87,11 @@ class RequestSource:
             auto_offset_reset="earliest",  # a new group must not skip requests already queued
             max_poll_interval_ms=600_000,
             session_timeout_ms=10_000,  # a crashed member is replaced within 10 s
+            # a request whose answer was lost (a network blackhole) is given up after 30 s,
+            # not kafka-python's 305 s: until then the coordinator lookup it blocks keeps
+            # every commit failing. Above the session timeout, so a JoinGroup that waits
+            # for a dead member to expire is not cut short.
+            request_timeout_ms=30_000,
             heartbeat_interval_ms=3_000,
             receive_message_max_bytes=MAX_FRAME_BYTES,
             isolation_level="read_committed",  # aborted transactions never trigger

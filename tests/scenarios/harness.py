@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
 
 from consumer.kafka_io.source import MAX_FRAME_BYTES
 from consumer.run_id import run_id_for
 from devstack.airflow import AirflowServer
 from devstack.worker_env import worker_environment
+from tests.conftest import unique_name
 from tests.waiting import wait_until
 
 Headers = list[tuple[str, bytes]]
@@ -288,3 +290,36 @@ def running(worker: WorkerProcess) -> Iterator[WorkerProcess]:
         yield worker
     finally:
         worker.close()
+
+
+def create_topics(bootstrap: str, *names: tuple[str, int]) -> None:
+    """Create topics (name, partitions) and wait until each has its partitions."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(n, num_partitions=p, replication_factor=1) for n, p in names])
+        wait_until(
+            lambda: all(admin.describe_topics([n])[0]["partitions"] for n, _ in names),
+            timeout=30,
+            what="topics created",
+        )
+    finally:
+        admin.close()
+
+
+def topics_on(bootstrap: str, partitions: int = 3) -> Topics:
+    """Unique request (``partitions``), reply and dead-letter topics and group on a broker."""
+    topics = Topics(
+        requests=unique_name("requests"),
+        replies=unique_name("replies"),
+        dlq=unique_name("dlq"),
+        group=unique_name("group"),
+    )
+    create_topics(bootstrap, (topics.requests, partitions), (topics.replies, 1), (topics.dlq, 1))
+    return topics
+
+
+def all_committed(bootstrap: str, topics: Topics) -> bool:
+    """Whether the group committed every partition of the request topic up to its end."""
+    return committed(bootstrap, topics.group, topics.requests) == end_offsets(
+        bootstrap, topics.requests
+    )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
+import socket
 from collections.abc import Callable
 
+import psycopg
 import pytest
 
+from consumer.run_id import run_id_for
+from consumer.store.postgres_schema import TABLE
 from devstack.airflow import AirflowServer
 from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import (
@@ -23,6 +28,7 @@ from tests.scenarios.harness import (
 from tests.waiting import wait_until
 
 DAG = "devstack_paused"  # runs are created but never executed: cheap for the scheduler
+SLEEPS = "devstack_sleeps"  # runs that stay `running` for `seconds`
 PARTITIONS = 12
 REPLICAS = 3
 
@@ -135,3 +141,69 @@ def test_key_reused_on_two_partitions_is_rejected_and_triggers_nothing(
         assert answers == [("triggered", None), ("rejected", "idempotency_key_reused")]
     assert existing_runs(airflow3, DAG, {conf_key, dag_key}) == {conf_key, dag_key}
     assert existing_runs(airflow3, "devstack_plain", {dag_key}) == set()
+
+
+def _lease_owner(database: str, key: str) -> str | None:
+    """Which tracker holds the lease on ``key``'s tracked run (None: nobody)."""
+    with psycopg.connect(database) as connection:
+        row = connection.execute(
+            f"SELECT lease_owner FROM {TABLE} WHERE key = %s",  # noqa: S608 -- a constant
+            (key,),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _run_state(airflow: AirflowServer, key: str) -> str:
+    base = f"{airflow.url}/api/{airflow.api_version}/dags/{SLEEPS}/dagRuns/{run_id_for(key)}"
+    answer = airflow.session().get(base, timeout=30)
+    answer.raise_for_status()
+    state: str = answer.json()["state"]
+    return state
+
+
+def test_tracked_run_of_a_killed_replica_completes_once_from_the_other(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    new_database: str,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """The replica that triggered and watches a tracked run is SIGKILLed: one `completed` reply."""
+    key = unique_name("tracked-takeover")
+    first, second = (
+        make_worker(name=name, store_url=new_database, track_poll_interval="1s")
+        for name in ("first", "second")
+    )
+    try:
+        first.start()
+        assert first.process is not None
+        produce(
+            kafka.bootstrap_servers,
+            topics.requests,
+            [(key.encode(), request(key, SLEEPS, conf={"seconds": 45}, track=True), [])],
+        )
+        (triggered,) = read_all(kafka.bootstrap_servers, topics.replies, at_least=1)
+        assert json.loads(triggered.value)["status"] == "triggered"
+        owner = wait_until(
+            lambda: _lease_owner(new_database, key), timeout=60, what="the run leased"
+        )
+        assert owner.startswith(f"{socket.gethostname()}-{first.process.pid}-")
+        second.start()
+        assert second.process is not None
+        assert _run_state(airflow3, key) not in {"success", "failed"}
+        first.kill()  # holds the lease; never releases it
+        replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=2, timeout=240)
+        assert _run_state(airflow3, key) == "success"
+        # the lease taken over is ended by mark_completed; then stop cleanly and count
+        wait_until(lambda: _lease_owner(new_database, key) is None, timeout=60, what="lease ended")
+        assert second.terminate() == 0
+        replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=2)
+    finally:
+        first.close()
+        second.close()
+
+    answers = [json.loads(record.value) for record in replies]
+    assert [a["status"] for a in answers] == ["triggered", "completed"]
+    assert answers[1]["run_state"] == "success"
+    assert answers[0]["worker"].startswith(f"{socket.gethostname()}-{first.process.pid}/")
+    assert answers[1]["worker"].startswith(f"{socket.gethostname()}-{second.process.pid}/")
