@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         if "store-latency" in chosen:
             print("store latency (in process):", flush=True)
             for result in store_latency.run(rig, args.store_calls):
-                print(f"  {result.name}: {describe(result)}", flush=True)
+                print(f"  {result.name}: {store_latency.describe(result)}", flush=True)
                 results.append(result)
     finally:  # a contender that crashed still leaves the figures of the others
         context = report.Context(

@@ -63,6 +63,12 @@ def run(rig: Rig, calls: int) -> list[Result]:
     return results + measure("PostgreSQL", url, calls, f"{rig.run_tag}-lat-pg")
 
 
+def describe(result: Result) -> str:
+    """A console line: calls and the percentiles in ms with two decimals."""
+    p50, p95 = result.percentile(0.5) or 0.0, result.percentile(0.95) or 0.0
+    return f"{result.done} calls, p50 {1000 * p50:.2f} ms, p95 {1000 * p95:.2f} ms"
+
+
 def _time(samples: list[float], call: Callable[..., object], *args: object) -> None:
     began = time.perf_counter()
     call(*args)
