@@ -20,6 +20,7 @@ from bench.result import Result
 
 MIB = 1024 * 1024
 OWN_TABLES = frozenset({"store-latency"})  # families reported apart from the main table
+KNEE_TICKS = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 BURSTS_ONLY = frozenset({"store-latency", "steady", "steady-direct"})  # not in the burst CDF
 
 
@@ -312,7 +313,13 @@ def plot_knee(plt: Any, results: list[Result], path: Path) -> bool:
             label=f"{r.name} ({r.rate:.1f}/s)",
         )
     ax.set_yscale("log", base=2)
+    values = [v for r in adaptive for _, v in r.limit_series]
+    values += [r.concurrency for r in fixed if r.concurrency is not None]
+    low, high = max(1.0, min(values)), max(values)
+    ticks: list[float] = [t for t in KNEE_TICKS if low / 1.3 <= t <= high * 1.3]
+    ax.set_yticks(ticks or [low])
     ax.yaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
     ax.set_xlabel("seconds since the load began")
     ax.set_ylabel("concurrency limit (log 2)")
     ax.set_title("The knee: adaptive limit over time, fixed limits beside it")
