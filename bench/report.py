@@ -128,6 +128,11 @@ def ratios(results: list[Result]) -> list[str]:
         compare(f"duplicate replay, {suffix} vs SQLite store", replay, sqlite_replay)
         compare(f"duplicate replay, {suffix} vs SQLite store, CPU", replay, sqlite_replay, "cpu")
         compare(f"duplicate replay, {suffix} vs raw passthrough", replay, passthrough_small)
+    compare(
+        "large duplicate replay, PostgreSQL vs SQLite store",
+        by_name.get("duplicate replay, large, PostgreSQL"),
+        by_name.get("duplicate replay, large"),
+    )
     lines += steady_ratios(results)
     return lines
 
