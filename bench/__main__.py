@@ -1,4 +1,14 @@
-"""``python -m bench``: run the contenders on the local stack, print figures, write the report."""
+"""``python -m bench``: run the contenders on the local stack, print figures, write the report.
+
+Contenders (``--contenders``): ``ceiling`` (direct POST sweep), ``naive``, ``worker``
+(adaptive and fixed limits, SQLite store), ``replay`` (duplicates of the adaptive run),
+``passthrough``, ``unpaused``; ``pg`` and ``pg2`` (new runs, then their duplicate replay,
+on a PostgreSQL store of their own: one replica, two replicas in one group);
+``store-latency`` (per-operation store latency in process, SQLite and PostgreSQL);
+``steady`` (open-loop load at shares of the ceiling, worker beside direct POSTs); and the
+long ones, run when named: ``replay-large``, ``backlog``, ``backlog-rss``,
+``pg-replay-large`` (a seeded large duplicate replay on PostgreSQL).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +17,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import ceiling, report
+import psycopg
+
+from bench import ceiling, report, steady, store_latency
 from bench.result import Result, describe
 from bench.rig import PAUSED_DAG, UNPAUSED_DAG, Rig, keys_for
 from bench.worker_run import Contender, run
 
-DEFAULT_CONTENDERS = ("ceiling", "naive", "worker", "replay", "passthrough", "unpaused")
+DEFAULT_CONTENDERS = (
+    "ceiling",
+    "naive",
+    "worker",
+    "replay",
+    "passthrough",
+    "unpaused",
+    "pg",
+    "pg2",
+    "steady",
+    "store-latency",
+)
 # the long ones, run when named: a large duplicate replay against a raw passthrough of the
-# same size, a backlog of new keys with MAX_IN_FLIGHT=256, a duplicate backlog for RSS
-LARGE_CONTENDERS = ("replay-large", "backlog", "backlog-rss")
+# same size, a backlog of new keys with MAX_IN_FLIGHT=256, a duplicate backlog for RSS,
+# a large duplicate replay on a seeded PostgreSQL store
+LARGE_CONTENDERS = ("replay-large", "backlog", "backlog-rss", "pg-replay-large")
 CONTENDERS = DEFAULT_CONTENDERS + LARGE_CONTENDERS
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -55,6 +79,29 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="run the adaptive worker (new runs) under py-spy; collapsed stacks to this file",
     )
+    parser.add_argument(
+        "--open-seconds", type=float, default=60.0, help="length of each steady load (60 s)"
+    )
+    parser.add_argument(
+        "--open-rates",
+        default="25,50,90",
+        help="steady loads in %% of the ceiling (25,50,90)",
+    )
+    parser.add_argument(
+        "--ceiling-rate",
+        type=float,
+        default=None,
+        help="runs/s the steady shares refer to when `ceiling` is not run",
+    )
+    parser.add_argument(
+        "--open-pool",
+        type=int,
+        default=steady.DEFAULT_POOL,
+        help=f"threads of the direct POSTs under steady load ({steady.DEFAULT_POOL})",
+    )
+    parser.add_argument(
+        "--store-calls", type=int, default=1000, help="calls per store operation timed (1000)"
+    )
     parser.add_argument("--remark", default="", help="a line for the report (load, context)")
     return parser.parse_args(argv)
 
@@ -69,7 +116,7 @@ class Sizes:
     rss: int
 
 
-def large_replay(rig: Rig, name: str, n: int) -> Contender:
+def large_replay(rig: Rig, name: str, n: int, store_url: str | None = None) -> Contender:
     """A duplicate replay of ``n`` requests queued before the worker starts, store seeded."""
     slug = name.rsplit(",", maxsplit=1)[-1].strip().replace(" ", "-").lower()
     return Contender(
@@ -81,7 +128,40 @@ def large_replay(rig: Rig, name: str, n: int) -> Contender:
         args=["run"],
         queued=True,
         seeded=True,
+        store_url=store_url,
     )
+
+
+def postgres_contenders(rig: Rig, n: int, chosen: set[str]) -> list[Contender]:
+    """New runs, then their duplicate replay, on a fresh PostgreSQL store: 1 and 2 replicas.
+
+    As with SQLite's ``worker``/``replay`` pair, the replay sends the new runs' keys again
+    to the store they left behind: every request is a duplicate.
+    """
+    plan: list[Contender] = []
+    for contender, replicas in (("pg", 1), ("pg2", 2)):
+        if contender not in chosen:
+            continue
+        suffix = "PostgreSQL store" + (f", {replicas} replicas" if replicas > 1 else "")
+        url = rig.store_database(contender)
+        keys = keys_for(f"{rig.run_tag}-{contender}", n)
+        for name, family in (
+            (f"worker, adaptive, {suffix}", "worker"),
+            (f"duplicate replay, {suffix}", "replay"),
+        ):
+            plan.append(
+                Contender(
+                    name,
+                    family,
+                    "consumer",
+                    keys,
+                    PAUSED_DAG,
+                    args=["run"],
+                    store_url=url,
+                    replicas=replicas,
+                )
+            )
+    return plan
 
 
 def worker_contenders(
@@ -175,7 +255,7 @@ def worker_contenders(
                 args=["run"],
             )
         )
-    return plan + large_contenders(rig, sizes, chosen)
+    return plan + postgres_contenders(rig, n, chosen) + large_contenders(rig, sizes, chosen)
 
 
 def large_contenders(rig: Rig, sizes: Sizes, chosen: set[str]) -> list[Contender]:
@@ -208,7 +288,42 @@ def large_contenders(rig: Rig, sizes: Sizes, chosen: set[str]) -> list[Contender
         )
     if "backlog-rss" in chosen:
         plan.append(large_replay(rig, "duplicate backlog, RSS", sizes.rss))
+    if "pg-replay-large" in chosen:
+        url = rig.store_database("pg-replay-large")
+        plan.append(large_replay(rig, "duplicate replay, large, PostgreSQL", sizes.large, url))
     return plan
+
+
+def run_one(rig: Rig, contender: Contender) -> Result:
+    """Run one Kafka contender, print its line and let Airflow settle after it."""
+    try:
+        result = run(rig, contender)
+    except (
+        RuntimeError,
+        OSError,
+        psycopg.Error,
+    ) as exc:  # one broken contender must not lose the rest
+        print(f"{contender.name}: failed: {exc}", flush=True)
+        result = Result(contender.name, contender.family, len(contender.keys), 0, 0.0)
+        result.note = f"failed: {exc}"
+        result.errors = result.n
+    print(f"{result.name}: {describe(result)} ({result.note})", flush=True)
+    ceiling.settle(rig)
+    return result
+
+
+def steady_loads(rig: Rig, args: argparse.Namespace, base: float) -> list[Result]:
+    """Each share of ``base``: direct POSTs at that rate, then the worker at that rate."""
+    print(f"steady loads (open loop, {args.open_seconds:.0f} s each, ceiling {base:.1f}/s):")
+    results = []
+    for share in (int(x) / 100 for x in args.open_rates.split(",") if x):
+        rate = share * base
+        result = steady.direct(rig, share, rate, args.open_seconds, args.open_pool)
+        print(f"  {result.name}: {describe(result)}", flush=True)
+        results.append(result)
+        ceiling.settle(rig)
+        results.append(run_one(rig, steady.worker_contender(rig, share, rate, args.open_seconds)))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = chosen - set(CONTENDERS)
     if unknown:
         raise SystemExit(f"unknown contender(s): {', '.join(sorted(unknown))}")
+    if "steady" in chosen and "ceiling" not in chosen and not args.ceiling_rate:
+        raise SystemExit("steady needs the ceiling contender or --ceiling-rate")
     date, load_before = time.strftime("%Y-%m-%d"), report.load_average()
     rig = Rig.up(args.airflow, args.partitions)
     print(
@@ -234,16 +351,15 @@ def main(argv: list[str] | None = None) -> int:
         for contender in worker_contenders(
             rig, sizes, fixed, chosen, profile=args.profile, profile_new=args.profile_new
         ):
-            try:
-                result = run(rig, contender)
-            except (RuntimeError, OSError) as exc:  # one broken contender must not lose the rest
-                print(f"{contender.name}: failed: {exc}", flush=True)
-                result = Result(contender.name, contender.family, len(contender.keys), 0, 0.0)
-                result.note = f"failed: {exc}"
-                result.errors = result.n
-            print(f"{result.name}: {describe(result)} ({result.note})", flush=True)
-            results.append(result)
-            ceiling.settle(rig)
+            results.append(run_one(rig, contender))
+        base = steady.ceiling_rate(results, args.ceiling_rate)
+        if "steady" in chosen and base:
+            results += steady_loads(rig, args, base)
+        if "store-latency" in chosen:
+            print("store latency (in process):", flush=True)
+            for result in store_latency.run(rig, args.store_calls):
+                print(f"  {result.name}: {store_latency.describe(result)}", flush=True)
+                results.append(result)
     finally:  # a contender that crashed still leaves the figures of the others
         context = report.Context(
             date=date,
@@ -256,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
             remark=args.remark,
         )
         path = report.write(results, context, args.out)
+        try:
+            rig.drop_databases()
+        except psycopg.Error as exc:  # leftover databases are harmless: say so, keep the report
+            print(f"could not drop the store databases {rig.databases}: {exc}", flush=True)
     print(f"report: {path}")
     return 0
 

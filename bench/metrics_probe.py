@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import requests
 
@@ -25,22 +26,30 @@ def scrape(port: int) -> dict[str, float]:
 
 
 class LimitSampler(threading.Thread):
-    """Samples the concurrency limit twice a second until stopped: the adaptive point."""
+    """Samples the concurrency limit twice a second until stopped: the adaptive point.
 
-    def __init__(self, port: int) -> None:
-        """Sample the worker listening on ``port``."""
+    With several replicas, one sample is the sum of their limits (the group's concurrency).
+    ``times`` holds each sample's seconds since ``start``: the knee plot's x axis.
+    """
+
+    def __init__(self, ports: list[int]) -> None:
+        """Sample the workers listening on ``ports``."""
         super().__init__(daemon=True)
-        self.port = port
+        self.ports = ports
         self.samples: list[float] = []
+        self.times: list[float] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
         """Sample until ``halt`` is set."""
+        began = time.monotonic()
         while not self.halt.wait(0.5):
             try:
-                self.samples.append(scrape(self.port).get(LIMIT, 0.0))
+                total = sum(scrape(port).get(LIMIT, 0.0) for port in self.ports)
             except requests.RequestException:
                 continue
+            self.samples.append(total)
+            self.times.append(time.monotonic() - began)
 
     def mean(self) -> float | None:
         """The mean limit over the run; None without samples."""

@@ -83,6 +83,16 @@ class ContenderProcess:
             time.sleep(0.2)
         raise RuntimeError(f"{self.log.name}: no partitions after {READY_TIMEOUT:.0f} s")
 
+    def owned(self) -> set[str]:
+        """The partitions the process owns now, replayed from its assigned/revoked lines."""
+        owned: set[str] = set()
+        for event in self.events():
+            if event.get("event") == "partitions_assigned":
+                owned |= set(event.get("partitions") or ())
+            elif event.get("event") == "partitions_revoked":
+                owned -= set(event.get("partitions") or ())
+        return owned
+
     def usage(self) -> Usage:
         """CPU and peak RSS so far (the process must still run)."""
         return read_usage(self.pid)
@@ -110,3 +120,26 @@ def _child_of(pid: int, timeout: float = 10.0) -> int:
             return int(found[0])
         time.sleep(0.05)
     raise RuntimeError(f"process {pid} started no child within {timeout:.0f} s")
+
+
+def wait_group_ready(processes: list[ContenderProcess], partitions: int) -> None:
+    """Wait (bounded) until replicas in one group split all ``partitions`` between them.
+
+    Each must own at least one partition and no partition two owners: the rebalance
+    after the last one joined is over.
+
+    Raises:
+        RuntimeError: a process exited or the split took too long.
+    """
+    for process in processes:
+        process.wait_ready()
+    end = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < end:
+        owned = [process.owned() for process in processes]
+        if all(owned) and sum(map(len, owned)) == len(set().union(*owned)) == partitions:
+            return
+        for process in processes:
+            if process.process.poll() is not None:
+                raise RuntimeError(f"{process.log.name}: exited {process.process.returncode}")
+        time.sleep(0.2)
+    raise RuntimeError(f"replicas did not split {partitions} partitions in {READY_TIMEOUT:.0f} s")

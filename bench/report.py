@@ -1,4 +1,10 @@
-"""The report: a Markdown table with the machine it ran on, and two PNG plots (matplotlib)."""
+"""The report: Markdown tables with the machine it ran on, and PNG plots (matplotlib).
+
+The main table has every contender but the store-latency operations, which get a table
+of their own (sub-millisecond figures); the steady loads get a table pairing the worker
+with direct POSTs at each rate. Plots: throughput vs concurrency, the burst latency CDF,
+and the knee (the adaptive limiter's limit over time beside the fixed limits).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,15 @@ import platform
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bench import steady
 from bench.result import Result
 
 MIB = 1024 * 1024
+OWN_TABLES = frozenset({"store-latency"})  # families reported apart from the main table
+KNEE_TICKS = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+BURSTS_ONLY = frozenset({"store-latency", "steady", "steady-direct"})  # not in the burst CDF
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ def table(results: list[Result]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if r.family in OWN_TABLES:
+            continue
         cpu = "-" if r.cpu_per_1000 is None else f"{r.cpu_per_1000:.2f}"
         rss = "-" if r.usage is None else f"{r.usage.peak_rss_bytes / MIB:.0f}"
         calls = "-" if r.airflow_calls is None else str(r.airflow_calls)
@@ -88,6 +101,7 @@ def ratios(results: list[Result]) -> list[str]:
             lines.append(f"- {label}: {x:.2f}{unit} vs {y:.2f}{unit} = **{x / y:.2f}x**")
 
     worker = by_name.get("worker, adaptive (default)")
+    passthrough_small = by_name.get("raw passthrough")
     compare(f"worker (adaptive) vs API ceiling ({best.name if best else '-'})", worker, best)
     compare("worker (adaptive) vs naive consumer", worker, by_name.get("naive consumer"))
     replay, passthrough = by_name.get("duplicate replay"), by_name.get("raw passthrough")
@@ -103,11 +117,123 @@ def ratios(results: list[Result]) -> list[str]:
     compare(
         f"backlog, MAX_IN_FLIGHT=256 vs API ceiling ({best.name if best else '-'})", backlog, best
     )
+    sqlite_new, sqlite_replay = worker, by_name.get("duplicate replay")
+    for suffix in ("PostgreSQL store", "PostgreSQL store, 2 replicas"):
+        new, replay = (
+            by_name.get(f"worker, adaptive, {suffix}"),
+            by_name.get(f"duplicate replay, {suffix}"),
+        )
+        compare(f"new runs, {suffix} vs SQLite store (1 replica)", new, sqlite_new)
+        compare(f"new runs, {suffix} vs API ceiling ({best.name if best else '-'})", new, best)
+        compare(f"duplicate replay, {suffix} vs SQLite store", replay, sqlite_replay)
+        compare(f"duplicate replay, {suffix} vs SQLite store, CPU", replay, sqlite_replay, "cpu")
+        compare(f"duplicate replay, {suffix} vs raw passthrough", replay, passthrough_small)
+    compare(
+        "large duplicate replay, PostgreSQL vs SQLite store",
+        by_name.get("duplicate replay, large, PostgreSQL"),
+        by_name.get("duplicate replay, large"),
+    )
+    lines += steady_ratios(results)
     return lines
 
 
+def steady_pairs(results: list[Result]) -> list[tuple[Result, Result | None]]:
+    """Each steady worker result with the direct POSTs at the same share, if they ran."""
+    direct = {r.load_share: r for r in results if r.family == "steady-direct"}
+    return [(r, direct.get(r.load_share)) for r in results if r.family == "steady"]
+
+
+def steady_ratios(results: list[Result]) -> list[str]:
+    """Worker p99 vs direct POST p99 at each steady share; the goal at half the ceiling."""
+    lines = []
+    for worker, direct in steady_pairs(results):
+        w99, d99 = worker.percentile(0.99), direct.percentile(0.99) if direct else None
+        if w99 is None or d99 is None or not d99:
+            continue
+        share = worker.load_share or 0.0
+        goal = ""
+        if abs(share - steady.GOAL_SHARE) < 1e-9:
+            met = w99 <= d99 + steady.GOAL_MARGIN
+            goal = f" (goal ≤ +{1000 * steady.GOAL_MARGIN:.0f} ms: {'met' if met else 'not met'})"
+        lines.append(
+            f"- steady {share:.0%} of ceiling, worker p99 vs direct POST p99: "
+            f"{1000 * w99:.0f} ms vs {1000 * d99:.0f} ms = **{w99 / d99:.2f}x**, "
+            f"{1000 * (w99 - d99):+.0f} ms{goal}"
+        )
+    return lines
+
+
+def steady_table(results: list[Result]) -> list[str]:
+    """The steady loads: worker and direct POSTs side by side, per share of the ceiling."""
+    pairs = steady_pairs(results)
+    if not pairs:
+        return []
+    lines = [
+        "## Steady load (open loop)",
+        "",
+        "Requests due at a fixed rate; latency from each one's due time to its answer "
+        "(worker: reply acked; direct: POST answered).",
+        "",
+        "| load | offered /s | worker done/N | worker p50 / p95 / p99 ms "
+        "| direct done/N | direct p50 / p95 / p99 ms | p99 worker - direct ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for worker, direct in pairs:
+        gap = "-"
+        w99 = worker.percentile(0.99)
+        d99 = direct.percentile(0.99) if direct else None
+        if w99 is not None and d99 is not None:
+            gap = f"{1000 * (w99 - d99):+.0f}"
+        lines.append(
+            f"| {worker.load_share or 0:.0%} | {worker.offered_rate or 0:.1f} "
+            f"| {worker.done}/{worker.n} | {_triple(worker)} "
+            f"| {f'{direct.done}/{direct.n}' if direct else '-'} "
+            f"| {_triple(direct) if direct else '-'} | {gap} |"
+        )
+    return [*lines, ""]
+
+
+def store_table(results: list[Result]) -> list[str]:
+    """Per-operation latency of the stores, measured in process, with PostgreSQL vs SQLite."""
+    rows = [r for r in results if r.family == "store-latency"]
+    if not rows:
+        return []
+    lines = [
+        "## Store latency per operation (in process, one call at a time)",
+        "",
+        "| store | operation | calls | p50 ms | p95 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        store, _, operation = r.name.partition(", ")
+        lines.append(
+            f"| {store} | {operation} | {r.done} | {_ms2(r.percentile(0.5))} "
+            f"| {_ms2(r.percentile(0.95))} | {_ms2(r.percentile(0.99))} |"
+        )
+    by_name = {r.name: r for r in rows}
+    lines.append("")
+    for r in rows:
+        store, _, operation = r.name.partition(", ")
+        base = by_name.get(f"SQLite, {operation}")
+        p50, b50 = r.percentile(0.5), base.percentile(0.5) if base else None
+        if store == "PostgreSQL" and p50 and b50:
+            lines.append(
+                f"- {operation}, PostgreSQL vs SQLite p50: {_ms2(p50)} ms vs {_ms2(b50)} ms "
+                f"= **{p50 / b50:.2f}x**"
+            )
+    return [*lines, ""]
+
+
+def _triple(r: Result) -> str:
+    return " / ".join(_ms(r.percentile(q)) for q in (0.5, 0.95, 0.99))
+
+
+def _ms2(value: float | None) -> str:
+    return "-" if value is None else f"{1000 * value:.2f}"
+
+
 def plot(results: list[Result], out: Path, stem: str) -> list[Path]:
-    """Throughput vs concurrency (worker points marked) and the latency CDF; returns the files."""
+    """Throughput vs concurrency, the burst latency CDF and the knee; returns the files."""
     import matplotlib  # noqa: PLC0415 -- the `bench` extra; imported only when plotting
 
     matplotlib.use("Agg")
@@ -142,7 +268,7 @@ def plot(results: list[Result], out: Path, stem: str) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
-        if r.family != "ceiling" and r.latencies:
+        if r.family != "ceiling" and r.family not in BURSTS_ONLY and r.latencies:
             ordered = sorted(r.latencies)
             ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=r.name)
     ax.set_xscale("log")
@@ -154,7 +280,60 @@ def plot(results: list[Result], out: Path, stem: str) -> list[Path]:
     fig.tight_layout()
     fig.savefig(files[1], dpi=110)
     plt.close(fig)
+    knee = out / f"{stem}-knee.png"
+    if plot_knee(plt, results, knee):
+        files.append(knee)
     return files
+
+
+def plot_knee(plt: Any, results: list[Result], path: Path) -> bool:
+    """The adaptive limiter's limit over time, the fixed limits as lines; False: no data.
+
+    The adaptive default is drawn bold; other adaptive workers (PostgreSQL stores, the
+    unpaused DAG, steady loads) thin. Each label carries the contender's runs/s, so the
+    limit it settled on can be read against what the fixed limits achieved.
+    """
+    adaptive = [r for r in results if r.limit_series and r.family not in {"replay"}]
+    fixed = [r for r in results if r.family == "worker" and "fixed" in r.name and r.concurrency]
+    if not adaptive:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in adaptive:
+        default = r.name == "worker, adaptive (default)"
+        times, limits = zip(*r.limit_series, strict=True)
+        ax.step(
+            times,
+            limits,
+            where="post",
+            linewidth=2.2 if default else 0.9,
+            alpha=1.0 if default else 0.7,
+            label=f"{r.name} ({r.rate:.1f}/s)",
+        )
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, r in enumerate(fixed):
+        ax.axhline(
+            r.concurrency,
+            linestyle="--",
+            color=colors[(len(adaptive) + i) % len(colors)],
+            label=f"{r.name} ({r.rate:.1f}/s)",
+        )
+    ax.set_yscale("log", base=2)
+    values = [v for r in adaptive for _, v in r.limit_series]
+    values += [r.concurrency for r in fixed if r.concurrency is not None]
+    low, high = max(1.0, min(values)), max(values)
+    ticks: list[float] = [t for t in KNEE_TICKS if low / 1.3 <= t <= high * 1.3]
+    ax.set_yticks(ticks or [low])
+    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("seconds since the load began")
+    ax.set_ylabel("concurrency limit (log 2)")
+    ax.set_title("The knee: adaptive limit over time, fixed limits beside it")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def write(results: list[Result], context: Context, out: Path) -> Path:
@@ -178,6 +357,8 @@ def write(results: list[Result], context: Context, out: Path) -> Path:
         "",
         *ratios(results),
         "",
+        *steady_table(results),
+        *store_table(results),
         "## Plots",
         "",
         *(f"![{p.stem}]({p.name})" for p in images),

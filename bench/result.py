@@ -15,7 +15,9 @@ class Result:
 
     Attributes:
         name: the row label.
-        family: ``ceiling``, ``naive``, ``worker``, ``replay`` or ``passthrough``.
+        family: ``ceiling``, ``naive``, ``worker``, ``replay``, ``passthrough``, ``steady``
+            (the worker under an open-loop load), ``steady-direct`` (direct POSTs at the
+            same rate) or ``store-latency`` (one store operation, in process).
         n: requests offered.
         done: requests answered (200 for the ceiling, a reply for the others).
         seconds: wall time from the first request to the last answer.
@@ -25,6 +27,10 @@ class Result:
         usage: CPU and peak RSS of the process under test during the run (None: none).
         concurrency: concurrent calls (sweep clients, fixed limit, or the adaptive mean).
         note: a short remark for the table.
+        load_share: a steady load's rate as a fraction of the API ceiling (None: a burst).
+        offered_rate: a steady load's requests per second (None: a burst).
+        limit_series: (seconds since the load began, concurrency limit) samples of a
+            worker's limiter: the knee plot.
     """
 
     name: str
@@ -38,6 +44,9 @@ class Result:
     usage: Usage | None = None
     concurrency: float | None = None
     note: str = ""
+    load_share: float | None = None
+    offered_rate: float | None = None
+    limit_series: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
+from psycopg import sql
 
 from devstack.airflow import AirflowServer
 from devstack.procs import free_port
@@ -39,15 +43,18 @@ class Rig:
     run_tag: str
     work: Path
     partitions: int
+    postgres: str  # the server's admin URL (database ``postgres``): store databases go there
+    databases: list[str] = field(default_factory=list)  # created by this run, dropped at its end
 
     @classmethod
     def up(cls, major: str, partitions: int) -> Rig:
-        """Reuse (or start) Kafka and the Airflow of ``major``; never stops them.
+        """Reuse (or start) Kafka, PostgreSQL and the Airflow of ``major``; never stops them.
 
-        Logs and stores of the contenders go under the stack's run dir, ``bench/<tag>``.
+        Logs and SQLite stores of the contenders go under the stack's run dir,
+        ``bench/<tag>``; PostgreSQL stores are databases of their own (``store_database``).
         """
         stack = Stack()
-        doc = stack.up(kafka=True, airflow=(major,))
+        doc = stack.up(kafka=True, airflow=(major,), postgres=True)
         tag = time.strftime("bench-%Y%m%d%H%M%S")
         work = Path(doc["run_dir"]) / "bench" / tag
         work.mkdir(parents=True, exist_ok=True)
@@ -57,7 +64,28 @@ class Rig:
             run_tag=tag,
             work=work,
             partitions=partitions,
+            postgres=doc["postgres"]["url"],
         )
+
+    def store_database(self, contender: str) -> str:
+        """Create an empty database for one contender's PostgreSQL store; return its URL.
+
+        Each contender gets its own, so that no run sees another's keys.
+        """
+        slug = re.sub(r"[^a-z0-9]+", "_", f"{self.run_tag}_{contender}".lower())[:63]
+        with psycopg.connect(self.postgres, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(slug)))
+        self.databases.append(slug)
+        return urlunsplit(urlsplit(self.postgres)._replace(path=f"/{slug}"))
+
+    def drop_databases(self) -> None:
+        """Drop the store databases this run created (their workers have stopped)."""
+        with psycopg.connect(self.postgres, autocommit=True) as conn:
+            for name in self.databases:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+        self.databases.clear()
 
     def topics(self, contender: str) -> Topics:
         """Create the request (``partitions``), reply (``partitions``) and DLQ topics."""
@@ -77,7 +105,10 @@ class Rig:
         return topics
 
     def worker_env(self, topics: Topics, store: Path, extra: dict[str, str]) -> dict[str, str]:
-        """The environment of ``trigger-consumer run`` (and of the baselines) on this rig."""
+        """The environment of ``trigger-consumer run`` (and of the baselines) on this rig.
+
+        ``store`` is the SQLite file; a ``TRIGGER_CONSUMER_STORE_URL`` in ``extra`` wins.
+        """
         env = worker_environment(
             bootstrap=self.bootstrap,
             airflow=self.airflow,

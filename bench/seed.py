@@ -3,13 +3,13 @@
 A large duplicate replay (100,000 or 200,000 requests) needs its keys answered before;
 triggering them first would take Airflow an hour at its ceiling, and a replay makes no
 Airflow call anyway. The entries are written through the store's own API with the
-fingerprint the worker computes, so the worker answers each request ``duplicate``.
+fingerprint the worker computes, so the worker answers each request ``duplicate``; any
+store URL the worker takes works (SQLite file or PostgreSQL database).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from bench.rig import request_value
 from consumer.fingerprint import fingerprint
@@ -21,9 +21,15 @@ from consumer.store import EntryStatus, open_store
 RETENTION = Settings.model_fields["dedup_retention"].default  # the worker's own
 
 
-def seed_store(path: Path, keys: list[str], dag_id: str) -> None:
-    """Record a ``triggered`` entry for every key, as a request of ``request_value`` makes."""
-    store = open_store(f"sqlite:///{path}", RETENTION)
+def seed_store(url: str, keys: list[str], dag_id: str) -> None:
+    """Record a ``triggered`` entry for every key, as a request of ``request_value`` makes.
+
+    Args:
+        url: the store URL (``sqlite:///…`` or ``postgresql://…``).
+        keys: the idempotency keys.
+        dag_id: the DAG the requests name.
+    """
+    store = open_store(url, RETENTION)
     try:
         for key in keys:
             request = validate(json.loads(request_value(key, dag_id)))

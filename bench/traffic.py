@@ -1,8 +1,14 @@
-"""The load of one contender: produce N requests in a burst, collect the replies, time each key.
+"""The load of one contender: produce N requests, collect the replies, time each key.
 
-Latency is produce time → reply acked, both read as Kafka CreateTime stamps on this host:
-the request's from the broker's ack of our producer, the reply's from the record the
+A burst (``produce_burst``) sends every request as fast as the producer goes; latency is
+produce time → reply acked, both read as Kafka CreateTime stamps on this host: the
+request's from the broker's ack of our producer, the reply's from the record the
 contender wrote (stamped at its send, a few ms before the broker's ack).
+
+A steady load (``produce_steady``) is open loop: request i is due at start + i / rate
+whatever the replies do, and its latency counts from that due time (wall clock), so a
+late send is charged to the contender's latency rather than hidden (no coordinated
+omission).
 """
 
 from __future__ import annotations
@@ -98,6 +104,33 @@ def produce_burst(bootstrap: str, topic: str, keys: list[str], dag_id: str) -> d
         producer.close()
 
 
+def produce_steady(
+    bootstrap: str, topic: str, keys: list[str], dag_id: str, rate: float
+) -> dict[str, int]:
+    """Write one request per key at ``rate`` per second; return each one's due time (ms).
+
+    Each send starts at its due time (or at once when the producer is late); the due
+    times, not the broker's stamps, are returned: the open loop's clock.
+    """
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    start = time.time() + 0.2
+    due: dict[str, int] = {}
+    futures = []
+    try:
+        for i, key in enumerate(keys):
+            at = start + i / rate
+            delay = at - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(producer.send(topic, key=key.encode(), value=request_value(key, dag_id)))
+            due[key] = round(at * 1000)
+        for future in futures:
+            future.get(timeout=60)
+        return due
+    finally:
+        producer.close()
+
+
 def drive(
     bootstrap: str,
     topics: tuple[str, str],
@@ -106,6 +139,7 @@ def drive(
     timeout: float,
     *,
     queued: dict[str, int] | None = None,
+    rate: float | None = None,
 ) -> tuple[dict[str, int], Replies]:
     """Produce ``keys`` to ``topics[0]`` and wait (bounded) for their replies on ``topics[1]``.
 
@@ -117,13 +151,21 @@ def drive(
         timeout: seconds to wait for the replies at most.
         queued: the produce timestamps of requests already queued (``produce_burst``
             before the contender started); nothing more is produced then.
+        rate: produce at this steady rate per second (``produce_steady``) instead of
+            in a burst.
 
     Returns:
-        The produce timestamp of each key, and the replies that came back in time.
+        The produce timestamp (steady: due time) of each key, and the replies that came
+        back in time.
     """
     collector = ReplyCollector(bootstrap, topics[1], len(keys), timeout)
     collector.start()
     collector.ready.wait(timeout=60)
-    sent = queued if queued is not None else produce_burst(bootstrap, topics[0], keys, dag_id)
+    if queued is not None:
+        sent = queued
+    elif rate is not None:
+        sent = produce_steady(bootstrap, topics[0], keys, dag_id, rate)
+    else:
+        sent = produce_burst(bootstrap, topics[0], keys, dag_id)
     collector.join(timeout=timeout + 30)
     return sent, collector.replies
