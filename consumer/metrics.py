@@ -56,6 +56,7 @@ METRIC_NAMES = (
     "trigger_consumer_commit_failures_total",
     "trigger_consumer_held",
     "trigger_consumer_reply_topic_refused_total",
+    "trigger_consumer_unrouted_events_total",
     "trigger_consumer_store_purged_total",
 )
 

@@ -96,7 +96,7 @@ def test_allow_lists_add_the_policy_check(tmp_path: Path) -> None:
 
 
 def test_the_workers_settings_apply_and_flags_override_them(tmp_path: Path) -> None:
-    """validate reads TRIGGER_CONSUMER_* and the config file as run does; a flag wins."""
+    """Validate reads TRIGGER_CONSUMER_* and the config file as run does; a flag wins."""
     path = tmp_path / "batch.jsonl"
     path.write_text(
         '{"idempotency_key": "a", "dag_id": "etl_daily"}\n'
