@@ -38,6 +38,7 @@ CONTENT_TYPE_HEADER = "content-type"
 STRUCTURED_MEDIA_TYPE = "application/cloudevents"
 SPECVERSION_HEADER = "ce_specversion"
 CE_PREFIX = "ce_"
+REQUIRED_ATTRIBUTES = frozenset({"specversion", "id", "source", "type"})
 _FORMAT = JSONFormat()
 
 
@@ -88,15 +89,20 @@ def read_event(record: InboundRecord, limits: Limits) -> Event:
     header_trace = trace_from_headers(record.headers)
     content_type = _header_text(record, CONTENT_TYPE_HEADER)
     if content_type is not None and content_type.lower().startswith(STRUCTURED_MEDIA_TYPE):
-        decode(record.value, limits)  # the size, UTF-8, depth and JSON checks before the SDK
+        document = decode(record.value, limits)  # size, UTF-8, depth and JSON before the SDK
         if not content_type.lower().startswith(f"{STRUCTURED_MEDIA_TYPE}+json"):
             raise _invalid(f"event format {content_type!r} is not supported (only +json)")
-        attributes = _cloudevent(lambda: from_structured(_message({}, record), _FORMAT))
+        given = set(document)
+        read = lambda: from_structured(_message({}, record), _FORMAT)  # noqa: E731
+        attributes = _cloudevent(read, given)
         return _event(EventKind.STRUCTURED, attributes, header_trace)
     if record.header(SPECVERSION_HEADER) is not None:
         decode_size(record, limits)
         headers = _binary_headers(record)
-        attributes = _cloudevent(lambda: from_binary(_message(headers, record), _FORMAT))
+        given = {name.lower().removeprefix(CE_PREFIX) for name in headers}
+        given.add("datacontenttype" if CONTENT_TYPE_HEADER in given else "")
+        read = lambda: from_binary(_message(headers, record), _FORMAT)  # noqa: E731
+        attributes = _cloudevent(read, given)
         return _event(EventKind.BINARY, attributes, header_trace)
     return Event(EventKind.JSON, decode(record.value, limits), header_trace)
 
@@ -136,14 +142,23 @@ def _binary_headers(record: InboundRecord) -> dict[str, bytes]:
     return headers
 
 
-def _cloudevent(read: Any) -> dict[str, Any]:
-    """The SDK's event as the JSON format shows it; its refusals as ``invalid_cloudevent``."""
+def _cloudevent(read: Any, given: set[str]) -> dict[str, Any]:
+    """The SDK's event as the JSON format shows it; its refusals as ``invalid_cloudevent``.
+
+    The SDK fills a missing ``id`` with a random UUID and a missing ``time`` with now: for
+    events read from Kafka that would make every re-sent event a new request, so required
+    attributes must be given and invented ones are dropped.
+    """
+    missing = sorted(REQUIRED_ATTRIBUTES - given)
+    if missing:
+        raise _invalid(f"required attribute(s) missing: {', '.join(missing)}")
     try:
         event = read()
         attributes = dict(event.get_attributes())
         data = event.get_data()
     except (BaseCloudEventException, ValueError, TypeError, RecursionError) as exc:
         raise _invalid(bounded(" ".join(str(exc).split()), 300)) from None
+    attributes = {name: value for name, value in attributes.items() if name in given}
     for name, value in attributes.items():
         if isinstance(value, datetime):
             attributes[name] = _rfc3339(value)

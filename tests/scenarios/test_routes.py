@@ -6,13 +6,15 @@ import json
 import subprocess
 import sys
 import tomllib
+import uuid
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from consumer.run_id import run_id_for
 from devstack.airflow import AirflowServer
-from tests.conftest import KafkaCluster
+from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import Topics, WorkerProcess, produce, read_all, running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,10 +25,17 @@ TRACE_KEY = "airflow/dagrun_parent_trace_context"
 CE_STRUCTURED = [("content-type", b"application/cloudevents+json")]
 
 
-def _example_routes(name: str, topic: str) -> list[dict[str, Any]]:
-    """An example's routes, reading ``topic`` and triggering the stack's DAG."""
+def _example_routes(name: str, topic: str, run: str) -> list[dict[str, Any]]:
+    """An example's routes, reading ``topic`` and triggering the stack's DAG.
+
+    Route names get the test run's suffix: they start every derived key, and the stack's
+    Airflow keeps the runs of earlier test runs.
+    """
     routes = tomllib.loads((EXAMPLES / name / "routes.toml").read_text())["routes"]
-    return [{**route, "topics": [topic], "dag_id": DAG} for route in routes]
+    return [
+        {**route, "name": f"{route['name']}-{run}", "topics": [topic], "dag_id": DAG}
+        for route in routes
+    ]
 
 
 def _headers(path: Path) -> list[tuple[str, bytes]]:
@@ -70,8 +79,13 @@ def test_every_example_triggers_its_run_with_the_expected_conf_and_reply(
     """S3, GCS, Debezium, both CloudEvent modes and an app event each make one run and reply."""
     names = ["s3", "gcs", "debezium", "cloudevents", "app"]
     topic = {name: new_topic(prefix=f"ev-{name}") for name in names}
-    routes = [route for name in names for route in _example_routes(name, topic[name])]
+    run = unique_name("r")[-8:]
+    routes = [route for name in names for route in _example_routes(name, topic[name], run)]
     ce = EXAMPLES / "cloudevents"
+    # a logical date of its own: the stack's DAG keeps earlier runs, which hold theirs
+    app_event = json.loads((EXAMPLES / "app/event.json").read_text())
+    day = date(1990, 1, 1) + timedelta(days=uuid.uuid4().int % 36500)
+    app_event["partition_date"] = day.isoformat()
     events = [
         (topic["s3"], (EXAMPLES / "s3/event.json").read_bytes(), []),
         (
@@ -86,12 +100,13 @@ def test_every_example_triggers_its_run_with_the_expected_conf_and_reply(
             _headers(ce / "binary-headers.json"),
         ),
         (topic["cloudevents"], (ce / "structured.json").read_bytes(), CE_STRUCTURED),
-        (topic["app"], (EXAMPLES / "app/event.json").read_bytes(), []),
+        (topic["app"], json.dumps(app_event).encode(), []),
     ]
     with running(_worker(make_worker, routes)):
         for name, value, headers in events:
             produce(kafka.bootstrap_servers, name, [(None, value, headers)])
-        grouped = _by_route(_replies(kafka, topics, at_least=len(events)))
+        replies = _replies(kafka, topics, at_least=len(events))
+    grouped = {k.removesuffix(f"-{run}"): v for k, v in _by_route(replies).items()}
     assert sorted(grouped) == sorted(
         [
             "s3-object-created",
@@ -104,7 +119,7 @@ def test_every_example_triggers_its_run_with_the_expected_conf_and_reply(
     statuses = {route: [reply["status"] for reply, _ in got] for route, got in grouped.items()}
     assert all(set(s) == {"triggered"} for s in statuses.values()), statuses
     ((debezium, _),) = grouped["order-inserted"]
-    assert debezium["idempotency_key"] == "order-inserted:inventory.orders/10042"
+    assert debezium["idempotency_key"] == f"order-inserted-{run}:inventory.orders/10042"
     assert _run_conf(airflow3, debezium["idempotency_key"]) == {
         "order_id": 10042,
         "customer_id": 1001,
@@ -116,13 +131,13 @@ def test_every_example_triggers_its_run_with_the_expected_conf_and_reply(
     ((gcs, _),) = grouped["gcs-object-finalized"]
     assert _run_conf(airflow3, gcs["idempotency_key"])["size_bytes"] == 52428800
     ((app, _),) = grouped["file-landed"]
-    assert app["logical_date"].startswith("2025-03-14T00:00:00")
+    assert app["logical_date"].startswith(f"{day.isoformat()}T00:00:00")
     assert _run_conf(airflow3, app["idempotency_key"])["row_count"] == 218000
     invoices = {
         reply["idempotency_key"]: (reply, headers) for reply, headers in grouped["invoice-issued"]
     }
     binary_key = (
-        "invoice-issued://billing.acme.example/invoices#7f0c2b6e-2f43-4b8f-9d39-5b1b8f0e6a11"
+        f"invoice-issued-{run}://billing.acme.example/invoices#7f0c2b6e-2f43-4b8f-9d39-5b1b8f0e6a11"
     )
     _, headers = invoices[binary_key]
     conf = _run_conf(airflow3, binary_key)
@@ -171,7 +186,8 @@ def test_fan_out_unmatched_and_dedup_of_resent_events(
             "logical_date": "{when}T00:00:00Z",
         },
     ]
-    order = json.dumps({"kind": "order", "id": "o-1"}).encode()
+    oid = unique_name("o")
+    order = json.dumps({"kind": "order", "id": oid}).encode()
     other_trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     with running(_worker(make_worker, routes)):
         produce(
@@ -180,7 +196,11 @@ def test_fan_out_unmatched_and_dedup_of_resent_events(
             [
                 (None, order, [("traceparent", TRACEPARENT.encode())]),
                 (None, json.dumps({"kind": "refund", "id": "r-1"}).encode(), []),
-                (None, json.dumps({"kind": "dated", "id": "d-1"}).encode(), []),  # no "when"
+                (
+                    None,
+                    json.dumps({"kind": "dated", "id": unique_name("d")}).encode(),
+                    [],
+                ),  # no "when"
             ],
         )
         first = _replies(kafka, topics, at_least=4)
@@ -194,12 +214,12 @@ def test_fan_out_unmatched_and_dedup_of_resent_events(
     grouped = _by_route(replies)
     assert [r["status"] for r, _ in grouped["first"]] == ["triggered", "duplicate"]
     assert [r["status"] for r, _ in grouped["second"]] == ["triggered", "duplicate"]
-    assert _run_conf(airflow3, "first:o-1") == {
-        "id": "o-1",
+    assert _run_conf(airflow3, f"first:{oid}") == {
+        "id": oid,
         "route": "first",
         TRACE_KEY: {"traceparent": TRACEPARENT},
     }
-    assert _run_conf(airflow3, "second:o-1")["route"] == "second"
+    assert _run_conf(airflow3, f"second:{oid}")["route"] == "second"
     ((unmatched, _),) = grouped[""]
     assert unmatched["error"]["code"] == "no_route_matched"
     ((failed, failed_headers),) = grouped["dated"]
