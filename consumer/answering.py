@@ -32,7 +32,8 @@ from consumer.metrics import Metrics
 from consumer.outcome import Outcome
 from consumer.pipeline.dead_letter import Omit, dead_letter_record, needs_dead_letter
 from consumer.pipeline.reply import reply_record
-from consumer.record import InboundRecord, OutboundRecord
+from consumer.record import DerivedRecord, Headers, InboundRecord, OutboundRecord
+from consumer.trace import trace_of
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +42,7 @@ PUBLISH_RETRY_DELAY = 1.0  # seconds between attempts to publish a reply the bro
 # goes to the default reply topic instead, so that the partition goes on (spec §3)
 REPLY_TOPIC_ATTEMPTS = 5
 REPLY_TOPIC_REFUSED_HEADER = "reply-topic-refused"
+ROUTE_HEADER = "route"  # on the reply and dead letter of a route's request (spec §8 Routes)
 
 OnDone = Callable[[InboundRecord], None]
 """Called once a request's answer is acknowledged: its offset may be committed."""
@@ -59,6 +61,7 @@ class Answerer:
         metrics: Metrics,
         stop: threading.Event,
         crash_at: CrashPoint | None = None,
+        trace_context: bool = True,
     ) -> None:
         """Prepare the answerer.
 
@@ -70,6 +73,7 @@ class Answerer:
             metrics: the Prometheus metrics updated per answered request.
             stop: set when the worker stops; a refused answer is no longer re-sent then.
             crash_at: test-only fault hook (consumer/crash.py).
+            trace_context: echo a request's W3C trace context as reply headers.
         """
         self._sink = sink
         self._reply_topic = reply_topic
@@ -78,6 +82,7 @@ class Answerer:
         self._metrics = metrics
         self._stop = stop
         self._crash_at = crash_at
+        self._trace_context = trace_context
         self._unsettled = 0  # answers sent whose broker acknowledgement is still awaited
         self._settling = threading.Condition()  # guards _unsettled
 
@@ -94,17 +99,30 @@ class Answerer:
         Returns:
             The records that answer the request, reply first.
         """
-        answer = [
-            reply_record(
-                outcome,
-                default_topic=self._reply_topic,
-                worker=self._worker,
-                request_key=record.key,
-            )
-        ]
+        reply = reply_record(
+            outcome,
+            default_topic=self._reply_topic,
+            worker=self._worker,
+            request_key=record.key,
+        )
+        echoed = self._echoed(record)
+        answer = [replace(reply, headers=reply.headers + echoed) if echoed else reply]
         if needs_dead_letter(outcome):
-            answer.append(dead_letter_record(outcome, record, topic=self._dlq_topic, omit=omit))
+            letter = dead_letter_record(outcome, record, topic=self._dlq_topic, omit=omit)
+            if isinstance(record, DerivedRecord):
+                letter = replace(letter, headers=(*letter.headers, _route_header(record)))
+            answer.append(letter)
         return answer
+
+    def _echoed(self, record: InboundRecord) -> Headers:
+        """The reply's headers taken from the request: its route and its trace context."""
+        headers: Headers = ()
+        if isinstance(record, DerivedRecord):
+            headers += (_route_header(record),)
+        trace = trace_of(record) if self._trace_context else None
+        if trace is not None:
+            headers += trace.as_headers()
+        return headers
 
     def answer(
         self,
@@ -245,3 +263,7 @@ class Answerer:
             self._metrics.count_retry(outcome.attempts - 1)
         if outcome.status == "duplicate" and outcome.attempts == 0:
             self._metrics.count_dedup_hit()
+
+
+def _route_header(record: DerivedRecord) -> tuple[str, bytes]:
+    return (ROUTE_HEADER, record.route.encode("utf-8"))

@@ -23,6 +23,7 @@ from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.pipeline.policy import Policy
 from consumer.retention import RetentionPurger
+from consumer.routes.derive import Router
 from consumer.settings import Settings
 from consumer.store import open_store
 from consumer.tracking import CompletionTracker
@@ -75,6 +76,8 @@ def build_worker(
         airflow_limit=airflow_limit,
         crash_at=settings.test_crash_at,
         store_hold=StoreHold(stop),
+        router=_router(settings, metrics),
+        trace_context=settings.trace_context,
     )
     connection = connection_options(settings)
 
@@ -88,6 +91,7 @@ def build_worker(
             client_id=worker_name,
             on_assigned=on_assigned,
             on_revoked=on_revoked,
+            extra_topics=settings.routes.topics(),
         )
 
     answerer = Answerer(
@@ -98,6 +102,7 @@ def build_worker(
         metrics=metrics,
         stop=stop,
         crash_at=settings.test_crash_at,
+        trace_context=settings.trace_context,
     )
     tracker = CompletionTracker(
         store,
@@ -119,4 +124,16 @@ def build_worker(
         stop=stop,
         readiness=readiness,
         metrics=metrics,
+    )
+
+
+def _router(settings: Settings, metrics: Metrics) -> Router | None:
+    """The routes of the config file (spec §8), or None when there are none."""
+    if not settings.routes:
+        return None
+    return Router(
+        settings.routes,
+        settings.route_topics,
+        on_unmatched=metrics.count_unrouted,
+        trace_context=settings.trace_context,
     )

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 
 class ErrorCode(StrEnum):
-    """Every stable error code of spec §2; the single source of the code strings."""
+    """Every stable error code of spec §2 (and of routes); the single source of the strings."""
 
     MESSAGE_TOO_LARGE = "message_too_large"
     INVALID_ENCODING = "invalid_encoding"
@@ -44,6 +44,10 @@ class ErrorCode(StrEnum):
     AIRFLOW_UNAVAILABLE = "airflow_unavailable"
     RUN_FAILED = "run_failed"
     INTERNAL_ERROR = "internal_error"
+    # routes (issue 15, beyond spec §2's table): events that are not requests
+    INVALID_CLOUDEVENT = "invalid_cloudevent"
+    NO_ROUTE_MATCHED = "no_route_matched"
+    ROUTE_EXPRESSION_FAILED = "route_expression_failed"
 
 
 class TriggerConsumerError(Exception):

@@ -56,6 +56,7 @@ METRIC_NAMES = (
     "trigger_consumer_commit_failures_total",
     "trigger_consumer_held",
     "trigger_consumer_reply_topic_refused_total",
+    "trigger_consumer_unrouted_events_total",
     "trigger_consumer_store_purged_total",
 )
 
@@ -142,6 +143,12 @@ class Metrics:
         self._reply_topic_refused = Counter(
             "trigger_consumer_reply_topic_refused_total",
             "Replies sent to the default reply topic because the broker refused the request's.",
+            registry=self.registry,
+        )
+        self._unrouted = Counter(
+            "trigger_consumer_unrouted_events_total",
+            "Events on route topics that no route matched, by topic and what was done.",
+            ["topic", "action"],
             registry=self.registry,
         )
         self._purged = Counter(
@@ -246,6 +253,10 @@ class Metrics:
     def count_reply_topic_refused(self) -> None:
         """Count one reply redirected to the default reply topic (the broker refused its own)."""
         self._reply_topic_refused.inc()
+
+    def count_unrouted(self, topic: str, action: str) -> None:
+        """Count an event no route matched (``action``: dead_lettered or ignored)."""
+        self._unrouted.labels(topic=topic, action=action).inc()
 
     def count_purged(self, n: int) -> None:
         """Count idempotency keys purged after the retention window.

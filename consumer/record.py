@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from consumer.trace import TraceContext
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -43,6 +47,23 @@ class InboundRecord:
             if header_name == name:
                 found = value
         return found
+
+
+@dataclass(frozen=True)
+class DerivedRecord(InboundRecord):
+    """An event record as one route read it (spec §8 Routes): answered as its own request.
+
+    The Kafka coordinates, key, value and headers are the event's, unchanged (its reply's
+    ``source`` and its dead letter are the event's); a record matched by several routes
+    gives one of these per route.
+
+    Attributes:
+        route: the name of the route that derived the request.
+        trace: the event's trace context (header or CloudEvents extension), if any.
+    """
+
+    route: str = ""
+    trace: TraceContext | None = None
 
 
 @dataclass(frozen=True)

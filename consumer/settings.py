@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from consumer.errors import ConfigError
+from consumer.routes.config import RouteTable, TopicOptions
 
 ENV_PREFIX = "TRIGGER_CONSUMER_"
 # Variables of the test harness (e.g. TRIGGER_CONSUMER_TEST_KAFKA_BOOTSTRAP), not settings;
@@ -138,6 +139,16 @@ class Settings(BaseSettings):
     test_crash_at: Literal["after_trigger", "after_reply"] | None = Field(
         None, description="test-only fault hook: exit abruptly at this point (never in production)"
     )
+    # Routes (spec §8): events that are not requests, mapped by [[routes]] in the config file
+    routes: Annotated[RouteTable, NoDecode] = Field(
+        RouteTable(), description="[[routes]] tables (config file; env: a JSON array)"
+    )
+    route_topics: dict[str, TopicOptions] = Field(
+        {}, description='per route topic: unmatched = "dead_letter" | "ignore"'
+    )
+    trace_context: bool = Field(
+        True, description="carry a W3C traceparent into the run's conf and the reply headers"
+    )
     # Operations
     http_port: int = Field(9464, ge=0, le=65535, description="metrics and health (0 = off)")
     http_host: str = Field("127.0.0.1", description="address of the metrics/health server")
@@ -172,6 +183,17 @@ class Settings(BaseSettings):
                 f"{self.kafka_security_protocol} needs kafka_sasl_mechanism, "
                 "kafka_sasl_username and kafka_sasl_password"
             )
+        return self._check_routes()
+
+    def _check_routes(self) -> Settings:
+        topics = self.routes.topics()
+        if self.request_topic in topics:
+            raise ValueError(
+                f"routes: the request topic {self.request_topic!r} cannot be a route topic"
+            )
+        stray = sorted(set(self.route_topics) - set(topics))
+        if stray:
+            raise ValueError(f"route_topics: no route reads {', '.join(stray)}")
         return self
 
     @classmethod
@@ -273,7 +295,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     for error in exc.errors(include_input=False, include_url=False):
         field = ".".join(str(part) for part in error["loc"])
         name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
-        lines.append(f"{name}: {error['msg']}")
+        lines.append(f"{name}: {str(error['msg']).removeprefix('Value error, ')}")
     return "; ".join(lines)
 
 

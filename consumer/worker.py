@@ -29,7 +29,8 @@ from types import FrameType
 import structlog
 from kafka.errors import KafkaError
 
-from consumer.answering import Answerer
+from consumer.answering import Answerer, OnDone
+from consumer.countdown import Countdown
 from consumer.dispatch import Dispatcher
 from consumer.errors import ConfigError, StoppingError
 from consumer.health import Readiness
@@ -39,7 +40,7 @@ from consumer.kafka_io.source import RequestSource
 from consumer.logs import bind_message
 from consumer.metrics import Metrics
 from consumer.outcome import Outcome
-from consumer.pipeline import Admitted, Pipeline
+from consumer.pipeline import Admitted, Fanout, Pipeline
 from consumer.record import InboundRecord
 from consumer.tracking import CompletionTracker
 
@@ -163,10 +164,22 @@ class Worker:
         tokens = [self._start(record) for record in records]
         triaged = self._pipeline.triage(records, self._dispatcher.busy)
         for record, token, item in zip(records, tokens, triaged, strict=True):
-            if isinstance(item, Outcome):
+            if isinstance(item, Fanout):
+                self._fan_out(record, token, item)
+            elif isinstance(item, Outcome):
                 self._answerer.answer(record, item, partial(self._done, token))
             else:
                 task = partial(self._execute, item, token)
+                self._dispatcher.submit(item.request.idempotency_key, task)
+
+    def _fan_out(self, record: InboundRecord, token: Token, fanout: Fanout) -> None:
+        """An event's derived requests: its offset is done once all are answered (spec §8)."""
+        countdown = Countdown(record, len(fanout.items), partial(self._done, token), self._end)
+        for derived, item in zip(fanout.records, fanout.items, strict=True):
+            if isinstance(item, Outcome):
+                self._answerer.answer(derived, item, countdown.answered)
+            else:
+                task = partial(self._execute, item, token, countdown.answered, countdown.abandoned)
                 self._dispatcher.submit(item.request.idempotency_key, task)
 
     def _start(self, record: InboundRecord) -> Token:
@@ -188,8 +201,20 @@ class Worker:
         partition, epoch = token
         return self._epochs.get(partition, 0) == epoch
 
-    def _execute(self, admitted: Admitted, token: Token) -> None:
-        """Run in a dispatcher thread: execute, then answer (the per-message boundary)."""
+    def _execute(
+        self,
+        admitted: Admitted,
+        token: Token,
+        on_done: OnDone | None = None,
+        on_abandoned: Callable[[], None] | None = None,
+    ) -> None:
+        """Run in a dispatcher thread: execute, then answer (the per-message boundary).
+
+        ``on_done`` and ``on_abandoned`` replace marking the offset done and freeing the
+        slot, for one of an event's derived requests.
+        """
+        done = on_done or partial(self._done, token)
+        end = on_abandoned or self._end
         record, request = admitted.record, admitted.request
         with bind_message(record, request.idempotency_key, request.dag_id):
             began = time.monotonic()
@@ -199,7 +224,7 @@ class Worker:
                 outcome = self._pipeline.execute(admitted, owned=partial(self._current, token))
             except StoppingError as exc:
                 log.info("request_abandoned", reason=str(exc))
-                self._end()  # no reply, no commit: the owner processes it again
+                end()  # no reply, no commit: the owner processes it again
                 return
             except ConfigError as exc:
                 self._fail(exc)
@@ -210,9 +235,9 @@ class Worker:
             seconds = time.monotonic() - began
             if not self._current(token):  # revoked meanwhile: the new owner answers it
                 log.info("request_abandoned", reason="partition revoked before the reply")
-                self._end()
+                end()
                 return
-        self._answerer.answer(record, outcome, partial(self._done, token), airflow_seconds=seconds)
+        self._answerer.answer(record, outcome, done, airflow_seconds=seconds)
 
     def _done(self, token: Token, record: InboundRecord) -> None:
         """The answer is acknowledged: the offset may be committed, a slot is free."""

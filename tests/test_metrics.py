@@ -37,6 +37,7 @@ def test_registered_metric_names_are_exactly_the_documented_ones() -> None:
         "trigger_consumer_commit_failures_total",
         "trigger_consumer_held",
         "trigger_consumer_reply_topic_refused_total",
+        "trigger_consumer_unrouted_events_total",
         "trigger_consumer_store_purged_total",
     }
 

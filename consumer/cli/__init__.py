@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "run-id": "run_id",
     "replay": "replay",
     "doctor": "doctor",
+    "routes": "routes",
 }
 
 

@@ -1,4 +1,10 @@
-"""`trigger-consumer validate`: check request messages offline (decode, validate, policy)."""
+"""`trigger-consumer validate`: check request messages offline (decode, validate, policy).
+
+It reads the same settings as ``run`` (``TRIGGER_CONSUMER_*`` and the config file: the DAG
+and reply-topic allow-lists and the limits), so that ``ok`` means the worker accepts the
+request; flags override them. Without a DAG allow-list anywhere, DAGs are not checked
+(``run`` would refuse to start).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,16 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from consumer.limits import DEFAULT_LIMITS, Limits
+from consumer.errors import ConfigError
+from consumer.limits import Limits
 from consumer.pipeline import Refusal, screen
 from consumer.pipeline.policy import Policy, split_list
 from consumer.run_id import run_id_for
+from consumer.settings import Settings, load_settings
 
 HELP = "check request messages offline: decode, validate and (with allow-lists) policy"
 STDIN = "-"
@@ -82,15 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TOPICS",
         help="comma-separated topics; when given, any other reply_topic is reply_topic_not_allowed",
     )
-    parser.add_argument(
-        "--max-message-bytes", type=_positive_int, default=DEFAULT_LIMITS.max_message_bytes
-    )
-    parser.add_argument(
-        "--max-conf-bytes", type=_positive_int, default=DEFAULT_LIMITS.max_conf_bytes
-    )
-    parser.add_argument(
-        "--max-conf-depth", type=_positive_int, default=DEFAULT_LIMITS.max_conf_depth
-    )
+    parser.add_argument("--max-message-bytes", type=_positive_int)
+    parser.add_argument("--max-conf-bytes", type=_positive_int)
+    parser.add_argument("--max-conf-depth", type=_positive_int)
+    parser.add_argument("--config", type=Path, help="TOML config file (as for run)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,15 +107,12 @@ def run(args: argparse.Namespace) -> int:
         ``EXIT_OK`` when every message is valid, ``EXIT_FAILURE`` when one is not,
         ``EXIT_USAGE`` when a file cannot be read.
     """
-    limits = Limits(
-        max_message_bytes=args.max_message_bytes,
-        max_conf_bytes=args.max_conf_bytes,
-        max_conf_depth=args.max_conf_depth,
-    )
-    dag_patterns = None if args.dag_allowlist is None else split_list(args.dag_allowlist)
-    reply_topics = (
-        None if args.reply_topic_allowlist is None else split_list(args.reply_topic_allowlist)
-    )
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"trigger-consumer: {exc}\n")
+        return EXIT_USAGE
+    limits, dag_patterns, reply_topics = _checks(args, settings)
     code = EXIT_OK
     for path in args.files:
         try:
@@ -124,6 +125,28 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"{path}: cannot read: {exc.strerror or exc}\n")
             code = EXIT_USAGE
     return code
+
+
+def _checks(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[Limits, list[str] | None, list[str]]:
+    """The limits and allow-lists: the worker's settings, each overridden by its flag."""
+    limits = Limits(
+        max_message_bytes=args.max_message_bytes or settings.max_message_bytes,
+        max_conf_bytes=args.max_conf_bytes or settings.max_conf_bytes,
+        max_conf_depth=args.max_conf_depth or settings.max_conf_depth,
+    )
+    dag_patterns = (
+        split_list(args.dag_allowlist)
+        if args.dag_allowlist is not None
+        else list(settings.dag_allowlist) or None
+    )
+    reply_topics = (
+        split_list(args.reply_topic_allowlist)
+        if args.reply_topic_allowlist is not None
+        else list(settings.reply_topic_allowlist)
+    )
+    return limits, dag_patterns, reply_topics
 
 
 def check_message(

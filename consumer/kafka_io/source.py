@@ -67,8 +67,9 @@ class RequestSource:
         client_id: str,
         on_assigned: PartitionsCallback,
         on_revoked: PartitionsCallback,
+        extra_topics: tuple[str, ...] = (),
     ) -> None:
-        """Subscribe to ``topic`` in ``group_id``.
+        """Subscribe to ``topic`` (and ``extra_topics``) in ``group_id``.
 
         Args:
             connection: the settings, or ``security.connection_options(settings)``.
@@ -78,6 +79,7 @@ class RequestSource:
             on_assigned: called (inside ``poll``) with newly assigned partitions.
             on_revoked: called (inside ``poll``) before partitions are taken away; the
                 last chance to commit finished work for them.
+            extra_topics: the topics routes read, consumed in the same group.
         """
         self._consumer = open_consumer(
             connection,
@@ -98,7 +100,8 @@ class RequestSource:
         )
         self._stalled: dict[Partition, str] = {}  # unreadable partitions, paused for good
         self._consumer.subscribe(
-            [topic], listener=_Listener(on_assigned, self._forget_stalled_then(on_revoked))
+            [topic, *extra_topics],
+            listener=_Listener(on_assigned, self._forget_stalled_then(on_revoked)),
         )
 
     def poll(self, *, max_records: int, timeout: float) -> list[InboundRecord]:

@@ -10,8 +10,10 @@ One message travels in two steps::
         └─► Outcome     triggered, duplicate, rejected (key reused) or error
 
 ``triage`` runs on the worker loop's thread and needs no Airflow call; ``execute`` runs
-on a dispatcher thread. Each stage is its own module; stages stop a message by raising
-``Rejected``, caught only in ``screen`` (STYLE §5); ``cli validate`` runs ``screen`` too.
+on a dispatcher thread. A record of a route topic (spec §8 Routes) becomes a ``Fanout``:
+one item per request its event derives, each screened and judged like a native request.
+Each stage is its own module; stages stop a message by raising ``Rejected``, caught only
+in ``screen`` (STYLE §5); ``cli validate`` runs ``screen`` too.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -42,6 +44,10 @@ from consumer.pipeline.validate import validate
 from consumer.record import Headers, InboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
+from consumer.trace import trace_of, with_trace
+
+if TYPE_CHECKING:
+    from consumer.routes.derive import Expansion
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +68,12 @@ class Refusal:
 
 
 def screen(
-    value: bytes | None, limits: Limits, policy: Policy, headers: Headers = ()
+    value: bytes | None,
+    limits: Limits,
+    policy: Policy,
+    headers: Headers = (),
+    *,
+    read: Callable[[], Mapping[str, Any]] | None = None,
 ) -> TriggerRequest | Refusal:
     """Decode, validate and check policy: the pipeline's pure stages (spec §1).
 
@@ -71,6 +82,7 @@ def screen(
         limits: size and depth bounds.
         policy: the allow-lists.
         headers: the record's headers (a ``correlation-id`` header fills in the request's).
+        read: builds the payload instead of decoding ``value`` (a route's derived request).
 
     Returns:
         The valid, allowed request, or the refusal.
@@ -78,7 +90,7 @@ def screen(
     payload: Mapping[str, Any] | None = None
     request: TriggerRequest | None = None
     try:
-        payload = decode(value, limits)
+        payload = decode(value, limits) if read is None else read()
         request = validate(payload, limits, headers=headers)
         check_policy(request, policy)
     except Rejected as rejected:  # stages stop a message by raising Rejected (STYLE §5)
@@ -107,6 +119,31 @@ class Admitted:
     current: bool
 
 
+@dataclass(frozen=True)
+class Fanout:
+    """The items of one event record: one per request its routes derived (maybe none).
+
+    Its offset is done once every item is answered; none: an ignored unmatched event.
+
+    Attributes:
+        items: the derived requests' items.
+        records: each item's record (the event as its route read it), in the same order.
+    """
+
+    items: tuple[Outcome | Admitted, ...]
+    records: tuple[InboundRecord, ...]
+
+
+class EventRouter(Protocol):
+    """Expands records of route topics (``consumer.routes.Router`` fits)."""
+
+    def reads(self, topic: str) -> bool:
+        """Whether ``topic`` is a route topic."""
+
+    def expand(self, record: InboundRecord, limits: Limits, policy: Policy) -> Expansion:
+        """The requests the record's event derives, screened; never raises ``Rejected``."""
+
+
 Busy = Callable[[str], bool]
 """Tells whether a key has an admitted request still queued or running."""
 Owned = Callable[[], bool]
@@ -132,8 +169,12 @@ class Pipeline:
     crash_at: CrashPoint | None = None  # test-only fault hook (consumer/crash.py)
     # spec §3: a store outage holds requests (retried with backoff), it never fails them
     store_hold: StoreHold = field(default_factory=StoreHold)
+    router: EventRouter | None = None  # spec §8 Routes: None when no route is configured
+    trace_context: bool = True  # pass a message's W3C trace context into the run's conf
 
-    def triage(self, records: Sequence[InboundRecord], busy: Busy) -> list[Outcome | Admitted]:
+    def triage(
+        self, records: Sequence[InboundRecord], busy: Busy
+    ) -> list[Outcome | Admitted | Fanout]:
         """Answer what needs no Airflow call; admit the rest (one store read per poll).
 
         A key whose earlier request is still in flight (``busy``, or admitted earlier in
@@ -145,25 +186,35 @@ class Pipeline:
             busy: whether a key has an admitted request still queued or running.
 
         Returns:
-            One item per record, in order.
+            One item per record, in order (a ``Fanout`` for a record of a route topic).
         """
         screened = [self._screen(record) for record in records]
+        flat = [
+            sub
+            for item in screened
+            for sub in (item.items if isinstance(item, Fanout) else (item,))
+        ]
         entries = self._read_entries(
-            {item.request.idempotency_key for item in screened if isinstance(item, Admitted)}
+            {item.request.idempotency_key for item in flat if isinstance(item, Admitted)}
         )
         waiting: set[str] = set()  # keys admitted earlier in this poll
-        items: list[Outcome | Admitted] = []
-        for item in screened:
+
+        def judged(item: Outcome | Admitted) -> Outcome | Admitted:
             if not isinstance(item, Admitted):
-                items.append(item)
-                continue
+                return item
             key = item.request.idempotency_key
             current = entries is not None and key not in waiting and not busy(key)
-            judged = self._judge(item, entries.get(key) if entries else None, current=current)
-            if isinstance(judged, Admitted):
+            result = self._judge(item, entries.get(key) if entries else None, current=current)
+            if isinstance(result, Admitted):
                 waiting.add(key)
-            items.append(judged)
-        return items
+            return result
+
+        return [
+            Fanout(tuple(map(judged, item.items)), item.records)
+            if isinstance(item, Fanout)
+            else judged(item)
+            for item in screened
+        ]
 
     def execute(self, admitted: Admitted, owned: Owned = _always) -> Outcome:
         """Claim the key, trigger the run and record it (spec §3: pending mark before POST).
@@ -202,7 +253,8 @@ class Pipeline:
         if not owned():  # the pending mark stays: the new owner resumes the request
             raise StoppingError("partition revoked before the Airflow call")
         try:
-            result = trigger(request, run_id_for(key), self.airflow, self.gate, self.airflow_limit)
+            traced = self._traced(request, record)
+            result = trigger(traced, run_id_for(key), self.airflow, self.gate, self.airflow_limit)
         except AirflowUnavailableError as exc:
             # keep the pending mark: the POST may have been accepted (spec §3)
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
@@ -225,19 +277,38 @@ class Pipeline:
         """False while a store outage is waited out (the loop stops fetching)."""
         return self.store_hold.available
 
-    def _screen(self, record: InboundRecord) -> Outcome | Admitted:
+    def _traced(self, request: TriggerRequest, record: InboundRecord) -> TriggerRequest:
+        """The request as sent to Airflow: with the message's trace context in its conf.
+
+        Only the Airflow call sees it: the fingerprint was taken without it (a replay with
+        a new trace is the same request).
+        """
+        trace = trace_of(record) if self.trace_context else None
+        if trace is None:
+            return request
+        return request.model_copy(update={"conf": with_trace(request.conf, trace)})
+
+    def _screen(self, record: InboundRecord) -> Outcome | Admitted | Fanout:
         """The pure stages and the fingerprint of one record (the per-message boundary)."""
         try:
+            if self.router is not None and self.router.reads(record.topic):
+                return self._fan_out(record, self.router.expand(record, self.limits, self.policy))
             screened = screen(record.value, self.limits, self.policy, record.headers)
-            if isinstance(screened, Refusal):
-                return Outcome.rejected(
-                    record, screened.rejected, request=screened.request, payload=screened.payload
-                )
-            return Admitted(record, screened, fingerprint(screened), entry=None, current=False)
+            return _admit(record, screened)
         except Exception as exc:  # the per-message boundary: a bug never stops the loop
             with bind_message(record):
                 log.exception("internal_error")
             return Outcome.internal_error(record, exc)
+
+    @staticmethod
+    def _fan_out(record: InboundRecord, expansion: Expansion) -> Outcome | Fanout:
+        """An event record's items: its own refusal, or one item per derived request."""
+        if expansion.refusal is not None:
+            return Outcome.rejected(record, expansion.refusal)
+        return Fanout(
+            tuple(_admit(derived, screened) for derived, screened in expansion.derived),
+            tuple(derived for derived, _ in expansion.derived),
+        )
 
     def _read_entries(self, keys: set[str]) -> dict[str, StoredEntry] | None:
         """The store's entries of ``keys`` in one read; None when the read failed."""
@@ -284,6 +355,15 @@ class Pipeline:
             track=request.track,
             origin=_origin(record, request),
         )
+
+
+def _admit(record: InboundRecord, screened: TriggerRequest | Refusal) -> Outcome | Admitted:
+    """A screened request admitted with its fingerprint, or its refusal answered."""
+    if isinstance(screened, Refusal):
+        return Outcome.rejected(
+            record, screened.rejected, request=screened.request, payload=screened.payload
+        )
+    return Admitted(record, screened, fingerprint(screened), entry=None, current=False)
 
 
 def _origin(record: InboundRecord, request: TriggerRequest) -> RequestOrigin:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,8 +88,44 @@ def test_allow_lists_add_the_policy_check(tmp_path: Path) -> None:
     codes = [json.loads(line)["code"] for line in result.stdout.splitlines()]
     assert codes == [None, "dag_not_allowed", "reply_topic_not_allowed"]
     assert result.returncode == 1
-    without = _cli("--lines", path)
-    assert without.returncode == 0, without.stdout
+    # without flags, the worker's own settings: no DAG allow-list set, and no extra reply
+    # topic allowed (the worker rejects "elsewhere" too)
+    without = _cli("--lines", "--json", path)
+    codes = [json.loads(line)["code"] for line in without.stdout.splitlines()]
+    assert codes == [None, None, "reply_topic_not_allowed"]
+
+
+def test_the_workers_settings_apply_and_flags_override_them(tmp_path: Path) -> None:
+    """Validate reads TRIGGER_CONSUMER_* and the config file as run does; a flag wins."""
+    path = tmp_path / "batch.jsonl"
+    path.write_text(
+        '{"idempotency_key": "a", "dag_id": "etl_daily"}\n'
+        '{"idempotency_key": "b", "dag_id": "report", "reply_topic": "mine"}\n'
+    )
+    config = tmp_path / "worker.toml"
+    config.write_text('reply_topic_allowlist = ["mine"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_CONSUMER_")}
+    env["TRIGGER_CONSUMER_DAG_ALLOWLIST"] = "etl_*"
+    env["TRIGGER_CONSUMER_CONFIG_FILE"] = str(config)
+
+    def codes(*flags: str) -> list[str | None]:
+        result = subprocess.run(
+            [sys.executable, "-m", "consumer", "validate", "--lines", "--json", *flags, str(path)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+            env=env,
+        )
+        return [json.loads(line)["code"] for line in result.stdout.splitlines()]
+
+    assert codes() == [None, "dag_not_allowed"]
+    assert codes("--dag-allowlist", "*") == [None, None]
+    assert codes("--dag-allowlist", "*", "--reply-topic-allowlist", "other") == [
+        None,
+        "reply_topic_not_allowed",
+    ]
 
 
 def test_limits_are_configurable(tmp_path: Path) -> None:

@@ -1,0 +1,98 @@
+"""Derive: events and routes → screened v1 requests; fan-out, unmatched and failures."""
+
+from __future__ import annotations
+
+import json
+
+from consumer.contract import TriggerRequest
+from consumer.errors import ErrorCode
+from consumer.limits import DEFAULT_LIMITS
+from consumer.pipeline import Refusal
+from consumer.pipeline.policy import Policy
+from consumer.record import InboundRecord
+from consumer.routes.config import RouteTable, TopicOptions
+from consumer.routes.derive import Router
+
+POLICY = Policy.from_lists("etl_*")
+ROUTES = RouteTable.parse(
+    [
+        {
+            "name": "a",
+            "topics": ["ev"],
+            "match": "k == 'x'",
+            "dag_id": "etl_a",
+            "idempotency_key": "{id}",
+            "conf": {"id": "id"},
+        },
+        {
+            "name": "b",
+            "topics": ["ev"],
+            "match": "k == 'x'",
+            "dag_id": "etl_b",
+            "idempotency_key": "{id}",
+        },
+        {"name": "ce", "topics": ["ce"], "dag_id": "other"},
+    ]
+)
+
+
+def _record(topic: str, value: object, *headers: tuple[str, bytes]) -> InboundRecord:
+    return InboundRecord(topic, 0, 5, None, None, json.dumps(value).encode(), tuple(headers))
+
+
+def test_an_event_matched_by_two_routes_gives_two_keyed_requests() -> None:
+    """Each matching route builds its own request, its key prefixed by the route name."""
+    expansion = Router(ROUTES).expand(_record("ev", {"k": "x", "id": 7}), DEFAULT_LIMITS, POLICY)
+    requests = [screened for _, screened in expansion.derived]
+    assert all(isinstance(r, TriggerRequest) for r in requests)
+    assert [(r.idempotency_key, r.dag_id) for r in requests if isinstance(r, TriggerRequest)] == [
+        ("a:7", "etl_a"),
+        ("b:7", "etl_b"),
+    ]
+    assert [record.route for record, _ in expansion.derived] == ["a", "b"]
+
+
+def test_unmatched_events_are_refused_or_ignored_per_topic_and_counted() -> None:
+    """no_route_matched by default; ignored (no items) with unmatched = ignore."""
+    seen: list[tuple[str, str]] = []
+    record = _record("ev", {"k": "y"})
+    refused = Router(ROUTES, on_unmatched=lambda *a: seen.append(a)).expand(
+        record, DEFAULT_LIMITS, POLICY
+    )
+    assert refused.refusal is not None and refused.refusal.code is ErrorCode.NO_ROUTE_MATCHED
+    ignoring = Router(
+        ROUTES, {"ev": TopicOptions(unmatched="ignore")}, on_unmatched=lambda *a: seen.append(a)
+    )
+    assert ignoring.expand(record, DEFAULT_LIMITS, POLICY).derived == ()
+    assert seen == [("ev", "dead_lettered"), ("ev", "ignored")]
+
+
+def test_policy_still_applies_and_cloudevents_default_to_source_and_id() -> None:
+    """A derived DAG outside the allow-list is dag_not_allowed; a CloudEvent keys by source#id."""
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"9"),
+        ("ce_source", b"/a#b"),
+        ("ce_type", b"t"),
+    ]
+    ((_, screened),) = (
+        Router(ROUTES).expand(_record("ce", {}, *headers), DEFAULT_LIMITS, POLICY).derived
+    )
+    assert isinstance(screened, Refusal) and screened.rejected.code is ErrorCode.DAG_NOT_ALLOWED
+    ((_, allowed),) = (
+        Router(ROUTES)
+        .expand(_record("ce", {}, *headers), DEFAULT_LIMITS, Policy.from_lists("*"))
+        .derived
+    )
+    assert isinstance(allowed, TriggerRequest) and allowed.idempotency_key == "ce:/a%23b#9"
+
+
+def test_a_field_that_fails_on_one_event_is_route_expression_failed() -> None:
+    """A null required field is refused naming the route and the field."""
+    ((_, screened), _) = (
+        Router(ROUTES).expand(_record("ev", {"k": "x"}), DEFAULT_LIMITS, POLICY).derived
+    )
+    assert isinstance(screened, Refusal)
+    assert screened.rejected.code is ErrorCode.ROUTE_EXPRESSION_FAILED
+    assert screened.rejected.details["route"] == "a"
+    assert screened.rejected.details["field"] == "idempotency_key"
