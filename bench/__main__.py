@@ -5,7 +5,9 @@ Contenders (``--contenders``): ``ceiling`` (direct POST sweep), ``naive``, ``wor
 ``passthrough``, ``unpaused``; ``pg`` and ``pg2`` (new runs, then their duplicate replay,
 on a PostgreSQL store of their own: one replica, two replicas in one group);
 ``store-latency`` (per-operation store latency in process, SQLite and PostgreSQL);
-``steady`` (open-loop load at shares of the ceiling, worker beside direct POSTs); and the
+``steady`` (open-loop load at shares of the ceiling, worker beside direct POSTs);
+``routed`` (application events through a route, then the same events again: duplicates,
+beside plain requests); and the
 long ones, run when named: ``replay-large``, ``backlog``, ``backlog-rss``,
 ``pg-replay-large`` (a seeded large duplicate replay on PostgreSQL).
 """
@@ -35,6 +37,7 @@ DEFAULT_CONTENDERS = (
     "pg2",
     "steady",
     "store-latency",
+    "routed",
 )
 # the long ones, run when named: a large duplicate replay against a raw passthrough of the
 # same size, a backlog of new keys with MAX_IN_FLIGHT=256, a duplicate backlog for RSS,
@@ -255,6 +258,22 @@ def worker_contenders(
                 args=["run"],
             )
         )
+    if "routed" in chosen:  # issue 15: application events through a route, then replayed
+        routed_keys = keys_for(f"{rig.run_tag}-routed", n)
+        routed_store = rig.work / "routed.db"
+        for name in ("routed events", "routed events, replayed"):
+            plan.append(
+                Contender(
+                    name,
+                    "routed",
+                    "consumer",
+                    routed_keys,
+                    PAUSED_DAG,
+                    args=["run"],
+                    store=routed_store,
+                    routed=True,
+                )
+            )
     return plan + postgres_contenders(rig, n, chosen) + large_contenders(rig, sizes, chosen)
 
 

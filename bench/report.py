@@ -133,6 +133,19 @@ def ratios(results: list[Result]) -> list[str]:
         by_name.get("duplicate replay, large, PostgreSQL"),
         by_name.get("duplicate replay, large"),
     )
+    routed, routed_replay = by_name.get("routed events"), by_name.get("routed events, replayed")
+    compare("routed events vs plain requests, new runs, CPU", routed, worker, what="cpu")
+    compare(
+        "routed events vs plain requests, replay, CPU",
+        routed_replay,
+        by_name.get("duplicate replay"),
+        what="cpu",
+    )
+    compare(
+        "routed events vs plain requests, replay, throughput",
+        routed_replay,
+        by_name.get("duplicate replay"),
+    )
     lines += steady_ratios(results)
     return lines
 

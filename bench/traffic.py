@@ -23,6 +23,32 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.rig import request_value
 
+# the routed contender's one route: application events become requests for the run's DAG
+ROUTE_NAME = "bench-route"
+ROUTE_KEY_PREFIX = f"{ROUTE_NAME}:"
+
+
+def route_table(topic: str, dag_id: str) -> str:
+    """``TRIGGER_CONSUMER_ROUTES``: one route from ``topic``'s app events to ``dag_id``."""
+    return json.dumps(
+        [
+            {
+                "name": ROUTE_NAME,
+                "topics": [topic],
+                "match": "type == 'bench.event'",
+                "dag_id": dag_id,
+                "idempotency_key": "{id}",
+                "conf": {"i": "seq"},
+            }
+        ]
+    )
+
+
+def event_value(key: str, dag_id: str) -> bytes:
+    """An application's own event (not a trigger request), carrying ``key`` as its id."""
+    return json.dumps({"type": "bench.event", "id": key, "seq": key[-6:], "dag": dag_id}).encode()
+
+
 OK_STATUSES = frozenset({"triggered", "duplicate", None})
 STALL_SECONDS = 60.0  # no reply for this long: the contender collapsed; stop piling on load
 
@@ -44,8 +70,14 @@ class Replies:
 class ReplyCollector(threading.Thread):
     """Reads a reply topic from its beginning until ``expected`` keys answered or a deadline."""
 
-    def __init__(self, bootstrap: str, topic: str, expected: int, timeout: float) -> None:
-        """Prepare the collector; ``start`` it before the requests are produced."""
+    def __init__(
+        self, bootstrap: str, topic: str, expected: int, timeout: float, *, key_prefix: str = ""
+    ) -> None:
+        """Prepare the collector; ``start`` it before the requests are produced.
+
+        ``key_prefix`` is cut from reply keys (a route's derived keys name the route).
+        """
+        self.key_prefix = key_prefix
         super().__init__(daemon=True)
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         self.topic = topic
@@ -79,6 +111,7 @@ class ReplyCollector(threading.Thread):
 
     def _take(self, record: Any) -> None:
         key = record.key.decode() if record.key else ""
+        key = key.removeprefix(self.key_prefix)
         if key in self.replies.at_ms:
             return
         try:
@@ -91,13 +124,18 @@ class ReplyCollector(threading.Thread):
             self.replies.attempts[key] = reply["attempts"]
 
 
-def produce_burst(bootstrap: str, topic: str, keys: list[str], dag_id: str) -> dict[str, int]:
-    """Write one request per key as fast as the producer goes; return each one's timestamp (ms)."""
+def produce_burst(
+    bootstrap: str, topic: str, keys: list[str], dag_id: str, *, routed: bool = False
+) -> dict[str, int]:
+    """Write one request per key as fast as the producer goes; return each one's timestamp (ms).
+
+    With ``routed``, each is an application event for ``ROUTE`` instead of a request.
+    """
+    value_of = event_value if routed else request_value
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
     try:
         futures = {
-            key: producer.send(topic, key=key.encode(), value=request_value(key, dag_id))
-            for key in keys
+            key: producer.send(topic, key=key.encode(), value=value_of(key, dag_id)) for key in keys
         }
         return {key: future.get(timeout=60).timestamp for key, future in futures.items()}
     finally:
@@ -140,6 +178,7 @@ def drive(
     *,
     queued: dict[str, int] | None = None,
     rate: float | None = None,
+    routed: bool = False,
 ) -> tuple[dict[str, int], Replies]:
     """Produce ``keys`` to ``topics[0]`` and wait (bounded) for their replies on ``topics[1]``.
 
@@ -153,12 +192,16 @@ def drive(
             before the contender started); nothing more is produced then.
         rate: produce at this steady rate per second (``produce_steady``) instead of
             in a burst.
+        routed: produce application events for ``ROUTE`` (bursts only); their replies
+            are keyed by the route's derived key.
 
     Returns:
         The produce timestamp (steady: due time) of each key, and the replies that came
         back in time.
     """
-    collector = ReplyCollector(bootstrap, topics[1], len(keys), timeout)
+    collector = ReplyCollector(
+        bootstrap, topics[1], len(keys), timeout, key_prefix=ROUTE_KEY_PREFIX if routed else ""
+    )
     collector.start()
     collector.ready.wait(timeout=60)
     if queued is not None:
@@ -166,6 +209,6 @@ def drive(
     elif rate is not None:
         sent = produce_steady(bootstrap, topics[0], keys, dag_id, rate)
     else:
-        sent = produce_burst(bootstrap, topics[0], keys, dag_id)
+        sent = produce_burst(bootstrap, topics[0], keys, dag_id, routed=routed)
     collector.join(timeout=timeout + 30)
     return sent, collector.replies

@@ -24,7 +24,7 @@ from bench.procstat import Usage, current_rss
 from bench.result import Result, from_replies
 from bench.rig import Rig, Topics
 from bench.seed import seed_store
-from bench.traffic import Replies, drive, produce_burst
+from bench.traffic import Replies, drive, produce_burst, route_table
 
 MIB = 1024 * 1024
 
@@ -49,6 +49,7 @@ class Contender:
     replicas: int = 1  # worker processes in one consumer group
     rate: float | None = None  # steady load: requests per second (open loop) instead of a burst
     load_share: float | None = None  # that rate as a fraction of the API ceiling
+    routed: bool = False  # application events on a route topic instead of trigger requests
 
 
 def drive_timeout(n: int) -> float:
@@ -94,6 +95,9 @@ def _start(
     extra = dict(contender.env)
     if contender.store_url:
         extra["TRIGGER_CONSUMER_STORE_URL"] = contender.store_url
+    if contender.routed:  # the "request" topic carries events; requests go unused
+        extra["TRIGGER_CONSUMER_ROUTES"] = route_table(topics.requests, contender.dag_id)
+        extra["TRIGGER_CONSUMER_REQUEST_TOPIC"] = f"{topics.requests}-plain"
     for replica in range(contender.replicas):
         env = rig.worker_env(topics, store, extra)
         if contender.module == "consumer":
@@ -194,6 +198,7 @@ def _measure(
             timeout,
             queued=queued,
             rate=contender.rate,
+            routed=contender.routed,
         )
         after, counters_after = _usage(processes), _counters(ports)
     finally:
