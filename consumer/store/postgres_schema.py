@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from consumer.errors import ConfigError
-from consumer.store import EntryStatus, RequestOrigin, StoredEntry
+from consumer.store import StoredEntry, rows
 
 TABLE = "trigger_consumer_idempotency"
 VERSION_TABLE = "trigger_consumer_schema"
@@ -116,46 +116,10 @@ def apply_schema(conn: psycopg.Connection[Any], where: str) -> int:
     return found
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.astimezone(UTC)
-
-
-def _origin(row: tuple[Any, ...]) -> RequestOrigin | None:
-    topic, partition, offset = row[14], row[15], row[16]
-    if topic is None or partition is None or offset is None:
-        return None
-    return RequestOrigin(
-        topic=topic,
-        partition=int(partition),
-        offset=int(offset),
-        timestamp_ms=None if row[17] is None else int(row[17]),
-        correlation_id=row[12],
-        reply_topic=row[13],
-    )
+def _utc_instant(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
 
 
 def entry_from_row(row: tuple[Any, ...]) -> StoredEntry:
-    """Return the entry that ``row`` (selected as ``COLUMNS``) holds, with UTC datetimes.
-
-    Args:
-        row: a row selected as ``COLUMNS``.
-
-    Returns:
-        The entry, with an origin only if its coordinates were stored.
-    """
-    return StoredEntry(
-        key=row[0],
-        fingerprint=row[1],
-        dag_id=row[2],
-        dag_run_id=row[3],
-        status=EntryStatus(row[4]),
-        run_state=row[5],
-        logical_date=row[6],
-        run_url=row[7],
-        track=bool(row[8]),
-        completed_at=_utc(row[9]),
-        created_at=row[10].astimezone(UTC),
-        updated_at=row[11].astimezone(UTC),
-        origin=_origin(row),
-        abandoned_at=_utc(row[18]),
-    )
+    """Return the entry that ``row`` (selected as ``COLUMNS``) holds, with UTC datetimes."""
+    return rows.entry_from_row(row, _utc_instant)

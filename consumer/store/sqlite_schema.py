@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from consumer.errors import ConfigError
-from consumer.store import EntryStatus, RequestOrigin, StoredEntry
+from consumer.store import RequestOrigin, StoredEntry, rows
 
 SCHEMA_VERSION = 3
 
@@ -191,42 +191,6 @@ def origin_values(origin: RequestOrigin | None) -> tuple[object, ...]:
     )
 
 
-def _origin(row: Row) -> RequestOrigin | None:
-    topic, partition, offset = row[14], row[15], row[16]
-    if topic is None or partition is None or offset is None:
-        return None
-    return RequestOrigin(
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        timestamp_ms=row[17],
-        correlation_id=row[12],
-        reply_topic=row[13],
-    )
-
-
 def entry_from_row(row: Row) -> StoredEntry:
-    """Return the entry that ``row`` holds.
-
-    Args:
-        row: a row selected as ``COLUMNS``.
-
-    Returns:
-        The entry, with UTC datetimes and an origin only if its coordinates were stored.
-    """
-    return StoredEntry(
-        key=row[0],
-        fingerprint=row[1],
-        dag_id=row[2],
-        dag_run_id=row[3],
-        status=EntryStatus(row[4]),
-        run_state=row[5],
-        logical_date=row[6],
-        run_url=row[7],
-        track=bool(row[8]),
-        completed_at=None if row[9] is None else _from_epoch(row[9]),
-        created_at=_from_epoch(row[10]),
-        updated_at=_from_epoch(row[11]),
-        origin=_origin(row),
-        abandoned_at=None if row[18] is None else _from_epoch(row[18]),
-    )
+    """Return the entry that ``row`` (selected as ``COLUMNS``) holds, with UTC datetimes."""
+    return rows.entry_from_row(row, _from_epoch)

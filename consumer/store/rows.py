@@ -1,0 +1,62 @@
+"""One stored row → ``StoredEntry``: both stores select the same columns in the same order.
+
+``COLUMNS`` of ``sqlite_schema`` and ``postgres_schema`` name, in this order: key,
+fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url, track,
+completed_at, created_at, updated_at, correlation_id, reply_topic, source_topic,
+source_partition, source_offset, source_timestamp_ms, abandoned_at (then lease columns
+the entry does not carry). Only how an instant is stored differs (epoch seconds in SQLite,
+``timestamptz`` in PostgreSQL): the caller passes its ``instant`` converter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from consumer.store import EntryStatus, RequestOrigin, StoredEntry
+
+Instant = Callable[[Any], datetime]
+"""Turns a stored instant (never None) into a timezone-aware UTC datetime."""
+
+
+def entry_from_row(row: Sequence[Any], instant: Instant) -> StoredEntry:
+    """Return the entry that ``row`` holds.
+
+    Args:
+        row: a row selected as the store's ``COLUMNS``.
+        instant: the store's converter of a stored instant to UTC.
+
+    Returns:
+        The entry, with UTC datetimes and an origin only if its coordinates were stored.
+    """
+    return StoredEntry(
+        key=row[0],
+        fingerprint=row[1],
+        dag_id=row[2],
+        dag_run_id=row[3],
+        status=EntryStatus(row[4]),
+        run_state=row[5],
+        logical_date=row[6],
+        run_url=row[7],
+        track=bool(row[8]),
+        completed_at=None if row[9] is None else instant(row[9]),
+        created_at=instant(row[10]),
+        updated_at=instant(row[11]),
+        origin=_origin(row),
+        abandoned_at=None if row[18] is None else instant(row[18]),
+    )
+
+
+def _origin(row: Sequence[Any]) -> RequestOrigin | None:
+    topic, partition, offset = row[14], row[15], row[16]
+    if topic is None or partition is None or offset is None:
+        return None
+    return RequestOrigin(
+        topic=topic,
+        partition=int(partition),
+        offset=int(offset),
+        timestamp_ms=None if row[17] is None else int(row[17]),
+        correlation_id=row[12],
+        reply_topic=row[13],
+    )
