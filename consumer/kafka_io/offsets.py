@@ -121,7 +121,8 @@ class OffsetTracker:
         with self._lock:
             for partition, position in positions.items():
                 state = self._partitions.setdefault(partition, _PartitionState())
-                floor = max(-1 if state.watermark is None else state.watermark, state.last_started)
+                # a partition never read (position 0) has nothing to skip: no commit
+                floor = max(0 if state.watermark is None else state.watermark, state.last_started)
                 if not state.window and position > floor:
                     state.watermark = position
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from consumer.diagnostics.store_check import check_store
 from consumer.settings import load_settings
+from consumer.store.sqlite_schema import SCHEMA_VERSION
 
 
 def test_a_writable_store_passes_and_keeps_no_probe_key(tmp_path: Path) -> None:
@@ -15,7 +16,7 @@ def test_a_writable_store_passes_and_keeps_no_probe_key(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     result = check_store(load_settings(store_url=f"sqlite:///{path}"))
     assert result.ok, result
-    assert result.detail == f"sqlite:///{path} is writable"
+    assert result.detail == f"sqlite:///{path} is writable, schema version {SCHEMA_VERSION}"
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT COUNT(*) FROM idempotency").fetchone() == (0,)
 

@@ -279,12 +279,11 @@ def test_an_idle_partition_commits_up_to_the_fetch_position() -> None:
     assert tracker.committable() == {p: 9}
 
 
-def test_a_partition_never_read_commits_its_position_once() -> None:
-    """A partition with no record yet commits its starting position, then nothing more."""
+def test_a_partition_never_read_commits_only_once_its_position_moves() -> None:
+    """Position 0 and nothing read: no commit; markers alone moved it on: that position."""
     tracker = OffsetTracker()
     p = Partition("t", 1)
     tracker.skip_to({p: 0})
-    assert tracker.committable() == {p: 0}
-    tracker.committed({p: 0})
-    tracker.skip_to({p: 0})
     assert tracker.committable() == {}
+    tracker.skip_to({p: 3})  # an aborted transaction and its marker, nothing to answer
+    assert tracker.committable() == {p: 3}

@@ -33,8 +33,8 @@ from tests.faults.delay_proxy import DelayProxy
 from tests.scenarios.harness import (
     Topics,
     WorkerProcess,
+    all_committed,
     committed,
-    end_offsets,
     existing_runs,
     produce,
     read_all,
@@ -107,11 +107,6 @@ def worker_on(airflow3: AirflowServer, tmp_path: Path) -> Iterator[Callable[...,
         worker.close()
 
 
-def _all_committed(bootstrap: str, topics: Topics) -> bool:
-    ends = end_offsets(bootstrap, topics.requests)
-    return committed(bootstrap, topics.group, topics.requests) == ends
-
-
 def _requests(keys: list[str]) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
     return [(key.encode(), request(key, DAG), []) for key in keys]
 
@@ -136,7 +131,7 @@ def _assert_all_answered_once_each_run(
     assert set(by_key) == set(keys)
     assert {r["status"] for group in by_key.values() for r in group} <= {"triggered", "duplicate"}
     assert existing_runs(airflow, DAG, keys) == set(keys)
-    wait_until(lambda: _all_committed(bootstrap, topics), timeout=60, what="group lag 0")
+    wait_until(lambda: all_committed(bootstrap, topics), timeout=60, what="group lag 0")
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
@@ -162,9 +157,7 @@ def test_every_librdkafka_codec_is_read(
     worker = make_worker()
     with running(worker):
         replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=len(keys))
-        wait_until(
-            lambda: _all_committed(kafka.bootstrap_servers, topics), timeout=60, what="lag 0"
-        )
+        wait_until(lambda: all_committed(kafka.bootstrap_servers, topics), timeout=60, what="lag 0")
         assert worker.process is not None and worker.process.poll() is None
     assert {r["status"] for g in replies_by_key(replies).values() for r in g} == {"triggered"}
     assert set(replies_by_key(replies)) == set(keys)
@@ -201,9 +194,7 @@ def test_aborted_transactions_trigger_nothing_and_lag_reaches_zero(
     with running(worker):
         replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=len(committed_keys))
         # the transaction markers after the last records are committed past too
-        wait_until(
-            lambda: _all_committed(kafka.bootstrap_servers, topics), timeout=60, what="lag 0"
-        )
+        wait_until(lambda: all_committed(kafka.bootstrap_servers, topics), timeout=60, what="lag 0")
     assert set(replies_by_key(replies)) == set(committed_keys)
     assert existing_runs(airflow3, DAG, aborted_keys) == set()
     assert existing_runs(airflow3, DAG, committed_keys) == set(committed_keys)
@@ -332,7 +323,7 @@ def test_topic_deleted_and_recreated_under_a_running_worker(
             client_options=to_partition_0,
         )
         wait_until(
-            lambda: _all_committed(kafka.bootstrap_servers, topics), timeout=120, what="lag 0"
+            lambda: all_committed(kafka.bootstrap_servers, topics), timeout=120, what="lag 0"
         )
         admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
         try:
@@ -434,7 +425,7 @@ def test_revoked_partitions_with_airflow_calls_in_flight(
                 )
                 by_key = _replies_for(kafka.bootstrap_servers, topics, keys)
                 wait_until(
-                    lambda: _all_committed(kafka.bootstrap_servers, topics),
+                    lambda: all_committed(kafka.bootstrap_servers, topics),
                     timeout=120,
                     what="lag 0",
                 )
