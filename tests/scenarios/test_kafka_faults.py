@@ -1,4 +1,4 @@
-"""Real Kafka faults: foreign codecs, transactions, stalled brokers and members, resets, corruption.
+"""Real Kafka faults: foreign codecs, transactions, stalled brokers and members, resets.
 
 Producers the project did not write come from librdkafka (confluent-kafka). Faults that
 would disturb other tests (a broker paused, restarted or stopped)
