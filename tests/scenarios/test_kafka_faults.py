@@ -40,6 +40,7 @@ from tests.scenarios.harness import (
     replies_by_key,
     request,
     running,
+    topics_on,
     worker_env,
 )
 from tests.waiting import wait_until
@@ -58,30 +59,6 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker
         if broker.pid is not None:
             os.kill(broker.pid, signal.SIGCONT)  # a test that failed while it was paused
         broker.stop()
-
-
-def _create_topics(bootstrap: str, *names: tuple[str, int]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(n, num_partitions=p, replication_factor=1) for n, p in names])
-        wait_until(
-            lambda: all(admin.describe_topics([n])[0]["partitions"] for n, _ in names),
-            timeout=30,
-            what="topics created",
-        )
-    finally:
-        admin.close()
-
-
-def _topics_on(bootstrap: str, partitions: int = 3) -> Topics:
-    topics = Topics(
-        requests=unique_name("requests"),
-        replies=unique_name("replies"),
-        dlq=unique_name("dlq"),
-        group=unique_name("group"),
-    )
-    _create_topics(bootstrap, (topics.requests, partitions), (topics.replies, 1), (topics.dlq, 1))
-    return topics
 
 
 @pytest.fixture
@@ -238,7 +215,7 @@ def test_broker_paused_past_the_session_timeout_then_resumed(
 ) -> None:
     """SIGSTOP the broker mid-stream until the worker reports Kafka gone: all answered after."""
     bootstrap = own_broker.bootstrap_servers
-    topics = _topics_on(bootstrap)
+    topics = topics_on(bootstrap)
     keys = [unique_name("paused-broker") for _ in range(100)]
     port = free_port()
     worker = worker_on(bootstrap, topics, http_port=str(port))
@@ -260,7 +237,7 @@ def test_broker_restarted_mid_stream(
 ) -> None:
     """The broker restarts while requests flow: every request answered, one run per key."""
     bootstrap = own_broker.bootstrap_servers
-    topics = _topics_on(bootstrap)
+    topics = topics_on(bootstrap)
     keys = [unique_name("restart") for _ in range(100)]
     worker = worker_on(bootstrap, topics)
     with running(worker):
@@ -288,7 +265,7 @@ def test_readiness_tells_the_truth_about_a_stopped_broker(
 ) -> None:
     """/readyz turns unready within 30 s of the broker stopping, names Kafka, and recovers."""
     bootstrap = own_broker.bootstrap_servers
-    topics = _topics_on(bootstrap)
+    topics = topics_on(bootstrap)
     port = free_port()
     worker = worker_on(bootstrap, topics, http_port=str(port))
     readyz = f"http://127.0.0.1:{port}/readyz"
