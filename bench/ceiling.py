@@ -28,6 +28,14 @@ def trigger_body(server: AirflowServer, run_id: str) -> dict[str, object]:
     return body
 
 
+def post_trigger(session: requests.Session, url: str, body: dict[str, object]) -> bool:
+    """POST one trigger; whether Airflow answered 200 (a failure or no answer is False)."""
+    try:
+        return session.post(url, json=body, timeout=POST_TIMEOUT).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def measure_point(rig: Rig, clients: int, quota: int, seconds: float) -> Result:
     """``clients`` concurrent POST loops sharing ``quota`` requests within ``seconds``."""
     url = f"{rig.airflow.url}/api/{rig.airflow.api_version}/dags/{PAUSED_DAG}/dagRuns"
@@ -47,10 +55,7 @@ def measure_point(rig: Rig, clients: int, quota: int, seconds: float) -> Result:
                 return
             body = trigger_body(rig.airflow, f"{rig.run_tag}-c{clients}-{i:06d}")
             start = time.monotonic()
-            try:
-                ok = session.post(url, json=body, timeout=POST_TIMEOUT).status_code == 200
-            except requests.RequestException:
-                ok = False
+            ok = post_trigger(session, url, body)
             with lock:
                 if ok:
                     latencies.append(time.monotonic() - start)

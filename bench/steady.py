@@ -20,7 +20,7 @@ import time
 
 import requests
 
-from bench.ceiling import POST_TIMEOUT, trigger_body
+from bench.ceiling import POST_TIMEOUT, post_trigger, trigger_body
 from bench.result import Result
 from bench.rig import PAUSED_DAG, Rig, keys_for
 from bench.worker_run import Contender
@@ -72,11 +72,7 @@ def direct(rig: Rig, share: float, rate: float, seconds: float, pool: int) -> Re
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            try:
-                body = trigger_body(rig.airflow, f"{tag}-{i:06d}")
-                ok = session.post(url, json=body, timeout=POST_TIMEOUT).status_code == 200
-            except requests.RequestException:
-                ok = False
+            ok = post_trigger(session, url, trigger_body(rig.airflow, f"{tag}-{i:06d}"))
             with lock:
                 if ok:
                     latencies.append(time.monotonic() - due)
