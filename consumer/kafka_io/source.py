@@ -122,6 +122,7 @@ class RequestSource:
     def _isolate_unreadable(self, error: Exception, max_records: int) -> list[InboundRecord]:
         """Poll each fetching partition alone; stall those that fail, keep what the rest gave."""
         log.warning("record_batch_unreadable", error=str(error))
+        self._drop_failed_fetch()
         active = [tp for tp in self._consumer.assignment() if tp not in self._consumer.paused()]
         self._consumer.pause(*active)
         found: list[InboundRecord] = []
@@ -144,6 +145,7 @@ class RequestSource:
                 if batches:
                     return _records(batches)
         except UNREADABLE as exc:
+            self._drop_failed_fetch()
             offset = self._consumer.position(tp, timeout_ms=0)
             reason = f"unreadable record batch at offset {offset}: {exc}"
             self._stalled[_partition(tp)] = reason
@@ -151,6 +153,18 @@ class RequestSource:
         finally:
             self._consumer.pause(tp)
         return []
+
+    def _drop_failed_fetch(self) -> None:
+        """Discard the fetched data whose reading failed, so its partition is fetched afresh.
+
+        kafka-python keeps the batch that raised as its next records to return, with a spent
+        iterator: a poll while its partition is fetchable then loops for ever without
+        returning (its ``fetched_records`` never drains records that yield nothing).
+        """
+        fetcher = getattr(self._consumer, "_fetcher", None)  # no public API resets it
+        failed = getattr(fetcher, "_next_partition_records", None)
+        if failed:
+            failed.drain()
 
     def _forget_stalled_then(self, on_revoked: PartitionsCallback) -> PartitionsCallback:
         def revoked(partitions: set[Partition]) -> None:

@@ -1,7 +1,7 @@
 """Real Kafka faults: foreign codecs, transactions, stalled brokers and members, resets.
 
 Producers the project did not write come from librdkafka (confluent-kafka). Faults that
-would disturb other tests (a broker paused, restarted or stopped)
+would disturb other tests (a broker paused, restarted or stopped, a segment corrupted)
 run on a broker of this module's own, started by devstack's broker code.
 """
 
@@ -34,6 +34,7 @@ from tests.scenarios.harness import (
     Topics,
     WorkerProcess,
     all_committed,
+    committed,
     existing_runs,
     produce,
     read_all,
@@ -321,6 +322,52 @@ def test_topic_deleted_and_recreated_under_a_running_worker(
         assert worker.process.poll() is None, worker.tail()
     assert set(by_key) == set(first) | set(second)
     assert existing_runs(airflow3, DAG, second) == set(second)
+
+
+def test_an_unreadable_batch_stalls_only_its_partition(
+    own_broker: KafkaBroker, airflow3: AirflowServer, worker_on: Callable[..., WorkerProcess]
+) -> None:
+    """A batch corrupted on the broker's disk stalls its partition (in /readyz); others go on."""
+    bootstrap = own_broker.bootstrap_servers
+    topics = topics_on(bootstrap, partitions=2)
+    healthy = [unique_name("healthy") for _ in range(10)]
+    doomed = unique_name("corrupt")
+    marker = b"CORRUPT-ME-" + doomed.encode()
+    produce(bootstrap, topics.requests, [(None, request(doomed, DAG, note=marker.decode()), [])])
+    segment = _segment_holding(own_broker, topics.requests, marker)
+    partition = int(segment.parent.name.rsplit("-", 1)[1])
+    at = segment.read_bytes().index(marker)
+    with segment.open("r+b") as raw:  # one flipped byte: the batch's CRC no longer matches
+        raw.seek(at)
+        raw.write(bytes([raw.read(1)[0] ^ 0xFF]))
+    port = free_port()
+    worker = worker_on(bootstrap, topics, http_port=str(port))
+    with running(worker):
+        assert worker.process is not None
+        produce(
+            bootstrap,
+            topics.requests,
+            [(k.encode(), request(k, DAG), []) for k in healthy],
+            client_options={"partitioner": lambda _key, all_, _avail: all_[1 - partition]},
+        )
+        replies = read_all(bootstrap, topics.replies, at_least=len(healthy))
+        answer = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert answer.status_code == 503
+        assert any(f"-{partition} stalled" in r for r in answer.json()["reasons"])
+        assert worker.process.poll() is None, worker.tail()
+    assert set(replies_by_key(replies)) == set(healthy)
+    assert committed(bootstrap, topics.group, topics.requests).get(partition, 0) == 0
+    assert existing_runs(airflow3, DAG, [doomed]) == set()
+
+
+def _segment_holding(broker: KafkaBroker, topic: str, marker: bytes) -> Path:
+    def find() -> Path | None:
+        for segment in (broker.work / "data").glob(f"{topic}-*/*.log"):
+            if marker in segment.read_bytes():
+                return segment
+        return None
+
+    return wait_until(find, timeout=30, what="the record on the broker's disk")
 
 
 def test_revoked_partitions_with_airflow_calls_in_flight(
