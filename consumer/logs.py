@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -24,9 +25,15 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """Structlog processor: mask the value of every key that names a secret."""
     for key in list(event):
-        if any(secret in key.lower() for secret in SECRET_KEYS):
+        if _names_secret(key):
             event[key] = REDACTED
     return event
+
+
+@lru_cache(maxsize=1024)  # a few dozen distinct keys, checked on every log line
+def _names_secret(key: str) -> bool:
+    lowered = key.lower()
+    return any(secret in lowered for secret in SECRET_KEYS)
 
 
 def configure_logging(log_format: str = "auto", level: str = "info") -> None:

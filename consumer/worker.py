@@ -51,7 +51,13 @@ PartitionsCallback = Callable[[set[Partition]], None]
 SourceFactory = Callable[[PartitionsCallback, PartitionsCallback], RequestSource]
 
 LAG_INTERVAL = 10.0  # seconds between consumer-lag measurements (one broker round trip)
-POLL_TIMEOUT = 0.2  # seconds: how quickly the loop notices a stop or commits finished work
+POLL_TIMEOUT = 0.2  # seconds: how quickly the loop notices a stop
+# seconds between routine commits: each is a broker round trip, and a crash re-reads at most
+# this much answered work (answered again from the store, as duplicates)
+COMMIT_INTERVAL = 1.0
+# a full loop waits until this share of its slots is free, so that a poll fetches (and the
+# store reads) a batch instead of one record per freed slot
+REFILL_SHARE = 4
 # /readyz says Kafka is unreachable once the group coordinator has not answered a heartbeat
 # (sent every 3 s) for this long
 KAFKA_SILENCE_LIMIT = 20.0
@@ -110,6 +116,7 @@ class Worker:
         self._stop = stop
         self._fatal: ConfigError | None = None
         self._next_lag = 0.0
+        self._next_commit = 0.0
         self._lag_meter = lag_meter
         self._room = threading.Event()  # set when a request is done: an in-flight slot is free
         self._in_flight = 0  # records fetched whose work has not ended (the MAX_IN_FLIGHT bound)
@@ -143,7 +150,7 @@ class Worker:
         self._tracker.start()
         try:
             while not self._stop.is_set() and self._fatal is None:
-                self._commit_done()
+                self._commit_due()
                 self._wait_for_room()
                 self._apply_backpressure()
                 room = self._max_in_flight - self.in_flight()
@@ -257,15 +264,22 @@ class Worker:
             return self._in_flight
 
     def _wait_for_room(self) -> None:
-        """While every in-flight slot is taken, wait (at most one poll timeout) for one to free.
+        """While every in-flight slot is taken, wait (at most one poll timeout) for room.
 
-        Waking as soon as a request is done keeps fast work (duplicates answered from the
-        store) fetching without pausing: a paused poll cannot be woken early, and
-        kafka-python drops the records it buffered for a paused partition.
+        Room is a ``REFILL_SHARE`` of the slots, so the next poll fetches a batch. Waking as
+        soon as that much is done keeps fast work (duplicates answered from the store)
+        fetching without pausing: a paused poll cannot be woken early, and kafka-python
+        drops the records it buffered for a paused partition.
         """
-        self._room.clear()
-        if self.in_flight() >= self._max_in_flight:
-            self._room.wait(POLL_TIMEOUT)
+        if self.in_flight() < self._max_in_flight:
+            return
+        enough = self._max_in_flight - max(1, self._max_in_flight // REFILL_SHARE)
+        deadline = time.monotonic() + POLL_TIMEOUT
+        while True:
+            self._room.clear()
+            remaining = deadline - time.monotonic()
+            if self.in_flight() <= enough or remaining <= 0 or not self._room.wait(remaining):
+                return
 
     def _apply_backpressure(self) -> None:
         """Pause fetching while the in-flight bound is reached or Airflow or the store is held."""
@@ -308,6 +322,12 @@ class Worker:
         self.readiness.set_fatal(str(exc))
 
     # -- offsets and rebalance --------------------------------------------------------------
+    def _commit_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_commit:
+            self._next_commit = now + COMMIT_INTERVAL
+            self._commit_done()
+
     def _commit_done(self) -> None:
         """Commit every partition's done prefix; a failure is logged and retried next loop."""
         self.offsets.skip_to(self._source.positions())
