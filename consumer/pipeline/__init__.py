@@ -13,7 +13,8 @@ One message travels in two steps::
 on a dispatcher thread. A record of a route topic (spec §8 Routes) becomes a ``Fanout``:
 one item per request its event derives, each screened and judged like a native request.
 Each stage is its own module; stages stop a message by raising ``Rejected``, caught only
-in ``screen`` (STYLE §5); ``cli validate`` runs ``screen`` too.
+in ``attempt`` (STYLE §5), which ``screen`` and the routes' event reading run their stages
+through; ``cli validate`` runs ``screen`` too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import structlog
 
@@ -50,6 +51,29 @@ if TYPE_CHECKING:
     from consumer.routes.derive import Expansion
 
 log = structlog.get_logger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def attempt(stage: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | Rejected:
+    """Run one stage; the ``Rejected`` that stops the message comes back as a value.
+
+    The one place ``Rejected`` is caught (STYLE §5). Arguments are passed through rather
+    than closed over, so the per-message path builds no closure.
+
+    Args:
+        stage: a stage function, which raises ``Rejected`` to stop the message.
+        *args: its positional arguments.
+        **kwargs: its keyword arguments.
+
+    Returns:
+        What the stage returned, or the ``Rejected`` it raised.
+    """
+    try:
+        return stage(*args, **kwargs)
+    except Rejected as rejected:  # stages stop a message by raising Rejected (STYLE §5)
+        return rejected
 
 
 @dataclass(frozen=True)
@@ -87,14 +111,15 @@ def screen(
     Returns:
         The valid, allowed request, or the refusal.
     """
-    payload: Mapping[str, Any] | None = None
-    request: TriggerRequest | None = None
-    try:
-        payload = decode(value, limits) if read is None else read()
-        request = validate(payload, limits, headers=headers)
-        check_policy(request, policy)
-    except Rejected as rejected:  # stages stop a message by raising Rejected (STYLE §5)
-        return Refusal(rejected, request, payload)
+    payload = attempt(decode, value, limits) if read is None else attempt(read)
+    if isinstance(payload, Rejected):
+        return Refusal(payload, None, None)
+    request = attempt(validate, payload, limits, headers=headers)
+    if isinstance(request, Rejected):
+        return Refusal(request, None, payload)
+    refused = attempt(check_policy, request, policy)
+    if isinstance(refused, Rejected):
+        return Refusal(refused, request, payload)
     return request
 
 
