@@ -79,14 +79,7 @@ Coordinates: TypeAlias = tuple[str, int, int]
 
 
 def coordinates(origin: RequestOrigin | None) -> Coordinates | None:
-    """Return the (topic, partition, offset) of ``origin``, or None without one.
-
-    Args:
-        origin: a request origin, or None.
-
-    Returns:
-        The record coordinates that identify the request.
-    """
+    """Return the (topic, partition, offset) that identify ``origin``'s request, or None."""
     return None if origin is None else (origin.topic, origin.partition, origin.offset)
 
 
