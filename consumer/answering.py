@@ -11,7 +11,9 @@ Every request's answer leaves through ``Answerer.answer``::
 
 An offset is marked done (the ``done`` callback) only once the broker acknowledged every record of
 its answer, so a commit never covers an unanswered request (spec §3 Delivery). The
-``completed`` reply of a tracked run goes through ``publish_completed``, which waits.
+``completed`` reply of a tracked run goes through ``publish_completed``, which waits; it
+carries the same ``route`` and trace-context headers as the request's first reply, read
+from what the store kept of the request.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from consumer.outcome import Outcome
 from consumer.pipeline.dead_letter import Omit, dead_letter_record, needs_dead_letter
 from consumer.pipeline.reply import reply_record
 from consumer.record import DerivedRecord, Headers, InboundRecord, OutboundRecord
-from consumer.trace import trace_of
+from consumer.store import RequestOrigin
+from consumer.trace import TraceContext, trace_of
 
 log = structlog.get_logger(__name__)
 
@@ -105,24 +108,32 @@ class Answerer:
             worker=self._worker,
             request_key=record.key,
         )
-        echoed = self._echoed(record)
-        answer = [replace(reply, headers=reply.headers + echoed) if echoed else reply]
+        route = record.route if isinstance(record, DerivedRecord) else None
+        answer = [self._echoing(reply, route, trace_of(record))]
         if needs_dead_letter(outcome):
             letter = dead_letter_record(outcome, record, topic=self._dlq_topic, omit=omit)
-            if isinstance(record, DerivedRecord):
-                letter = replace(letter, headers=(*letter.headers, _route_header(record)))
+            if route is not None:
+                letter = replace(letter, headers=(*letter.headers, _route_header(route)))
             answer.append(letter)
         return answer
 
-    def _echoed(self, record: InboundRecord) -> Headers:
-        """The reply's headers taken from the request: its route and its trace context."""
-        headers: Headers = ()
-        if isinstance(record, DerivedRecord):
-            headers += (_route_header(record),)
-        trace = trace_of(record) if self._trace_context else None
-        if trace is not None:
-            headers += trace.as_headers()
-        return headers
+    def _echoing(
+        self, reply: OutboundRecord, route: str | None, trace: TraceContext | None
+    ) -> OutboundRecord:
+        """The reply with the headers it echoes of its request: route and trace context.
+
+        Args:
+            reply: the reply record.
+            route: the route that derived the request, or None.
+            trace: the request's trace context, or None; left out when trace context is off.
+
+        Returns:
+            The reply, with a ``route`` header and the ``traceparent``/``tracestate`` headers.
+        """
+        echoed: Headers = () if route is None else (_route_header(route),)
+        if trace is not None and self._trace_context:
+            echoed += trace.as_headers()
+        return replace(reply, headers=reply.headers + echoed) if echoed else reply
 
     def answer(
         self,
@@ -153,15 +164,22 @@ class Answerer:
             return
         delivery.on_settled(lambda error: self._settled(record, outcome, done, error))
 
-    def publish_completed(self, outcome: Outcome) -> None:
+    def publish_completed(self, outcome: Outcome, origin: RequestOrigin | None = None) -> None:
         """Publish a tracked run's ``completed`` reply; returns once acknowledged.
+
+        Args:
+            outcome: the ``completed`` outcome.
+            origin: what the store kept of the request: the reply echoes its route and trace
+                context as the request's first reply did; None (an entry of an old store
+                schema) echoes neither.
 
         Raises:
             SinkError: the broker did not acknowledge it.
         """
-        self._sink.publish(
-            [reply_record(outcome, default_topic=self._reply_topic, worker=self._worker)]
-        )
+        reply = reply_record(outcome, default_topic=self._reply_topic, worker=self._worker)
+        if origin is not None:
+            reply = self._echoing(reply, origin.route, origin.trace)
+        self._sink.publish([reply])
 
     def wait_settled(self, timeout: float) -> bool:
         """Wait until every answer sent so far was acknowledged or given up; False on timeout."""
@@ -265,5 +283,5 @@ class Answerer:
             self._metrics.count_dedup_hit()
 
 
-def _route_header(record: DerivedRecord) -> tuple[str, bytes]:
-    return (ROUTE_HEADER, record.route.encode("utf-8"))
+def _route_header(route: str) -> tuple[str, bytes]:
+    return (ROUTE_HEADER, route.encode("utf-8"))

@@ -2,7 +2,8 @@
 
 The completion tracker has no request record, only the store's entry: the reply echoes the
 entry's key and DAG and, from its ``origin``, the request's source, correlation id and reply
-topic.
+topic; the origin's route and trace context become the reply's headers
+(``Answerer.publish_completed``).
 """
 
 from __future__ import annotations

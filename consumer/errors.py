@@ -57,7 +57,7 @@ class TriggerConsumerError(Exception):
 class Rejected(TriggerConsumerError):  # noqa: N818 -- a control-flow signal, not an error (STYLE §8)
     """Raised when a message is unusable: bad input or outside policy; never retried.
 
-    Only ``pipeline.screen`` catches it; the pipeline turns it into a ``rejected`` reply plus a
+    Only ``pipeline.attempt`` catches it; the pipeline turns it into a ``rejected`` reply plus a
     dead-letter record.
     """
 

@@ -49,12 +49,13 @@ from consumer.completion import completed_outcome
 from consumer.errors import AirflowError, ConfigError
 from consumer.outcome import Outcome, RunView
 from consumer.settings import default_of
-from consumer.store import Clock, IdempotencyStore, StoredEntry
+from consumer.store import Clock, IdempotencyStore, RequestOrigin, StoredEntry
 
 log = structlog.get_logger(__name__)
 
-Publish: TypeAlias = Callable[[Outcome], None]
-"""Sends a ``completed`` outcome as a reply; returns once the broker acknowledged, else raises."""
+Publish: TypeAlias = Callable[[Outcome, RequestOrigin | None], None]
+"""Sends a ``completed`` outcome as a reply, echoing the stored origin's route and trace
+context in its headers; returns once the broker acknowledged, else raises."""
 
 DEFAULT_INTERVAL: float = default_of("track_poll_interval").total_seconds()
 DEFAULT_HORIZON: timedelta = default_of("track_horizon")
@@ -144,7 +145,8 @@ class CompletionTracker:
         Args:
             store: the idempotency store that lists tracked runs.
             airflow: the Airflow client that reads run states.
-            publish: sends one ``completed`` outcome and returns once acknowledged.
+            publish: sends one ``completed`` outcome, given the entry's origin for its
+                headers, and returns once acknowledged.
             stop: set it to stop the tracking thread (the worker's stop flag).
             interval: seconds between polls, and before a run's second check.
             horizon: how long after its request a run is tracked.
@@ -345,7 +347,7 @@ class CompletionTracker:
             else:
                 self._postpone(entry.key)
             return 0
-        self._publish(completed_outcome(entry, run))
+        self._publish(completed_outcome(entry, run), entry.origin)
         # spec §3 Delivery: marked only once the reply is acknowledged; a crash re-sends it
         self._store.mark_completed(entry.key, run.state)
         with self._lock:

@@ -6,6 +6,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from consumer.record import OutboundRecord
 from consumer.run_id import run_id_for
 from consumer.settings import Settings
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
+from consumer.trace import TraceContext
 from consumer.tracking import CompletionTracker, backoff_delay
 from devstack.airflow import AirflowServer
 from tests.waiting import wait_until
@@ -33,6 +35,7 @@ POLL_EVERY = 0.5  # seconds between poll_once calls in the waits below
 FAST_INTERVAL = 0.2  # seconds: a tracker that re-checks quickly...
 FAST_MAX_DELAY = 1.0  # ...and backs off to at most a second
 RETENTION = Settings.model_fields["dedup_retention"].default  # as the worker opens it
+TRACE = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "acme=t61rcWkgMzE")
 
 
 class Collected:
@@ -41,10 +44,12 @@ class Collected:
     def __init__(self) -> None:
         """Start with no outcomes."""
         self.outcomes: list[Outcome] = []
+        self.origins: dict[str | None, RequestOrigin | None] = {}
 
-    def __call__(self, outcome: Outcome) -> None:
-        """Keep ``outcome``."""
+    def __call__(self, outcome: Outcome, origin: RequestOrigin | None) -> None:
+        """Keep ``outcome``, and the origin given for its headers by key."""
         self.outcomes.append(outcome)
+        self.origins[outcome.idempotency_key] = origin
 
     def by_key(self) -> dict[str | None, Outcome]:
         """The outcomes by idempotency key."""
@@ -62,7 +67,7 @@ class Refusing:
         """Start with no attempts."""
         self.attempts = 0
 
-    def __call__(self, outcome: Outcome) -> None:
+    def __call__(self, outcome: Outcome, origin: RequestOrigin | None) -> None:
         """Count the attempt and fail it."""
         self.attempts += 1
         raise BrokerDownError(f"no ack for {outcome.idempotency_key}")
@@ -118,8 +123,10 @@ def new_key() -> str:
 
 
 def origin_for(key: str) -> RequestOrigin:
-    """The request origin recorded for ``key``: fixed coordinates, a correlation id."""
-    return RequestOrigin("requests", 1, 7, 1_735_689_600_000, f"corr-{key}", "team-replies")
+    """The request origin recorded for ``key``: fixed coordinates, a correlation id, a route."""
+    return RequestOrigin(
+        "requests", 1, 7, 1_735_689_600_000, f"corr-{key}", "team-replies", "orders", TRACE
+    )
 
 
 def trigger_tracked(
@@ -265,9 +272,51 @@ def test_publish_completed_hands_one_completion_record_to_the_sink() -> None:
         metrics=Metrics(),
         stop=threading.Event(),
     )
-    answerer.publish_completed(outcome)
+    answerer.publish_completed(outcome, None)
 
     assert sink.batches == [[reply_record(outcome, default_topic="replies", worker="w/1")]]
+
+
+@pytest.mark.parametrize("trace_context", [True, False])
+def test_completed_reply_echoes_the_stored_route_and_trace_as_a_first_reply_does(
+    trace_context: bool,
+) -> None:
+    """publish_completed adds the origin's route and trace headers, the trace only when on."""
+
+    class ListSink:
+        """A sink that acknowledges at once by keeping the records (stands for RecordSink)."""
+
+        def __init__(self) -> None:
+            """Start empty."""
+            self.records: list[OutboundRecord] = []
+
+        def publish(self, records: Sequence[OutboundRecord]) -> None:
+            """Keep the records."""
+            self.records.extend(records)
+
+    sink = ListSink()
+    answerer = Answerer(
+        sink,  # type: ignore[arg-type]  # stands for RecordSink: publish is all it uses
+        reply_topic="replies",
+        dlq_topic="dlq",
+        worker="w/1",
+        metrics=Metrics(),
+        stop=threading.Event(),
+        trace_context=trace_context,
+    )
+    origin = origin_for("k-1")
+    outcome = completed_outcome(_tracked_entry(origin), _run("success"))
+
+    answerer.publish_completed(outcome, origin)
+    answerer.publish_completed(outcome, replace(origin, route=None, trace=None))
+
+    traced = (("traceparent", TRACE.traceparent.encode()), ("tracestate", b"acme=t61rcWkgMzE"))
+    plain = reply_record(outcome, default_topic="replies", worker="w/1")
+    assert [record.headers for record in sink.records] == [
+        (*plain.headers, ("route", b"orders"), *(traced if trace_context else ())),
+        plain.headers,
+    ]
+    assert {record.value for record in sink.records} == {plain.value}
 
 
 def test_success_and_failed_runs_get_one_completed_reply_each(
@@ -310,6 +359,8 @@ def test_success_and_failed_runs_get_one_completed_reply_each(
     assert bad.error is not None
     assert bad.error.details == {"run_state": "failed"}
     assert bad.dag_run_id == bad_run.dag_run_id
+    # the stored origin travels with the outcome: the reply's headers echo its route and trace
+    assert published.origins == {ok_key: origin_for(ok_key), bad_key: origin_for(bad_key)}
     assert entry(store, ok_key).run_state == "success"
     assert entry(store, bad_key).completed_at is not None
     assert store.tracked_runs() == []

@@ -13,19 +13,19 @@ One message travels in two steps::
 on a dispatcher thread. A record of a route topic (spec §8 Routes) becomes a ``Fanout``:
 one item per request its event derives, each screened and judged like a native request.
 Each stage is its own module; stages stop a message by raising ``Rejected``, caught only
-in ``screen`` (STYLE §5); ``cli validate`` runs ``screen`` too.
+in ``attempt`` (STYLE §5), which ``screen`` and the routes' event reading run their stages
+through; ``cli validate`` runs ``screen`` too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import structlog
 
-from consumer.airflow import AirflowApi, DagRun, TriggerResult
+from consumer.airflow import AirflowApi, TriggerResult
 from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import ConcurrencyLimit
 from consumer.contract import TriggerRequest
@@ -37,19 +37,34 @@ from consumer.limits import Limits
 from consumer.logs import bind_message
 from consumer.outcome import Outcome
 from consumer.pipeline.decode import decode
-from consumer.pipeline.dedup import ANSWERED, Seen, judge, key_reused
+from consumer.pipeline.dedup import ANSWERED, Seen, judge, stored_outcome
 from consumer.pipeline.policy import Policy, check_policy
 from consumer.pipeline.trigger import trigger
 from consumer.pipeline.validate import validate
-from consumer.record import Headers, InboundRecord
+from consumer.record import DerivedRecord, Headers, InboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
-from consumer.trace import trace_of, with_trace
+from consumer.trace import TraceContext, trace_of, with_trace
 
 if TYPE_CHECKING:
     from consumer.routes.derive import Expansion
 
 log = structlog.get_logger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def attempt(stage: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | Rejected:
+    """Run ``stage(*args, **kwargs)``: its value, or the ``Rejected`` it raised.
+
+    The one place ``Rejected`` is caught (STYLE §5). The arguments are passed, not closed
+    over, so the per-message path builds no closure.
+    """
+    try:
+        return stage(*args, **kwargs)
+    except Rejected as rejected:  # stages stop a message by raising Rejected (STYLE §5)
+        return rejected
 
 
 @dataclass(frozen=True)
@@ -87,14 +102,15 @@ def screen(
     Returns:
         The valid, allowed request, or the refusal.
     """
-    payload: Mapping[str, Any] | None = None
-    request: TriggerRequest | None = None
-    try:
-        payload = decode(value, limits) if read is None else read()
-        request = validate(payload, limits, headers=headers)
-        check_policy(request, policy)
-    except Rejected as rejected:  # stages stop a message by raising Rejected (STYLE §5)
-        return Refusal(rejected, request, payload)
+    payload = attempt(decode, value, limits) if read is None else attempt(read)
+    if isinstance(payload, Rejected):
+        return Refusal(payload, None, None)
+    request = attempt(validate, payload, limits, headers=headers)
+    if isinstance(request, Rejected):
+        return Refusal(request, None, payload)
+    refused = attempt(check_policy, request, policy)
+    if isinstance(refused, Rejected):
+        return Refusal(refused, request, payload)
     return request
 
 
@@ -242,14 +258,14 @@ class Pipeline:
                     fingerprint=admitted.fingerprint,
                     dag_id=request.dag_id,
                     dag_run_id=run_id_for(key),
-                    origin=_origin(record, request),
+                    origin=self._origin(record, request),
                 )
             )
             # another process (replica) may have claimed the key since the read
             claimed = judge(entry, admitted.fingerprint, at)
             seen = Seen.NEW if claimed is Seen.RESUMED else claimed
         if entry is not None and seen in ANSWERED:
-            return self._from_store(record, request, entry, seen)
+            return stored_outcome(record, request, entry, seen)
         if not owned():  # the pending mark stays: the new owner resumes the request
             raise StoppingError("partition revoked before the Airflow call")
         try:
@@ -283,10 +299,27 @@ class Pipeline:
         Only the Airflow call sees it: the fingerprint was taken without it (a replay with
         a new trace is the same request).
         """
-        trace = trace_of(record) if self.trace_context else None
+        trace = self._trace(record)
         if trace is None:
             return request
         return request.model_copy(update={"conf": with_trace(request.conf, trace)})
+
+    def _trace(self, record: InboundRecord) -> TraceContext | None:
+        """The record's trace context; None when there is none or trace context is off."""
+        return trace_of(record) if self.trace_context else None
+
+    def _origin(self, record: InboundRecord, request: TriggerRequest) -> RequestOrigin:
+        """What the store keeps of the request, for the ``completed`` reply of its run."""
+        return RequestOrigin(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp_ms,
+            correlation_id=request.correlation_id,
+            reply_topic=request.reply_topic,
+            route=record.route if isinstance(record, DerivedRecord) else None,
+            trace=self._trace(record),
+        )
 
     def _screen(self, record: InboundRecord) -> Outcome | Admitted | Fanout:
         """The pure stages and the fingerprint of one record (the per-message boundary)."""
@@ -327,19 +360,8 @@ class Pipeline:
         record = admitted.record
         seen = judge(entry, admitted.fingerprint, (record.topic, record.partition, record.offset))
         if current and entry is not None and seen in ANSWERED:
-            return self._from_store(admitted.record, admitted.request, entry, seen)
+            return stored_outcome(admitted.record, admitted.request, entry, seen)
         return Admitted(admitted.record, admitted.request, admitted.fingerprint, entry, current)
-
-    @staticmethod
-    def _from_store(
-        record: InboundRecord, request: TriggerRequest, entry: StoredEntry, seen: Seen
-    ) -> Outcome:
-        """The stored answer (``triggered`` again for this very request), no Airflow call."""
-        if seen is Seen.REUSED:
-            return Outcome.rejected(record, key_reused(entry), request=request)
-        if seen is Seen.OWN and entry.status is EntryStatus.TRIGGERED:
-            return Outcome.triggered(record, request, _stored_run(entry), attempts=0)
-        return Outcome.duplicate(record, request, _stored_run(entry), attempts=0)
 
     def _record(self, admitted: Admitted, result: TriggerResult, *, made_here: bool) -> None:
         record, request = admitted.record, admitted.request
@@ -353,7 +375,7 @@ class Pipeline:
             logical_date=result.logical_date.isoformat() if result.logical_date else None,
             run_url=result.run_url,
             track=request.track,
-            origin=_origin(record, request),
+            origin=self._origin(record, request),
         )
 
 
@@ -364,29 +386,6 @@ def _admit(record: InboundRecord, screened: TriggerRequest | Refusal) -> Outcome
             record, screened.rejected, request=screened.request, payload=screened.payload
         )
     return Admitted(record, screened, fingerprint(screened), entry=None, current=False)
-
-
-def _origin(record: InboundRecord, request: TriggerRequest) -> RequestOrigin:
-    """What the store keeps of the request: its coordinates and where to reply."""
-    return RequestOrigin(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp_ms=record.timestamp_ms,
-        correlation_id=request.correlation_id,
-        reply_topic=request.reply_topic,
-    )
-
-
-def _stored_run(entry: StoredEntry) -> DagRun:
-    """The run a final store entry names, for a ``duplicate`` answer without Airflow."""
-    return DagRun(
-        dag_id=entry.dag_id,
-        dag_run_id=entry.dag_run_id,
-        state=entry.run_state or "unknown",
-        logical_date=datetime.fromisoformat(entry.logical_date) if entry.logical_date else None,
-        run_url=entry.run_url or "",
-    )
 
 
 def _attempts(error: AirflowError) -> int:

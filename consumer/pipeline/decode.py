@@ -4,6 +4,8 @@ Checks run cheapest first: the byte limit before anything is read, then UTF-8, t
 scan for nesting depth *before* ``json.loads`` (so deep nesting can never reach a
 RecursionError), then the parse itself with hooks that refuse duplicate keys, NaN and
 Infinity, numbers longer than ``MAX_NUMBER_CHARS`` and numbers a double cannot hold.
+``decode_json`` applies the same checks to a value that need not be an object (the data of
+a binary-mode CloudEvent).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def decode(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> dict[str, An
             {"size": len(value), "limit": limits.max_message_bytes},
         )
     text = _decode_utf8(value)
-    _check_depth(text, limits)
+    if _too_deep(text, limits.max_document_depth):
+        _refuse_depth(_ESCAPE.sub("", text), limits)
     document = _parse(text)
     if not isinstance(document, dict):
         kind = _JSON_TYPES.get(type(document), "unknown")
@@ -78,6 +81,36 @@ def decode(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> dict[str, An
             {"type": kind},
         )
     return document
+
+
+def decode_json(value: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Parse any JSON value (object, array, string, number...) with ``decode``'s checks.
+
+    The value is held to the same nesting bound as a whole message, checked before the
+    parse; the message-size limit is the caller's to check.
+
+    Args:
+        value: UTF-8 JSON text.
+        limits: the depth bound (``max_document_depth``).
+
+    Returns:
+        The parsed value (objects without duplicate keys, only finite numbers).
+
+    Raises:
+        Rejected: ``invalid_encoding`` (not UTF-8, an unpaired surrogate escape);
+            ``invalid_json`` for invalid syntax, NaN or Infinity, a number too long or out
+            of range, and nesting beyond the bound (reason ``too_deep``);
+            ``schema_violation`` for a key that occurs twice in one object.
+    """
+    text = _decode_utf8(value)
+    bound = limits.max_document_depth
+    if _too_deep(text, bound):
+        raise Rejected(
+            ErrorCode.INVALID_JSON,
+            f"the value nests deeper than {bound} levels",
+            {"reason": "too_deep", "max_depth": bound},
+        )
+    return _parse(text)
 
 
 def _decode_utf8(value: bytes) -> str:
@@ -91,15 +124,12 @@ def _decode_utf8(value: bytes) -> str:
         ) from None
 
 
-def _check_depth(text: str, limits: Limits) -> None:
-    bound = limits.max_document_depth
+def _too_deep(text: str, bound: int) -> bool:
+    """Whether brackets outside strings nest deeper than ``bound``: a linear scan, no parse."""
     if text.count("[") + text.count("{") <= bound:
-        return  # fast path: not enough brackets to go too deep
-    unescaped = _ESCAPE.sub("", text)
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", unescaped))
-    depth = max(accumulate(map(_DEPTH_DELTA.__getitem__, brackets)), default=0)
-    if depth > bound:
-        _refuse_depth(unescaped, limits)
+        return False  # fast path: not enough brackets to go too deep
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", _ESCAPE.sub("", text)))
+    return max(accumulate(map(_DEPTH_DELTA.__getitem__, brackets)), default=0) > bound
 
 
 def _refuse_depth(unescaped: str, limits: Limits) -> None:

@@ -16,9 +16,14 @@ after a crash, a drain timeout or a rebalance, on this replica or another one.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 
+from consumer.airflow import DagRun
+from consumer.contract import TriggerRequest
 from consumer.errors import ErrorCode, Rejected
+from consumer.outcome import Outcome
+from consumer.record import InboundRecord
 from consumer.store import Coordinates, EntryStatus, StoredEntry, coordinates
 
 
@@ -74,4 +79,37 @@ def key_reused(entry: StoredEntry) -> Rejected:
         ErrorCode.IDEMPOTENCY_KEY_REUSED,
         "this idempotency key was already used for a different request",
         {"dag_run_id": entry.dag_run_id, "dag_id": entry.dag_id},
+    )
+
+
+def stored_outcome(
+    record: InboundRecord, request: TriggerRequest, entry: StoredEntry, seen: Seen
+) -> Outcome:
+    """The answer the store gives for a request judged ``seen`` (one of ``ANSWERED``).
+
+    Args:
+        record: the request record.
+        request: the valid request.
+        entry: the key's final store entry.
+        seen: how ``judge`` saw the request.
+
+    Returns:
+        ``idempotency_key_reused`` for REUSED, ``triggered`` again for this very request
+        (OWN) that made the run, else ``duplicate`` of the stored run; no Airflow call.
+    """
+    if seen is Seen.REUSED:
+        return Outcome.rejected(record, key_reused(entry), request=request)
+    if seen is Seen.OWN and entry.status is EntryStatus.TRIGGERED:
+        return Outcome.triggered(record, request, _stored_run(entry), attempts=0)
+    return Outcome.duplicate(record, request, _stored_run(entry), attempts=0)
+
+
+def _stored_run(entry: StoredEntry) -> DagRun:
+    """The run a final store entry names, for an answer without Airflow."""
+    return DagRun(
+        dag_id=entry.dag_id,
+        dag_run_id=entry.dag_run_id,
+        state=entry.run_state or "unknown",
+        logical_date=datetime.fromisoformat(entry.logical_date) if entry.logical_date else None,
+        run_url=entry.run_url or "",
     )

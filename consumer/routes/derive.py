@@ -18,7 +18,7 @@ from typing import Any
 from consumer.contract import MAX_IDEMPOTENCY_KEY_CHARS, TriggerRequest
 from consumer.errors import ErrorCode, Rejected
 from consumer.limits import Limits
-from consumer.pipeline import Refusal, screen
+from consumer.pipeline import Refusal, attempt, screen
 from consumer.pipeline.policy import Policy
 from consumer.record import DerivedRecord, InboundRecord
 from consumer.routes.config import ConfSpec, Route, RouteTable, TopicOptions
@@ -88,10 +88,9 @@ class Router:
             The expansion; never raises ``Rejected``.
         """
         routes = self.table.for_topic(record.topic)
-        try:
-            event = read_event(record, limits)
-        except Rejected as rejected:  # the event record's own stage (STYLE §5's second catch)
-            return Expansion(refusal=rejected)
+        event = attempt(read_event, record, limits)
+        if isinstance(event, Rejected):
+            return Expansion(refusal=event)
         trace = event.trace if self.trace_context else None
         derived: list[tuple[DerivedRecord, TriggerRequest | Refusal]] = []
         for route in routes:
@@ -119,10 +118,9 @@ class Router:
             One verdict per route considered, and why the event itself was refused.
         """
         routes = self.table.routes if any_topic else self.table.for_topic(record.topic)
-        try:
-            event = read_event(record, limits)
-        except Rejected as rejected:  # the event record's own stage, as in ``expand``
-            return [], rejected
+        event = attempt(read_event, record, limits)
+        if isinstance(event, Rejected):
+            return [], event
         verdicts = []
         for route in routes:
             matched = _match(route, event)

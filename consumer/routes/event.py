@@ -12,7 +12,8 @@ Both CloudEvent modes are read by the ``cloudevents`` SDK (which also checks the
 attributes) and seen as the CloudEvents JSON format shows an event: ``specversion``, ``id``,
 ``source``, ``type``, ``subject``, ``time`` (RFC 3339), ``datacontenttype``, extensions and
 ``data`` (``data_base64`` for data that is not JSON or text). Every value is first held to
-the message-size limit; plain JSON and structured events also pass ``decode``'s checks.
+the message-size limit; plain JSON and structured events also pass ``decode``'s checks, and
+binary-mode data of a JSON content type ``decode_json``'s (``CheckedJSONFormat``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from cloudevents.core.formats.json import JSONFormat
 from consumer.contract import bounded
 from consumer.errors import ErrorCode, Rejected
 from consumer.limits import Limits
-from consumer.pipeline.decode import decode
+from consumer.pipeline.decode import decode, decode_json
 from consumer.record import InboundRecord
 from consumer.trace import TRACEPARENT, TRACESTATE, TraceContext, parse_trace, trace_from_headers
 
@@ -40,6 +41,43 @@ SPECVERSION_HEADER = "ce_specversion"
 CE_PREFIX = "ce_"
 REQUIRED_ATTRIBUTES = frozenset({"specversion", "id", "source", "type"})
 _FORMAT = JSONFormat()
+
+
+class CheckedJSONFormat(JSONFormat):
+    """The SDK's JSON format, reading binary-mode JSON data with ``decode_json``'s checks.
+
+    The SDK's own ``read_data`` uses plain ``json.loads``: no depth bound before the parse,
+    no number or duplicate-key checks, and JSON that does not parse silently becomes text.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        """Read data within ``limits`` (its depth bound)."""
+        self._limits = limits
+
+    def read_data(
+        self, body: bytes, datacontenttype: str | None
+    ) -> dict[str, Any] | str | bytes | None:
+        """The event's data: parsed and checked for a JSON content type, else as the SDK reads it.
+
+        The content type is JSON as the SDK decides it (``JSON_CONTENT_TYPE_PATTERN``;
+        ``application/json`` when absent); other types stay text, or bytes when not UTF-8.
+
+        Args:
+            body: the record value.
+            datacontenttype: the ``content-type`` header, or None.
+
+        Returns:
+            The data (any JSON value for a JSON type, though the SDK's annotation names only
+            objects), or None for an empty value.
+
+        Raises:
+            Rejected: as ``decode_json`` for JSON data that fails its checks.
+        """
+        content_type = datacontenttype or self.DEFAULT_CONTENT_TYPE
+        if not body or not self.JSON_CONTENT_TYPE_PATTERN.match(content_type):
+            return super().read_data(body, datacontenttype)
+        data: dict[str, Any] | str | bytes | None = decode_json(body, self._limits)
+        return data
 
 
 class EventKind(enum.StrEnum):
@@ -101,7 +139,8 @@ def read_event(record: InboundRecord, limits: Limits) -> Event:
         headers = _binary_headers(record)
         given = {name.lower().removeprefix(CE_PREFIX) for name in headers}
         given.add("datacontenttype" if CONTENT_TYPE_HEADER in given else "")
-        read = lambda: from_binary(_message(headers, record), _FORMAT)  # noqa: E731
+        checked = CheckedJSONFormat(limits)
+        read = lambda: from_binary(_message(headers, record), checked)  # noqa: E731
         attributes = _cloudevent(read, given)
         return _event(EventKind.BINARY, attributes, header_trace)
     return Event(EventKind.JSON, decode(record.value, limits), header_trace)

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Protocol, TypeAlias
 
 from consumer.errors import ConfigError
+from consumer.trace import TraceContext
 
 Clock: TypeAlias = Callable[[], datetime]
 """Returns the current time as a timezone-aware datetime; injectable for tests."""
@@ -50,7 +51,7 @@ class RequestOrigin:
 
     The ``completed`` reply of a tracked run (spec §2) is sent long after the request's
     own reply, maybe by another process after a restart, so it is addressed and filled
-    from what the store kept.
+    from what the store kept, headers included.
 
     Attributes:
         topic: the request record's topic.
@@ -59,6 +60,8 @@ class RequestOrigin:
         timestamp_ms: its timestamp in milliseconds since the epoch, or None.
         correlation_id: the request's correlation id, or None.
         reply_topic: the allowed reply topic the request named, or None for the default.
+        route: the route that derived the request from an event (spec §8 Routes), or None.
+        trace: the request's W3C trace context, or None (also when trace context is off).
     """
 
     topic: str
@@ -67,6 +70,8 @@ class RequestOrigin:
     timestamp_ms: int | None
     correlation_id: str | None = None
     reply_topic: str | None = None
+    route: str | None = None
+    trace: TraceContext | None = None
 
 
 Coordinates: TypeAlias = tuple[str, int, int]
@@ -74,14 +79,7 @@ Coordinates: TypeAlias = tuple[str, int, int]
 
 
 def coordinates(origin: RequestOrigin | None) -> Coordinates | None:
-    """Return the (topic, partition, offset) of ``origin``, or None without one.
-
-    Args:
-        origin: a request origin, or None.
-
-    Returns:
-        The record coordinates that identify the request.
-    """
+    """Return the (topic, partition, offset) that identify ``origin``'s request, or None."""
     return None if origin is None else (origin.topic, origin.partition, origin.offset)
 
 
@@ -232,8 +230,8 @@ class IdempotencyStore(Protocol):
             logical_date: the run's logical date as ISO 8601 text, if any.
             run_url: the run's page in the Airflow UI, if known.
             track: whether the request asked for a completion reply.
-            origin: the request's coordinates, correlation id and reply topic, which the
-                ``completed`` reply of a tracked run echoes.
+            origin: the request's coordinates, correlation id, reply topic, route and
+                trace context, which the ``completed`` reply of a tracked run echoes.
 
         Returns:
             The entry as stored (the unchanged one when ``may_overwrite`` refused).

@@ -283,7 +283,12 @@ class PostgresStore:
                 source_partition=origin.partition,
                 source_offset=origin.offset,
                 source_timestamp_ms=origin.timestamp_ms,
+                route=origin.route,
             )
+            if origin.trace is not None:
+                values.update(
+                    traceparent=origin.trace.traceparent, tracestate=origin.trace.tracestate
+                )
         return values
 
     def release(self, key: str) -> bool:

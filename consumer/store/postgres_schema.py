@@ -19,7 +19,7 @@ from consumer.store import StoredEntry, rows
 
 TABLE = "trigger_consumer_idempotency"
 VERSION_TABLE = "trigger_consumer_schema"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # any constant shared by every release: the advisory lock that serialises upgrades
 UPGRADE_LOCK = 0x7472_6967_6765_72  # "trigger"
 
@@ -53,6 +53,12 @@ _STEPS: dict[int, tuple[str, ...]] = {
         f"CREATE INDEX {TABLE}_tracked ON {TABLE} (leased_at NULLS FIRST, created_at)"
         " WHERE track AND completed_at IS NULL AND abandoned_at IS NULL",
     ),
+    # routes: the route and trace context a tracked run's ``completed`` reply echoes
+    2: (
+        f"ALTER TABLE {TABLE} ADD COLUMN route text",
+        f"ALTER TABLE {TABLE} ADD COLUMN traceparent text",
+        f"ALTER TABLE {TABLE} ADD COLUMN tracestate text",
+    ),
 }
 """Version → the statements that upgrade the previous version to it."""
 
@@ -76,6 +82,9 @@ ENTRY_COLUMNS = (
     "source_offset",
     "source_timestamp_ms",
     "abandoned_at",
+    "route",
+    "traceparent",
+    "tracestate",
 )
 COLUMNS = ", ".join(ENTRY_COLUMNS)
 """The entry columns in row order, for SELECT and RETURNING (leases are not entry fields)."""

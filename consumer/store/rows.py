@@ -3,9 +3,10 @@
 ``COLUMNS`` of ``sqlite_schema`` and ``postgres_schema`` name, in this order: key,
 fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url, track,
 completed_at, created_at, updated_at, correlation_id, reply_topic, source_topic,
-source_partition, source_offset, source_timestamp_ms, abandoned_at (then lease columns
-the entry does not carry). Only how an instant is stored differs (epoch seconds in SQLite,
-``timestamptz`` in PostgreSQL): the caller passes its ``instant`` converter.
+source_partition, source_offset, source_timestamp_ms, abandoned_at, route, traceparent,
+tracestate (never the lease columns, which the entry does not carry). Only how an instant
+is stored differs (epoch seconds in SQLite, ``timestamptz`` in PostgreSQL): the caller
+passes its ``instant`` converter.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from consumer.store import EntryStatus, RequestOrigin, StoredEntry
+from consumer.trace import parse_trace
 
 Instant = Callable[[Any], datetime]
 """Turns a stored instant (never None) into a timezone-aware UTC datetime."""
@@ -59,4 +61,7 @@ def _origin(row: Sequence[Any]) -> RequestOrigin | None:
         timestamp_ms=None if row[17] is None else int(row[17]),
         correlation_id=row[12],
         reply_topic=row[13],
+        route=row[19],
+        # stored valid; parsed again so that a hand-edited row cannot break a reply's headers
+        trace=parse_trace(row[20], row[21]),
     )

@@ -25,6 +25,7 @@ from consumer.store import (
 from consumer.store.failures import store_failures
 from consumer.store.sqlite_schema import (
     COLUMNS,
+    ORIGIN_COLUMNS,
     TRACKED_DUE,
     apply_schema,
     entry_from_row,
@@ -35,6 +36,7 @@ from consumer.store.sqlite_schema import (
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 10_000
 READ_BATCH = 500  # keys per SELECT: far below SQLite's bound on bound parameters
+_ORIGIN_MARKS = ", ".join("?" * len(ORIGIN_COLUMNS.split(",")))
 
 
 def _utc_now() -> datetime:
@@ -202,10 +204,9 @@ class SqliteStore:
             if existing is not None:
                 return existing
             cur.execute(
-                "INSERT OR REPLACE INTO idempotency"
+                "INSERT OR REPLACE INTO idempotency"  # noqa: S608 -- constant column list
                 " (key, fingerprint, dag_id, dag_run_id, status, created_at, updated_at,"
-                " correlation_id, reply_topic, source_topic, source_partition, source_offset,"
-                " source_timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f" {ORIGIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, {_ORIGIN_MARKS})",
                 (
                     key,
                     fingerprint,
@@ -245,9 +246,12 @@ class SqliteStore:
             if existing is not None and not may_overwrite(existing, status, origin):
                 return existing
             created = now if existing is None else to_epoch(existing.created_at)
+            # a full-row replace: completed_at, abandoned_at and the lease start empty
             cur.execute(
-                f"INSERT OR REPLACE INTO idempotency ({COLUMNS})"  # noqa: S608 -- constant column list
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT OR REPLACE INTO idempotency"  # noqa: S608 -- constant column list
+                " (key, fingerprint, dag_id, dag_run_id, status, run_state, logical_date,"
+                f" run_url, track, created_at, updated_at, {ORIGIN_COLUMNS})"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_ORIGIN_MARKS})",
                 (
                     key,
                     fingerprint,

@@ -13,7 +13,7 @@ from typing import TypeAlias
 from consumer.errors import ConfigError
 from consumer.store import RequestOrigin, StoredEntry, rows
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -41,7 +41,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
     abandoned_at        REAL,
     lease_owner         TEXT,
     lease_until         REAL,
-    leased_at           REAL
+    leased_at           REAL,
+    route               TEXT,
+    traceparent         TEXT,
+    tracestate          TEXT
 );
 CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
 CREATE INDEX IF NOT EXISTS idempotency_tracked ON idempotency (created_at)
@@ -70,11 +73,25 @@ _MIGRATION_3 = (
     "ALTER TABLE idempotency ADD COLUMN lease_until REAL",
     "ALTER TABLE idempotency ADD COLUMN leased_at REAL",
 )
+# Schema version 4 (routes): the route and trace context a tracked run's ``completed`` reply
+# echoes; entries written before read back without them.
+_MIGRATION_4 = (
+    "ALTER TABLE idempotency ADD COLUMN route TEXT",
+    "ALTER TABLE idempotency ADD COLUMN traceparent TEXT",
+    "ALTER TABLE idempotency ADD COLUMN tracestate TEXT",
+)
+
+ORIGIN_COLUMNS = (
+    "correlation_id, reply_topic, source_topic, source_partition, source_offset,"
+    " source_timestamp_ms, route, traceparent, tracestate"
+)
+"""The columns ``origin_values`` fills, in its order."""
 
 COLUMNS = (
     "key, fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url,"
     " track, completed_at, created_at, updated_at, correlation_id, reply_topic,"
-    " source_topic, source_partition, source_offset, source_timestamp_ms, abandoned_at"
+    " source_topic, source_partition, source_offset, source_timestamp_ms, abandoned_at,"
+    " route, traceparent, tracestate"
 )
 """The entry columns of ``idempotency`` in ``Row`` order, for SELECT and full-row INSERT.
 
@@ -101,6 +118,9 @@ Row: TypeAlias = tuple[
     int | None,
     int | None,
     float | None,
+    str | None,
+    str | None,
+    str | None,
 ]
 """One ``idempotency`` row as SQLite returns it for ``SELECT {COLUMNS}``."""
 
@@ -141,7 +161,7 @@ def apply_schema(cur: sqlite3.Cursor, path: str) -> None:
     if found is None:
         cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     else:
-        steps = {1: _MIGRATION_2, 2: _MIGRATION_3}
+        steps = {1: _MIGRATION_2, 2: _MIGRATION_3, 3: _MIGRATION_4}
         for version in range(found, SCHEMA_VERSION):
             for statement in steps[version]:
                 cur.execute(statement)
@@ -171,16 +191,17 @@ def _from_epoch(seconds: float) -> datetime:
 
 
 def origin_values(origin: RequestOrigin | None) -> tuple[object, ...]:
-    """Return ``origin`` as the six origin columns' values, ``correlation_id`` first.
+    """Return ``origin`` as the values of ``ORIGIN_COLUMNS``, in that order.
 
     Args:
         origin: the request origin, or None.
 
     Returns:
-        Values for ``correlation_id`` … ``source_timestamp_ms``, all None without origin.
+        Values for ``correlation_id`` … ``tracestate``, all None without origin.
     """
     if origin is None:
-        return (None, None, None, None, None, None)
+        return (None,) * 9
+    trace = origin.trace
     return (
         origin.correlation_id,
         origin.reply_topic,
@@ -188,6 +209,9 @@ def origin_values(origin: RequestOrigin | None) -> tuple[object, ...]:
         origin.partition,
         origin.offset,
         origin.timestamp_ms,
+        origin.route,
+        None if trace is None else trace.traceparent,
+        None if trace is None else trace.tracestate,
     )
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from consumer.errors import ErrorCode, Rejected
 from consumer.limits import DEFAULT_LIMITS, Limits
-from consumer.pipeline.decode import MAX_NUMBER_CHARS, decode
+from consumer.pipeline.decode import MAX_NUMBER_CHARS, decode, decode_json
 
 FAST = settings(max_examples=200, deadline=None, database=None)
 MIB = 1024 * 1024
@@ -292,3 +292,53 @@ def test_json_like_noise_gives_an_object_or_a_typed_error(text: str) -> None:
         decode(text.encode())
     except Rejected as rejected:
         assert isinstance(rejected.code, ErrorCode)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(json_values)
+def test_decode_json_reads_any_json_value(document: Any) -> None:
+    """decode_json gives back any JSON value, not only objects."""
+    assert decode_json(json.dumps(document).encode()) == document
+
+
+def _json_refusal(value: bytes, limits: Limits = DEFAULT_LIMITS) -> Rejected:
+    with pytest.raises(Rejected) as caught:
+        decode_json(value, limits)
+    return caught.value
+
+
+def test_decode_json_nesting_past_the_message_bound_is_invalid_json() -> None:
+    """Any value may nest as deep as a whole message; one level more is invalid_json too_deep."""
+    limits = Limits(max_conf_depth=5)
+    assert decode_json(_nest(6), limits) == json.loads(_nest(6))
+    rejected = _json_refusal(_nest(7), limits)
+    assert rejected.code is ErrorCode.INVALID_JSON
+    assert rejected.details == {"reason": "too_deep", "max_depth": 6}
+    assert _json_refusal(b"[" * MIB).details["reason"] == "too_deep"
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "reason"),
+    [
+        (b"1e400", ErrorCode.INVALID_JSON, "number_out_of_range"),
+        (b"[1" + b"0" * MAX_NUMBER_CHARS + b"]", ErrorCode.INVALID_JSON, "number_too_long"),
+        (b"[Infinity]", ErrorCode.INVALID_JSON, "non_finite_number"),
+        (b"[1,]", ErrorCode.INVALID_JSON, "Expecting value"),
+        (b"", ErrorCode.INVALID_JSON, "Expecting value"),
+        (b'"\\ud800"', ErrorCode.INVALID_ENCODING, "unpaired_surrogate"),
+        (b'"\xff"', ErrorCode.INVALID_ENCODING, "invalid start byte"),
+    ],
+)
+def test_decode_json_refuses_what_decode_refuses(
+    value: bytes, code: ErrorCode, reason: str
+) -> None:
+    """Numbers, syntax and encoding are checked as for a message, with the same codes."""
+    rejected = _json_refusal(value)
+    assert (rejected.code, rejected.details["reason"]) == (code, reason)
+
+
+def test_decode_json_refuses_a_repeated_key_with_its_path() -> None:
+    """A key twice in one object, at any depth, is schema_violation naming the key's path."""
+    rejected = _json_refusal(b'[{"a": {"b": 1, "b": 2}}]')
+    assert rejected.code is ErrorCode.SCHEMA_VIOLATION
+    assert [e["field"] for e in rejected.details["errors"]] == ["0.a.b"]

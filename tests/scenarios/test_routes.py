@@ -12,6 +12,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from consumer.run_id import run_id_for
 from devstack.airflow import AirflowServer
 from tests.conftest import KafkaCluster, unique_name
@@ -20,6 +22,7 @@ from tests.scenarios.harness import Topics, WorkerProcess, produce, read_all, ru
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 DAG = "devstack_paused"  # the examples' DAGs do not exist on the stack: same routes, this DAG
+TRACKED_DAG = "devstack_plain"  # a DAG whose runs succeed within seconds, as tracking tests use
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 TRACE_KEY = "airflow/dagrun_parent_trace_context"
 CE_STRUCTURED = [("content-type", b"application/cloudevents+json")]
@@ -42,8 +45,8 @@ def _headers(path: Path) -> list[tuple[str, bytes]]:
     return [(k, v.encode()) for k, v in json.loads(path.read_text()).items()]
 
 
-def _run_conf(server: AirflowServer, key: str) -> dict[str, Any]:
-    url = f"{server.url}/api/{server.api_version}/dags/{DAG}/dagRuns/{run_id_for(key)}"
+def _run_conf(server: AirflowServer, key: str, dag_id: str = DAG) -> dict[str, Any]:
+    url = f"{server.url}/api/{server.api_version}/dags/{dag_id}/dagRuns/{run_id_for(key)}"
     response = server.session().get(url, timeout=30)
     assert response.status_code == 200, response.text
     conf: dict[str, Any] = response.json()["conf"]
@@ -254,3 +257,50 @@ def test_a_broken_route_is_a_start_up_error_naming_route_and_field(tmp_path: Pat
     )
     assert result.returncode == 2, result.stderr
     assert "route 'broken': match: bad JMESPath expression" in result.stderr
+
+
+@pytest.mark.parametrize("trace_context", ["true", "false"])
+def test_completed_reply_of_a_tracked_route_request_names_the_route_and_carries_the_trace(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    new_topic: Callable[..., str],
+    make_worker: Callable[..., WorkerProcess],
+    *,
+    trace_context: str,
+) -> None:
+    """A tracked route's `completed` reply has the first reply's route and trace headers.
+
+    The trace comes from the CloudEvent's extension, not from a header, so the completed
+    reply can only have it from the store; with trace context off neither reply has it.
+    """
+    events = new_topic(prefix="ev-track")
+    name = f"tracked-{unique_name('r')[-8:]}"
+    routes = [{"name": name, "topics": [events], "dag_id": TRACKED_DAG, "track": True}]
+    event = {
+        "specversion": "1.0",
+        "id": unique_name("ce"),
+        "source": "//tests.example/tracked",
+        "type": "com.example.done",
+        "traceparent": TRACEPARENT,
+        "tracestate": "acme=t61rcWkgMzE",
+        "data": {"n": 1},
+    }
+    with running(
+        _worker(make_worker, routes, track_poll_interval="1s", trace_context=trace_context)
+    ):
+        produce(
+            kafka.bootstrap_servers, events, [(None, json.dumps(event).encode(), CE_STRUCTURED)]
+        )
+        replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=2, timeout=240)
+    ((first, first_headers), (completed, completed_headers)) = _by_route(replies)[name]
+    assert (first["status"], completed["status"]) == ("triggered", "completed")
+    assert (completed["run_state"], completed["error"]) == ("success", None)
+    assert completed["idempotency_key"] == first["idempotency_key"]
+    assert completed["source"] == first["source"]
+    traced = {"traceparent": TRACEPARENT.encode(), "tracestate": b"acme=t61rcWkgMzE"}
+    expected = {"route": name.encode(), **(traced if trace_context == "true" else {})}
+    for headers in (first_headers, completed_headers):
+        assert {k: v for k, v in headers.items() if k in ("route", *traced)} == expected
+    conf = _run_conf(airflow3, first["idempotency_key"], TRACKED_DAG)
+    assert (TRACE_KEY in conf) is (trace_context == "true")

@@ -11,12 +11,24 @@ import psycopg
 import pytest
 
 from consumer.errors import ConfigError
-from consumer.store import open_store
+from consumer.store import EntryStatus, RequestOrigin, open_store
 from consumer.store.postgres import PostgresStore, display_url
 from consumer.store.postgres_schema import SCHEMA_VERSION, TABLE, VERSION_TABLE
+from consumer.trace import TraceContext
 
 RETENTION = timedelta(days=7)
 REPLICAS = 6
+TRACE = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "acme=t61rcWkgMzE")
+# the table schema version 1 made (before routes kept route and trace context)
+VERSION_1 = f"""CREATE TABLE {TABLE} (
+    key text PRIMARY KEY, fingerprint text NOT NULL, dag_id text NOT NULL,
+    dag_run_id text NOT NULL, status text NOT NULL, run_state text, logical_date text,
+    run_url text, track boolean NOT NULL DEFAULT false, completed_at timestamptz,
+    created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, correlation_id text,
+    reply_topic text, source_topic text, source_partition integer, source_offset bigint,
+    source_timestamp_ms bigint, abandoned_at timestamptz, lease_owner text,
+    lease_until timestamptz, leased_at timestamptz
+)"""
 
 START_REPLICA = (
     "import sys\n"
@@ -47,6 +59,39 @@ def test_replicas_starting_at_once_upgrade_the_schema_once(new_database: str) ->
     with psycopg.connect(new_database) as conn:
         assert conn.execute(f"SELECT count(*) FROM {VERSION_TABLE}").fetchone() == (1,)  # noqa: S608
         assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (REPLICAS,)  # noqa: S608
+
+
+def test_version_1_database_gains_route_and_trace_columns_its_entries_without_them(
+    new_database: str,
+) -> None:
+    """A version 1 database is upgraded: its tracked entry keeps its origin, no route or trace."""
+    with psycopg.connect(new_database, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {VERSION_TABLE} (version integer NOT NULL)")
+        conn.execute(f"INSERT INTO {VERSION_TABLE} VALUES (1)")  # noqa: S608
+        conn.execute(VERSION_1)
+        conn.execute(
+            f"INSERT INTO {TABLE} (key, fingerprint, dag_id, dag_run_id, status, track,"  # noqa: S608
+            " created_at, updated_at, correlation_id, source_topic, source_partition,"
+            " source_offset) VALUES ('k1', 'fp-1', 'etl', 'run-k1', 'triggered', true,"
+            " now(), now(), 'corr-1', 'requests', 2, 41)"
+        )
+
+    with PostgresStore(new_database, RETENTION) as upgraded:
+        assert upgraded.schema_version() == SCHEMA_VERSION == 2
+        (tracked,) = upgraded.tracked_runs()
+        routed = RequestOrigin("events", 0, 7, None, route="orders", trace=TRACE)
+        upgraded.record(
+            "k2",
+            fingerprint="fp-2",
+            dag_id="etl",
+            dag_run_id="run-k2",
+            status=EntryStatus.TRIGGERED,
+            origin=routed,
+        )
+        written = upgraded.get("k2")
+
+    assert tracked.origin == RequestOrigin("requests", 2, 41, None, "corr-1", None)
+    assert written is not None and written.origin == routed
 
 
 def test_newer_schema_version_is_a_config_error(new_database: str) -> None:

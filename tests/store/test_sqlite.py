@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +22,10 @@ import pytest
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
 from consumer.store.postgres import PostgresStore
 from consumer.store.sqlite import READ_BATCH, SqliteStore
+from consumer.trace import TraceContext
 
 RETENTION = timedelta(days=7)
+TRACE = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "acme=t61rcWkgMzE")
 START = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 THREADS = 16
 
@@ -269,8 +272,10 @@ def test_mark_completed_removes_run_from_tracking(
 
 
 def test_record_round_trips_the_request_origin(store: IdempotencyStore) -> None:
-    """The origin given to record (coordinates, correlation id, reply topic) is read back."""
-    origin = RequestOrigin("requests", 2, 41, 1_735_689_600_000, "corr-1", "team-replies")
+    """Every read gives back the origin record was given, route and trace context included."""
+    origin = RequestOrigin(
+        "requests", 2, 41, 1_735_689_600_000, "corr-1", "team-replies", "orders", TRACE
+    )
     store.record(
         "k1",
         fingerprint="fp-1",
@@ -285,8 +290,34 @@ def test_record_round_trips_the_request_origin(store: IdempotencyStore) -> None:
 
     assert entry is not None
     assert entry.origin == origin
+    assert store.get_many(["k1"])["k1"].origin == origin
     assert store.tracked_runs()[0].origin == origin
+    assert store.lease_tracked("owner", timedelta(minutes=1))[0].origin == origin
     assert trigger(store, "k2").origin is None
+
+
+def test_record_replaces_route_and_trace_with_the_recording_requests(
+    store: IdempotencyStore,
+) -> None:
+    """A trace without tracestate reads back so; an origin without route or trace clears them."""
+    untraced = RequestOrigin("requests", 0, 1, None)
+    parent_only = replace(untraced, route="orders", trace=TraceContext(TRACE.traceparent))
+    store.mark_pending(
+        "k1", fingerprint="fp-1", dag_id="etl", dag_run_id="run-k1", origin=parent_only
+    )
+    assert (got := store.get("k1")) is not None and got.origin == parent_only
+
+    recorded = store.record(
+        "k1",
+        fingerprint="fp-1",
+        dag_id="etl",
+        dag_run_id="run-k1",
+        status=EntryStatus.TRIGGERED,
+        origin=untraced,
+    )
+
+    assert recorded.origin == untraced
+    assert (recorded.origin.route, recorded.origin.trace) == (None, None)
 
 
 def test_abandon_tracking_removes_run_from_tracking_until_recorded_again(
@@ -448,7 +479,9 @@ def test_get_many_reads_live_entries_in_batches(
 
 def test_pending_mark_keeps_the_claiming_request_origin(store: IdempotencyStore) -> None:
     """mark_pending stores the claimer's origin, so its re-delivery is recognisable anywhere."""
-    origin = RequestOrigin("requests", 3, 41, 1_735_689_600_000, "corr-1", "team-replies")
+    origin = RequestOrigin(
+        "requests", 3, 41, 1_735_689_600_000, "corr-1", "team-replies", "orders", TRACE
+    )
 
     claimed = store.mark_pending(
         "k1", fingerprint="fp-1", dag_id="etl", dag_run_id="run-k1", origin=origin

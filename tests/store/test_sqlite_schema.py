@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from consumer.errors import ConfigError
+from consumer.store import EntryStatus, RequestOrigin
 from consumer.store.sqlite import SqliteStore
 from consumer.store.sqlite_schema import SCHEMA_VERSION
+from consumer.trace import TraceContext
 
 RETENTION = timedelta(days=7)
+TRACE = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "acme=t61rcWkgMzE")
 
 
 def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
@@ -36,10 +39,66 @@ def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 3
+        assert migrated.schema_version() == SCHEMA_VERSION == 4
         tracked = migrated.tracked_runs()
 
     assert [(e.key, e.origin, e.abandoned_at) for e in tracked] == [("k1", None, None)]
+
+
+# the file schema version 3 wrote (before routes kept route and trace context)
+VERSION_3 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (3);
+CREATE TABLE idempotency (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, dag_id TEXT NOT NULL,
+    dag_run_id TEXT NOT NULL, status TEXT NOT NULL, run_state TEXT, logical_date TEXT,
+    run_url TEXT, track INTEGER NOT NULL DEFAULT 0, completed_at REAL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, correlation_id TEXT, reply_topic TEXT,
+    source_topic TEXT, source_partition INTEGER, source_offset INTEGER,
+    source_timestamp_ms INTEGER, abandoned_at REAL, lease_owner TEXT, lease_until REAL,
+    leased_at REAL
+);
+CREATE INDEX idempotency_created_at ON idempotency (created_at);
+CREATE INDEX idempotency_tracked ON idempotency (created_at)
+    WHERE track = 1 AND completed_at IS NULL;
+CREATE INDEX idempotency_leased ON idempotency (leased_at)
+    WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL;
+"""
+
+
+def test_version_3_file_gains_route_and_trace_columns_its_entries_without_them(
+    db_path: Path,
+) -> None:
+    """A version 3 file is migrated: its tracked entry keeps its origin, with no route or trace."""
+    with closing(sqlite3.connect(db_path)) as raw, raw:
+        raw.executescript(VERSION_3)
+        now = datetime.now(UTC).timestamp()
+        raw.execute(
+            "INSERT INTO idempotency (key, fingerprint, dag_id, dag_run_id, status, track,"
+            " created_at, updated_at, correlation_id, reply_topic, source_topic,"
+            " source_partition, source_offset, source_timestamp_ms)"
+            " VALUES ('k1', 'fp-1', 'etl', 'run-k1', 'triggered', 1, ?, ?, 'corr-1', NULL,"
+            " 'requests', 2, 41, NULL)",
+            (now, now),
+        )
+
+    with SqliteStore(db_path, RETENTION) as migrated:
+        assert migrated.schema_version() == SCHEMA_VERSION == 4
+        (tracked,) = migrated.tracked_runs()
+        routed = RequestOrigin("events", 0, 7, None, route="orders", trace=TRACE)
+        migrated.record(
+            "k2",
+            fingerprint="fp-2",
+            dag_id="etl",
+            dag_run_id="run-k2",
+            status=EntryStatus.TRIGGERED,
+            origin=routed,
+        )
+        written = migrated.get("k2")
+
+    assert tracked.origin == RequestOrigin("requests", 2, 41, None, "corr-1", None)
+    assert (tracked.origin.route, tracked.origin.trace) == (None, None)
+    assert written is not None and written.origin == routed
 
 
 def test_schema_version_is_recorded_once(db_path: Path) -> None:
