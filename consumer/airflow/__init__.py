@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from consumer.airflow.client import AirflowClient
 from consumer.airflow.connection import AirflowConnection
 from consumer.airflow.retry import RetryPolicy
-from consumer.airflow.runs import ApiVersion, DagRun, TriggerResult
+from consumer.airflow.runs import ApiVersion, DagRun, EndedRuns, TriggerResult
 from consumer.settings import Settings
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "AirflowConnection",
     "ApiVersion",
     "DagRun",
+    "EndedRuns",
     "RetryPolicy",
     "TriggerResult",
     "make_airflow_client",
@@ -65,7 +66,7 @@ class AirflowApi(Protocol):
         """The run's current state, or None when Airflow does not know it."""
         ...
 
-    def ended_runs(self, dag_ids: Collection[str], since: datetime) -> list[DagRun] | None:
+    def ended_runs(self, dag_ids: Collection[str], since: datetime) -> EndedRuns | None:
         """Runs of ``dag_ids`` that ended at or after ``since``; None if Airflow cannot list."""
         ...
 

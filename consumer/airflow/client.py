@@ -25,7 +25,7 @@ import requests
 
 from consumer.airflow.connection import AirflowConnection
 from consumer.airflow.retry import SINGLE_ATTEMPT, RetryState
-from consumer.airflow.runs import ApiVersion, DagRun, TriggerResult, parse_timestamp
+from consumer.airflow.runs import ApiVersion, DagRun, EndedRuns, TriggerResult, parse_timestamp
 from consumer.airflow.transport import Transport, read_json
 from consumer.errors import AirflowError, ConfigError, ErrorCode
 
@@ -141,7 +141,7 @@ class AirflowClient:
         run, _ = self._fetch_run(self.retry.start(), dag_id, run_id)
         return run
 
-    def ended_runs(self, dag_ids: Collection[str], since: datetime) -> list[DagRun] | None:
+    def ended_runs(self, dag_ids: Collection[str], since: datetime) -> EndedRuns | None:
         """Runs of ``dag_ids`` that ended (success or failed) at or after ``since``.
 
         One list call per page of ``LIST_PAGE`` runs (``POST /dags/~/dagRuns/list``, on
@@ -152,7 +152,8 @@ class AirflowClient:
             since: a timezone-aware instant; runs that ended before it are left out.
 
         Returns:
-            The ended runs, or None when this Airflow has no list endpoint (404, 405).
+            The ended runs and the latest end among them (Airflow's clock), or None when
+            this Airflow has no list endpoint (404, 405).
 
         Raises:
             AirflowUnavailableError: the retry budget ran out.
@@ -167,6 +168,7 @@ class AirflowClient:
             "page_limit": LIST_PAGE,
         }
         runs: list[DagRun] = []
+        ends: list[datetime] = []
         state = self.retry.start()
         while True:
             body["page_offset"] = len(runs)
@@ -180,8 +182,9 @@ class AirflowClient:
             if not isinstance(found, list):
                 raise AirflowError(ErrorCode.AIRFLOW_REJECTED, "Airflow listed no DAG runs")
             runs += [self._dag_run(_dag_id_of(item), item) for item in found]
+            ends += filter(None, (parse_timestamp(item.get("end_date")) for item in found))
             if len(found) < LIST_PAGE or len(runs) >= int(page.get("total_entries") or 0):
-                return runs
+                return EndedRuns(runs, max(ends, default=None))
 
     def trigger(
         self,

@@ -45,6 +45,20 @@ class TriggerResult(DagRun):
     attempts: int
 
 
+@dataclass(frozen=True)
+class EndedRuns:
+    """A listing of ended DAG runs (``AirflowClient.ended_runs``).
+
+    Attributes:
+        runs: the runs that ended in the window asked for.
+        latest_end: the latest ``end_date`` among them, on Airflow's own clock; None when
+            none was listed (or none gave a readable end).
+    """
+
+    runs: list[DagRun]
+    latest_end: datetime | None
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """An Airflow timestamp (``...Z`` on Airflow 3, ``...+00:00`` on Airflow 2) in UTC.
 

@@ -1,14 +1,19 @@
-"""FaultProxy: a reverse proxy in front of the real Airflow that fails only the trigger POST.
+"""FaultProxy: a reverse proxy in front of the real Airflow that fails only chosen routes.
 
 A fault injector, not an Airflow stand-in: every request is forwarded to the real server and
-its real answer returned, except the trigger POSTs (``POST …/dagRuns``) while a fault is on:
+its real answer returned, except the trigger POSTs (``POST …/dagRuns``) and the run listings
+(``POST …/dagRuns/list``) while a fault is on:
 
 - ``fail_triggers(status)``: answer them ``status`` (503) without forwarding, while
   ``GET /version`` and every other call still reach Airflow;
 - ``drop_next_trigger_response(then_fail)``: forward the next one (Airflow creates the
   run), then close the connection without answering: the response is lost; with
   ``then_fail``, the trigger POSTs after it are failed with that status;
+- ``fail_lists(status)``: answer the run listings ``status`` (404: an Airflow without the
+  list endpoint; 503: a listing that fails);
 - ``heal()``: forward everything again.
+
+``requests`` keeps the method and path of every request received, in order.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class FaultProxy:
         self._fail_status: int | None = None
         self._drop_next = False
         self._fail_after_drop: int | None = None
+        self._list_status: int | None = None
+        self.requests: list[tuple[str, str]] = []
         self.trigger_posts = 0  # trigger POSTs received
         self.failed_posts = 0  # of which answered with the scripted failure
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -53,11 +60,17 @@ class FaultProxy:
             self._drop_next = True
             self._fail_after_drop = then_fail
 
+    def fail_lists(self, status: int) -> None:
+        """Answer every run listing with ``status`` until ``heal``."""
+        with self._lock:
+            self._list_status = status
+
     def heal(self) -> None:
         """Forward everything again."""
         with self._lock:
             self._fail_status = None
             self._drop_next = False
+            self._list_status = None
 
     def close(self) -> None:
         """Stop serving."""
@@ -69,8 +82,15 @@ class FaultProxy:
         """Forward one request, or fail it as scripted."""
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        trigger = handler.command == "POST" and handler.path.rstrip("/").endswith("/dagRuns")
+        path = handler.path.rstrip("/")
+        trigger = handler.command == "POST" and path.endswith("/dagRuns")
         drop = False
+        with self._lock:
+            self.requests.append((handler.command, handler.path))
+            list_status = self._list_status if path.endswith("/dagRuns/list") else None
+        if list_status is not None:
+            self._send(handler, list_status, {}, json.dumps({"detail": "fault proxy"}).encode())
+            return
         if trigger:
             with self._lock:
                 self.trigger_posts += 1

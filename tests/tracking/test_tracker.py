@@ -1,19 +1,16 @@
-"""Tests of consumer/tracking.py: completed replies for tracked runs on the real Airflow 3 and 2."""
+"""Tests of consumer/tracking/__init__.py: completed replies for runs on real Airflow 3 and 2."""
 
 from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
-from consumer.airflow import AirflowApi, TriggerResult, make_airflow_client
+from consumer.airflow import AirflowApi, TriggerResult
 from consumer.answering import Answerer
 from consumer.completion import UNKNOWN_SOURCE, completed_outcome
 from consumer.contract import Status
@@ -23,19 +20,24 @@ from consumer.outcome import Outcome, source_at
 from consumer.pipeline.reply import reply_record
 from consumer.record import OutboundRecord
 from consumer.run_id import run_id_for
-from consumer.settings import Settings
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
-from consumer.trace import TraceContext
 from consumer.tracking import CompletionTracker, backoff_delay
 from devstack.airflow import AirflowServer
+from tests.faults.proxy import FaultProxy
+from tests.tracking.tracked import (
+    RETENTION,
+    RUN_TIMEOUT,
+    TRACE,
+    entry,
+    new_key,
+    origin_for,
+    trigger_tracked,
+)
 from tests.waiting import wait_until
 
-RUN_TIMEOUT = 180.0  # runs take seconds, up to a minute on a loaded shared stack
 POLL_EVERY = 0.5  # seconds between poll_once calls in the waits below
 FAST_INTERVAL = 0.2  # seconds: a tracker that re-checks quickly...
 FAST_MAX_DELAY = 1.0  # ...and backs off to at most a second
-RETENTION = Settings.model_fields["dedup_retention"].default  # as the worker opens it
-TRACE = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "acme=t61rcWkgMzE")
 
 
 class Collected:
@@ -73,83 +75,6 @@ class Refusing:
         raise BrokerDownError(f"no ack for {outcome.idempotency_key}")
 
 
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    """A store URL on a fresh temporary file."""
-    return f"sqlite:///{tmp_path}/s.db"
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[IdempotencyStore]:
-    """An open store on the temporary file, closed after the test."""
-    opened = open_store(store_url, RETENTION)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def client_for() -> Iterator[Callable[..., AirflowApi]]:
-    """Factory: an Airflow client for a devstack server (its admin unless told otherwise)."""
-    made: list[AirflowApi] = []
-
-    def make(server: AirflowServer, password: str | None = None) -> AirflowApi:
-        described = server.describe()
-        client = make_airflow_client(
-            Settings(
-                airflow_url=server.url,
-                airflow_username=described["username"],
-                airflow_password=SecretStr(password or described["password"]),
-            )
-        )
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
-@pytest.fixture
-def stop() -> Iterator[threading.Event]:
-    """A stop flag, set after the test so no tracking thread outlives it."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
-def new_key() -> str:
-    """An idempotency key no other test (or rerun) uses."""
-    return f"track-{uuid.uuid4().hex}"
-
-
-def origin_for(key: str) -> RequestOrigin:
-    """The request origin recorded for ``key``: fixed coordinates, a correlation id, a route."""
-    return RequestOrigin(
-        "requests", 1, 7, 1_735_689_600_000, f"corr-{key}", "team-replies", "orders", TRACE
-    )
-
-
-def trigger_tracked(
-    store: IdempotencyStore, airflow: AirflowApi, dag_id: str, key: str | None = None
-) -> tuple[str, TriggerResult]:
-    """Trigger a real run for a new key and record it in the store as tracked, like the pipeline."""
-    key = key or new_key()
-    result = airflow.trigger(dag_id, run_id_for(key))
-    store.record(
-        key,
-        fingerprint="fp",
-        dag_id=dag_id,
-        dag_run_id=result.dag_run_id,
-        status=EntryStatus.TRIGGERED,
-        run_state=result.state,
-        logical_date=result.logical_date.isoformat() if result.logical_date else None,
-        run_url=result.run_url,
-        track=True,
-        origin=origin_for(key),
-    )
-    return key, result
-
-
 def poll_until(tracker: CompletionTracker, done: Callable[[], bool], what: str) -> None:
     """Call ``poll_once`` until ``done`` holds, as the tracking thread would."""
 
@@ -158,13 +83,6 @@ def poll_until(tracker: CompletionTracker, done: Callable[[], bool], what: str) 
         return done()
 
     wait_until(poll, timeout=RUN_TIMEOUT, interval=POLL_EVERY, what=what)
-
-
-def entry(store: IdempotencyStore, key: str) -> StoredEntry:
-    """The live entry of ``key``, which must exist."""
-    found = store.get(key)
-    assert found is not None
-    return found
 
 
 def test_backoff_doubles_from_the_interval_up_to_the_cap() -> None:
@@ -521,11 +439,23 @@ def test_run_whose_tracker_died_is_completed_once_by_another_replica(
             opened.close()
 
 
-def test_unknown_run_stays_tracked_and_is_checked_again_only_after_a_backoff(
-    airflow3: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
+@pytest.fixture
+def proxy(airflow3: AirflowServer) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the real Airflow 3."""
+    injector = FaultProxy(airflow3.url)
+    yield injector
+    injector.close()
+
+
+def test_without_a_list_endpoint_runs_are_checked_one_by_one_with_a_backoff(
+    airflow3: AirflowServer,
+    store: IdempotencyStore,
+    client_for: Callable[..., AirflowApi],
+    proxy: FaultProxy,
 ) -> None:
-    """A run Airflow does not know is not final: still tracked, and not re-checked at once."""
-    client = client_for(airflow3)
+    """Listing answered 404: the run is asked for alone, and not again before its backoff."""
+    proxy.fail_lists(404)
+    client = client_for(airflow3, url=proxy.url)
     key = new_key()
     store.record(
         key,
@@ -541,7 +471,33 @@ def test_unknown_run_stays_tracked_and_is_checked_again_only_after_a_backoff(
     assert tracker.poll_once() == 0
 
     assert tracker.counts.checks == 1
+    run_path = f"/api/v2/dags/devstack_plain/dagRuns/{run_id_for(key)}"
+    assert [request for request in proxy.requests if request[1] == run_path] == [("GET", run_path)]
     assert [e.key for e in store.tracked_runs()] == [key]
+
+
+def test_a_failed_listing_skips_the_poll_and_the_next_one_completes_the_run(
+    airflow3: AirflowServer,
+    store: IdempotencyStore,
+    client_for: Callable[..., AirflowApi],
+    proxy: FaultProxy,
+) -> None:
+    """Listing answered 503: no run is asked for alone (no flood); after healing it completes."""
+    client = client_for(airflow3, url=proxy.url)
+    key, _ = trigger_tracked(store, client, "devstack_plain")
+    published = Collected()
+    tracker = CompletionTracker(
+        store, client, published, stop=threading.Event(), interval=FAST_INTERVAL
+    )
+    proxy.fail_lists(503)
+
+    assert tracker.poll_once() == 0
+
+    assert tracker.counts.errors == 1
+    assert not [path for method, path in proxy.requests if method == "GET" and key in path]
+    proxy.heal()
+    poll_until(tracker, lambda: key in published.by_key(), "completed after the listing healed")
+    assert published.by_key()[key].run_state == "success"
 
 
 def test_refused_credentials_stop_the_tracking_thread(

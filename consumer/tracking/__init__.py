@@ -5,15 +5,15 @@ a final state, a second reply with status ``completed`` (error ``run_failed`` wh
 failed). The runs to watch live in the idempotency store, so tracking survives a restart
 and, on a shared store, the replica that made the run::
 
-    store.lease_tracked(owner) ─► due, or past the horizon? ─► airflow.ended_runs ─► ended?
+    store.lease_tracked(owner) ─► EndedRunWindow.ended (one listing) ─► ended?
         yes ─► publish ─► mark_completed (which ends the lease)
         no ──► past the horizon: abandon_tracking (log line, no reply)
-               else: check again later, backing off
+               else: look again at the next poll
 
-The due runs' states come from one list call per poll (a page per 100 ended runs),
-whatever their number: Airflow is asked for the runs of their DAGs that ended since the
-last listing (or since a run's creation, the first time it is looked at). An Airflow
-without the list endpoint is asked run by run (``get_run``).
+The leased runs' states come from one listing per poll of what ended since the previous
+one (a page per 100 ended runs), whatever the number of tracked runs (``window.py``). An
+Airflow without the list endpoint is asked run by run (``get_run``), each run's checks
+backing off from the poll interval.
 
 Each replica leases the runs it watches for a few poll intervals and renews the lease
 each poll, least recently leased first so that every run gets its turn: a run is watched
@@ -36,7 +36,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,12 +44,13 @@ from typing import TypeAlias
 
 import structlog
 
-from consumer.airflow import AirflowApi
+from consumer.airflow import AirflowApi, DagRun
 from consumer.completion import completed_outcome
 from consumer.errors import AirflowError, ConfigError
 from consumer.outcome import Outcome, RunView
 from consumer.settings import default_of
 from consumer.store import Clock, IdempotencyStore, RequestOrigin, StoredEntry
+from consumer.tracking.window import EndedRunWindow
 
 log = structlog.get_logger(__name__)
 
@@ -57,19 +58,20 @@ Publish: TypeAlias = Callable[[Outcome, RequestOrigin | None], None]
 """Sends a ``completed`` outcome as a reply, echoing the stored origin's route and trace
 context in its headers; returns once the broker acknowledged, else raises."""
 
+_Check: TypeAlias = tuple[StoredEntry, bool, dict[str, DagRun] | None]
+"""One run to look at: its entry, whether past the horizon, the window's ended runs (None:
+ask Airflow for this run alone)."""
+
 DEFAULT_INTERVAL: float = default_of("track_poll_interval").total_seconds()
 DEFAULT_HORIZON: timedelta = default_of("track_horizon")
 DEFAULT_CONCURRENCY: int = default_of("track_concurrency")
 DEFAULT_MAX_DELAY_FACTOR = 12  # a long run is checked at least every 12 intervals (1 min)
-DEFAULT_BATCH = 1000  # tracked entries leased from the store per poll
+DEFAULT_BATCH = 10_000  # entries leased per poll: 10,000 tracked runs all looked at each poll
 LEASE_INTERVALS = 4  # a lease outlives this many polls: a slow poll never loses its runs
 MIN_LEASE = timedelta(seconds=10)
 BACKOFF_FACTOR = 2.0
 MAX_BACKOFF_EXPONENT = 32  # keeps the float power finite however often a run was checked
 FINAL_RUN_STATES = frozenset({"success", "failed"})
-# how far back each listing of ended runs reaches before the previous one: clock skew
-# between this host and Airflow's, and runs whose end was written late
-LIST_OVERLAP = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,8 @@ class CompletionTracker:
         self._lease_ttl = lease_ttl or max(timedelta(seconds=interval * LEASE_INTERVALS), MIN_LEASE)
         self._lock = threading.Lock()
         self._due: dict[str, _Due] = {}
-        self._listed_until: datetime | None = None  # when the last listing of ended runs began
+        self._window = EndedRunWindow(airflow, self._clock)
+        self._listable = True  # False once Airflow answered that it cannot list DAG runs
         self._counts = TrackerCounts()
         self._fatal: ConfigError | None = None
         self._thread: threading.Thread | None = None
@@ -254,7 +257,7 @@ class CompletionTracker:
             log.exception("tracking_release_failed")
 
     def poll_once(self) -> int:
-        """Check every due tracked run once; publish and mark those that reached a final state.
+        """Look at every leased tracked run once; publish and mark those that reached a final state.
 
         Returns:
             How many ``completed`` replies were published.
@@ -263,54 +266,47 @@ class CompletionTracker:
             ConfigError: Airflow refused the credentials or TLS failed.
         """
         now = self._clock()
-        due: list[tuple[StoredEntry, bool]] = []
-        tracked: set[str] = set()
-        for entry in self._store.lease_tracked(self._owner, self._lease_ttl, self._batch):
-            tracked.add(entry.key)
-            last = now - entry.created_at > self._horizon
-            if last or self._is_due(entry.key):
-                due.append((entry, last))
+        leased = self._store.lease_tracked(self._owner, self._lease_ttl, self._batch)
+        if self._listable:
+            try:
+                ended = self._window.ended(leased)
+            except AirflowError as exc:  # the next poll's listing covers this one's window
+                log.warning("tracking_list_failed", code=str(exc.code), error=exc.message)
+                self._count(errors=1)
+                return 0
+            if ended is not None:
+                if leased:
+                    self._count(checks=1)
+                jobs = [(entry, self._past_horizon(entry, now), ended) for entry in leased]
+                return self._run_checks([job for job in jobs if job[1] or job[0].key in ended])
+            self._listable = False
+            log.info("tracking_run_by_run", reason="Airflow has no list endpoint for DAG runs")
+        return self._run_checks(self._due_run_by_run(leased, now))
+
+    def _due_run_by_run(self, leased: list[StoredEntry], now: datetime) -> list[_Check]:
+        """The leased runs due for a look of their own (``get_run``), backing off per run."""
         with self._lock:
-            first_looks = [entry for entry, _ in due if entry.key not in self._due]
-            self._due = {key: due_at for key, due_at in self._due.items() if key in tracked}
-        if not due:
+            keys = {entry.key for entry in leased}
+            self._due = {key: due_at for key, due_at in self._due.items() if key in keys}
+        due = [(entry, self._past_horizon(entry, now), None) for entry in leased]
+        return [job for job in due if job[1] or self._is_due(job[0].key)]
+
+    def _past_horizon(self, entry: StoredEntry, now: datetime) -> bool:
+        return now - entry.created_at > self._horizon
+
+    def _run_checks(self, jobs: Sequence[_Check]) -> int:
+        if not jobs:
             return 0
-        ended = self._ended_runs([entry for entry, _ in due], first_looks)
-        jobs = [(entry, last, ended) for entry, last in due]
-        workers = min(self._concurrency, len(due))
-        with ThreadPoolExecutor(workers, thread_name_prefix="completion-check") as pool:
+        with ThreadPoolExecutor(
+            min(self._concurrency, len(jobs)), thread_name_prefix="completion-check"
+        ) as pool:
             return sum(pool.map(lambda job: self._check(*job), jobs))
-
-    def _ended_runs(
-        self, due: list[StoredEntry], first_looks: list[StoredEntry]
-    ) -> dict[tuple[str, str], RunView] | None:
-        """The due runs that ended, learnt in one list call; None: ask run by run instead.
-
-        The window starts where the last listing did (less ``LIST_OVERLAP``), or at the
-        creation of a run looked at for the first time (its run cannot end before that).
-        """
-        listed_at = self._clock()
-        since = min(
-            [entry.created_at - LIST_OVERLAP for entry in first_looks]
-            + ([self._listed_until - LIST_OVERLAP] if self._listed_until else [])
-            or [listed_at - LIST_OVERLAP]
-        )
-        try:
-            runs = self._airflow.ended_runs({entry.dag_id for entry in due}, since)
-        except AirflowError as exc:
-            log.warning("tracking_list_failed", code=str(exc.code), error=exc.message)
-            return None
-        if runs is None:
-            return None
-        self._count(checks=1)
-        self._listed_until = listed_at
-        return {(run.dag_id, run.dag_run_id): run for run in runs}
 
     def _check(
         self,
         entry: StoredEntry,
         last: bool = False,
-        ended: dict[tuple[str, str], RunView] | None = None,
+        ended: dict[str, DagRun] | None = None,
     ) -> int:
         origin = entry.origin
         with structlog.contextvars.bound_contextvars(
@@ -333,11 +329,11 @@ class CompletionTracker:
             return 0
 
     def _check_entry(
-        self, entry: StoredEntry, *, last: bool, ended: dict[tuple[str, str], RunView] | None
+        self, entry: StoredEntry, *, last: bool, ended: dict[str, DagRun] | None
     ) -> int:
         run: RunView | None
-        if ended is not None:  # the listing answered for every due run at once
-            run = ended.get((entry.dag_id, entry.dag_run_id))
+        if ended is not None:  # the window of ended runs answered for every leased run
+            run = ended.get(entry.key)
         else:
             run = self._airflow.get_run(entry.dag_id, entry.dag_run_id)
             self._count(checks=1)
