@@ -11,14 +11,13 @@ import psycopg
 import pytest
 
 from consumer.errors import ConfigError
-from consumer.store import EntryStatus, RequestOrigin, open_store
+from consumer.store import open_store
 from consumer.store.postgres import PostgresStore, display_url
 from consumer.store.postgres_schema import SCHEMA_VERSION, TABLE, VERSION_TABLE
-from consumer.trace import TraceContext
+from tests.store.origins import assert_upgrade_kept_old_origin_and_stores_route_and_trace
 
 RETENTION = timedelta(days=7)
 REPLICAS = 6
-TRACE = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "acme=t61rcWkgMzE")
 # the table schema version 1 made (before routes kept route and trace context)
 VERSION_1 = f"""CREATE TABLE {TABLE} (
     key text PRIMARY KEY, fingerprint text NOT NULL, dag_id text NOT NULL,
@@ -78,20 +77,7 @@ def test_version_1_database_gains_route_and_trace_columns_its_entries_without_th
 
     with PostgresStore(new_database, RETENTION) as upgraded:
         assert upgraded.schema_version() == SCHEMA_VERSION == 2
-        (tracked,) = upgraded.tracked_runs()
-        routed = RequestOrigin("events", 0, 7, None, route="orders", trace=TRACE)
-        upgraded.record(
-            "k2",
-            fingerprint="fp-2",
-            dag_id="etl",
-            dag_run_id="run-k2",
-            status=EntryStatus.TRIGGERED,
-            origin=routed,
-        )
-        written = upgraded.get("k2")
-
-    assert tracked.origin == RequestOrigin("requests", 2, 41, None, "corr-1", None)
-    assert written is not None and written.origin == routed
+        assert_upgrade_kept_old_origin_and_stores_route_and_trace(upgraded)
 
 
 def test_newer_schema_version_is_a_config_error(new_database: str) -> None:

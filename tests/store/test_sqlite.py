@@ -23,9 +23,9 @@ from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredE
 from consumer.store.postgres import PostgresStore
 from consumer.store.sqlite import READ_BATCH, SqliteStore
 from consumer.trace import TraceContext
+from tests.store.origins import TRACE
 
 RETENTION = timedelta(days=7)
-TRACE = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "acme=t61rcWkgMzE")
 START = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 THREADS = 16
 

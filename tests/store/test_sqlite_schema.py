@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 
 from consumer.errors import ConfigError
-from consumer.store import EntryStatus, RequestOrigin
 from consumer.store.sqlite import SqliteStore
 from consumer.store.sqlite_schema import SCHEMA_VERSION
-from consumer.trace import TraceContext
+from tests.store.origins import assert_upgrade_kept_old_origin_and_stores_route_and_trace
 
 RETENTION = timedelta(days=7)
-TRACE = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "acme=t61rcWkgMzE")
 
 
 def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
@@ -84,21 +82,7 @@ def test_version_3_file_gains_route_and_trace_columns_its_entries_without_them(
 
     with SqliteStore(db_path, RETENTION) as migrated:
         assert migrated.schema_version() == SCHEMA_VERSION == 4
-        (tracked,) = migrated.tracked_runs()
-        routed = RequestOrigin("events", 0, 7, None, route="orders", trace=TRACE)
-        migrated.record(
-            "k2",
-            fingerprint="fp-2",
-            dag_id="etl",
-            dag_run_id="run-k2",
-            status=EntryStatus.TRIGGERED,
-            origin=routed,
-        )
-        written = migrated.get("k2")
-
-    assert tracked.origin == RequestOrigin("requests", 2, 41, None, "corr-1", None)
-    assert (tracked.origin.route, tracked.origin.trace) == (None, None)
-    assert written is not None and written.origin == routed
+        assert_upgrade_kept_old_origin_and_stores_route_and_trace(migrated)
 
 
 def test_schema_version_is_recorded_once(db_path: Path) -> None:

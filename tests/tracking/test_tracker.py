@@ -148,49 +148,37 @@ def test_completion_record_is_keyed_and_sent_to_the_requested_reply_topic() -> N
     }
 
 
-def test_publish_completed_hands_one_completion_record_to_the_sink() -> None:
-    """The publish callback the worker gives the tracker sends exactly the completion record."""
+class ListSink:
+    """A sink that acknowledges at once by keeping the records (stands for RecordSink)."""
 
-    class ListSink:
-        """A sink that acknowledges at once by keeping the records (stands for RecordSink)."""
+    def __init__(self) -> None:
+        """Start empty."""
+        self.batches: list[list[OutboundRecord]] = []
 
-        def __init__(self) -> None:
-            """Start empty."""
-            self.batches: list[list[OutboundRecord]] = []
+    def publish(self, records: Sequence[OutboundRecord]) -> None:
+        """Keep one batch."""
+        self.batches.append(list(records))
 
-        def publish(self, records: Sequence[OutboundRecord]) -> None:
-            """Keep one batch."""
-            self.batches.append(list(records))
 
-    sink = ListSink()
-    run = TriggerResult("devstack_plain", "kafka__k-1", "success", None, "http://ui", True, None, 1)
-    outcome = completed_outcome(
-        StoredEntry(
-            "k-1",
-            "fp",
-            "devstack_plain",
-            "kafka__k-1",
-            EntryStatus.TRIGGERED,
-            None,
-            None,
-            None,
-            True,
-            None,
-            datetime(2025, 1, 1, tzinfo=UTC),
-            datetime(2025, 1, 1, tzinfo=UTC),
-        ),
-        run,
-    )
-
-    answerer = Answerer(
+def answerer_over(sink: ListSink, trace_context: bool = True) -> Answerer:
+    """The Answerer the worker builds, publishing to ``sink``."""
+    return Answerer(
         sink,  # type: ignore[arg-type]  # stands for RecordSink: publish is all it uses
         reply_topic="replies",
         dlq_topic="dlq",
         worker="w/1",
         metrics=Metrics(),
         stop=threading.Event(),
+        trace_context=trace_context,
     )
-    answerer.publish_completed(outcome, None)
+
+
+def test_publish_completed_hands_one_completion_record_to_the_sink() -> None:
+    """The publish callback the worker gives the tracker sends exactly the completion record."""
+    sink = ListSink()
+    outcome = completed_outcome(_tracked_entry(None), _run("success"))
+
+    answerer_over(sink).publish_completed(outcome, None)
 
     assert sink.batches == [[reply_record(outcome, default_topic="replies", worker="w/1")]]
 
@@ -200,28 +188,8 @@ def test_completed_reply_echoes_the_stored_route_and_trace_as_a_first_reply_does
     trace_context: bool,
 ) -> None:
     """publish_completed adds the origin's route and trace headers, the trace only when on."""
-
-    class ListSink:
-        """A sink that acknowledges at once by keeping the records (stands for RecordSink)."""
-
-        def __init__(self) -> None:
-            """Start empty."""
-            self.records: list[OutboundRecord] = []
-
-        def publish(self, records: Sequence[OutboundRecord]) -> None:
-            """Keep the records."""
-            self.records.extend(records)
-
     sink = ListSink()
-    answerer = Answerer(
-        sink,  # type: ignore[arg-type]  # stands for RecordSink: publish is all it uses
-        reply_topic="replies",
-        dlq_topic="dlq",
-        worker="w/1",
-        metrics=Metrics(),
-        stop=threading.Event(),
-        trace_context=trace_context,
-    )
+    answerer = answerer_over(sink, trace_context)
     origin = origin_for("k-1")
     outcome = completed_outcome(_tracked_entry(origin), _run("success"))
 
@@ -230,11 +198,12 @@ def test_completed_reply_echoes_the_stored_route_and_trace_as_a_first_reply_does
 
     traced = (("traceparent", TRACE.traceparent.encode()), ("tracestate", b"acme=t61rcWkgMzE"))
     plain = reply_record(outcome, default_topic="replies", worker="w/1")
-    assert [record.headers for record in sink.records] == [
+    records = [record for batch in sink.batches for record in batch]
+    assert [record.headers for record in records] == [
         (*plain.headers, ("route", b"orders"), *(traced if trace_context else ())),
         plain.headers,
     ]
-    assert {record.value for record in sink.records} == {plain.value}
+    assert {record.value for record in records} == {plain.value}
 
 
 def test_success_and_failed_runs_get_one_completed_reply_each(
