@@ -75,16 +75,23 @@ def _keep(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+def message_fields(
+    record: InboundRecord, idempotency_key: str | None = None, dag_id: str | None = None
+) -> dict[str, Any]:
+    """The five identifiers of spec §6 of one message, as log fields."""
+    return {
+        "idempotency_key": idempotency_key,
+        "dag_id": dag_id,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+    }
+
+
 @contextmanager
 def bind_message(
     record: InboundRecord, idempotency_key: str | None = None, dag_id: str | None = None
 ) -> Iterator[None]:
     """Bind the five identifiers of spec §6 to every log line written inside the block."""
-    with structlog.contextvars.bound_contextvars(
-        idempotency_key=idempotency_key,
-        dag_id=dag_id,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-    ):
+    with structlog.contextvars.bound_contextvars(**message_fields(record, idempotency_key, dag_id)):
         yield

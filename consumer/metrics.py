@@ -158,6 +158,8 @@ class Metrics:
         )
         self._lag_lock = threading.Lock()
         self._lag_labels: set[tuple[str, str]] = set()
+        # per (status, code): a label look-up per answered request costs more than the count
+        self._request_counts: dict[tuple[str, str], Counter] = {}
 
     def observe_outcome(self, status: str, code: str | None, e2e_seconds: float | None) -> None:
         """Count one answered request and record its end-to-end latency.
@@ -169,7 +171,11 @@ class Metrics:
                 when the message has no usable timestamp. Clock skew between producer and
                 worker can make it negative; it is then recorded as 0.
         """
-        self._requests.labels(status=status, code=code or NO_CODE).inc()
+        labels = (status, code or NO_CODE)
+        counter = self._request_counts.get(labels)
+        if counter is None:
+            counter = self._request_counts.setdefault(labels, self._requests.labels(*labels))
+        counter.inc()
         if e2e_seconds is not None:
             self._end_to_end.observe(max(0.0, e2e_seconds))
 

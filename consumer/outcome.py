@@ -336,13 +336,7 @@ class Outcome:
         run: RunView,
         attempts: int,
     ) -> Outcome:
-        return replace(
-            cls._for_request(status, record, request, attempts=attempts),
-            dag_run_id=run.dag_run_id,
-            run_state=run.state,
-            logical_date=run.logical_date,
-            run_url=run.run_url,
-        )
+        return cls._for_request(status, record, request, attempts=attempts, run=run)
 
     @classmethod
     def _for_request(
@@ -353,7 +347,9 @@ class Outcome:
         *,
         error: ErrorInfo | None = None,
         attempts: int = 0,
+        run: RunView | None = None,
     ) -> Outcome:
+        """The outcome echoing the request, and its run when there is one."""
         return cls(
             status=status,
             source=source_of(record),
@@ -363,6 +359,10 @@ class Outcome:
             reply_topic=request.reply_topic,
             track=request.track,
             error=error,
+            dag_run_id=run.dag_run_id if run else None,
+            run_state=run.state if run else None,
+            logical_date=run.logical_date if run else None,
+            run_url=run.run_url if run else None,
             attempts=attempts,
         )
 
