@@ -9,7 +9,8 @@ on a PostgreSQL store of their own: one replica, two replicas in one group);
 ``routed`` (application events through a route, then the same events again: duplicates,
 beside plain requests); and the
 long ones, run when named: ``replay-large``, ``backlog``, ``backlog-rss``,
-``pg-replay-large`` (a seeded large duplicate replay on PostgreSQL).
+``pg-replay-large`` (a seeded large duplicate replay on PostgreSQL), ``tracked`` (requests
+with ``track``: their runs ended by the bench, timed to the ``completed`` replies).
 """
 
 from __future__ import annotations
@@ -21,92 +22,11 @@ from pathlib import Path
 
 import psycopg
 
-from bench import ceiling, report, steady, store_latency
+from bench import ceiling, report, steady, store_latency, tracked
+from bench.options import CONTENDERS, parse
 from bench.result import Result, describe
 from bench.rig import PAUSED_DAG, UNPAUSED_DAG, Rig, keys_for
 from bench.worker_run import Contender, run
-
-DEFAULT_CONTENDERS = (
-    "ceiling",
-    "naive",
-    "worker",
-    "replay",
-    "passthrough",
-    "unpaused",
-    "pg",
-    "pg2",
-    "steady",
-    "store-latency",
-    "routed",
-)
-# the long ones, run when named: a large duplicate replay against a raw passthrough of the
-# same size, a backlog of new keys with MAX_IN_FLIGHT=256, a duplicate backlog for RSS,
-# a large duplicate replay on a seeded PostgreSQL store
-LARGE_CONTENDERS = ("replay-large", "backlog", "backlog-rss", "pg-replay-large")
-CONTENDERS = DEFAULT_CONTENDERS + LARGE_CONTENDERS
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-
-
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--n", type=int, default=2000, help="requests per contender (2000)")
-    parser.add_argument("--partitions", type=int, default=6, help="request topic partitions (6)")
-    parser.add_argument(
-        "--contenders",
-        default=",".join(DEFAULT_CONTENDERS),
-        help=f"comma-separated subset of {','.join(CONTENDERS)} "
-        f"(default {','.join(DEFAULT_CONTENDERS)})",
-    )
-    parser.add_argument(
-        "--large-n", type=int, default=100_000, help="replay-large requests (100,000)"
-    )
-    parser.add_argument("--backlog-n", type=int, default=20_000, help="backlog requests (20,000)")
-    parser.add_argument("--rss-n", type=int, default=200_000, help="backlog-rss requests (200,000)")
-    parser.add_argument("--airflow", choices=("3", "2"), default="3", help="Airflow major (3)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder")
-    parser.add_argument(
-        "--ceiling-seconds", type=float, default=20.0, help="longest ceiling point (20 s)"
-    )
-    parser.add_argument("--clients", default="1,2,4,8,16,32", help="ceiling sweep (1,...,32)")
-    parser.add_argument("--fixed", default="4,16,64", help="fixed worker limits (4,16,64)")
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        default=None,
-        help="run the duplicate replay under py-spy; write its collapsed stacks to this file",
-    )
-    parser.add_argument(
-        "--profile-new",
-        type=Path,
-        default=None,
-        help="run the adaptive worker (new runs) under py-spy; collapsed stacks to this file",
-    )
-    parser.add_argument(
-        "--open-seconds", type=float, default=60.0, help="length of each steady load (60 s)"
-    )
-    parser.add_argument(
-        "--open-rates",
-        default="25,50,90",
-        help="steady loads in %% of the ceiling (25,50,90)",
-    )
-    parser.add_argument(
-        "--ceiling-rate",
-        type=float,
-        default=None,
-        help="runs/s the steady shares refer to when `ceiling` is not run",
-    )
-    parser.add_argument(
-        "--open-pool",
-        type=int,
-        default=steady.DEFAULT_POOL,
-        help=f"threads of the direct POSTs under steady load ({steady.DEFAULT_POOL})",
-    )
-    parser.add_argument(
-        "--store-calls", type=int, default=1000, help="calls per store operation timed (1000)"
-    )
-    parser.add_argument("--remark", default="", help="a line for the report (load, context)")
-    return parser.parse_args(argv)
 
 
 @dataclass(frozen=True)
@@ -331,6 +251,18 @@ def run_one(rig: Rig, contender: Contender) -> Result:
     return result
 
 
+def run_tracked(rig: Rig, n: int) -> Result:
+    """The ``tracked`` contender, printed like the others; a failure keeps the rest."""
+    try:
+        result: Result = tracked.run(rig, n)
+        print(f"{result.name}: {tracked.describe(result)}", flush=True)
+    except (RuntimeError, OSError) as exc:
+        print(f"tracked runs: failed: {exc}", flush=True)
+        result = Result(tracked.NAME, tracked.FAMILY, n, 0, 0.0, errors=n, note=f"failed: {exc}")
+    ceiling.settle(rig)
+    return result
+
+
 def steady_loads(rig: Rig, args: argparse.Namespace, base: float) -> list[Result]:
     """Each share of ``base``: direct POSTs at that rate, then the worker at that rate."""
     print(f"steady loads (open loop, {args.open_seconds:.0f} s each, ceiling {base:.1f}/s):")
@@ -347,7 +279,7 @@ def steady_loads(rig: Rig, args: argparse.Namespace, base: float) -> list[Result
 
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen contenders in order, then write the report."""
-    args = parse(argv)
+    args = parse(argv, description=__doc__)
     chosen = set(args.contenders.split(","))
     unknown = chosen - set(CONTENDERS)
     if unknown:
@@ -379,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             for result in store_latency.run(rig, args.store_calls):
                 print(f"  {result.name}: {store_latency.describe(result)}", flush=True)
                 results.append(result)
+        if "tracked" in chosen:
+            results.append(run_tracked(rig, args.tracked_n))
     finally:  # a contender that crashed still leaves the figures of the others
         context = report.Context(
             date=date,

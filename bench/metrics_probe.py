@@ -1,4 +1,4 @@
-"""Reads the worker's own Prometheus endpoint: dedup hits, retries, the concurrency limit."""
+"""Reads the worker's own Prometheus endpoint: dedup hits, retries, limit, Airflow calls."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import requests
 DEDUP_HITS = "trigger_consumer_dedup_hits_total"
 RETRIES = "trigger_consumer_airflow_retries_total"
 LIMIT = "trigger_consumer_concurrency_limit"
+AIRFLOW_CALLS = "trigger_consumer_airflow_calls_total"
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -23,6 +24,17 @@ def scrape(port: int) -> dict[str, float]:
         name = name_labels.split("{", 1)[0]
         totals[name] = totals.get(name, 0.0) + float(value)
     return totals
+
+
+def airflow_calls(port: int) -> dict[str, float]:
+    """The worker's HTTP requests to Airflow so far, by purpose (``trigger``, ``tracking``...)."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    calls: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(AIRFLOW_CALLS + '{purpose="'):
+            name_labels, _, value = line.rpartition(" ")
+            calls[name_labels.split('"')[1]] = float(value)
+    return calls
 
 
 class LimitSampler(threading.Thread):

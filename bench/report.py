@@ -1,9 +1,10 @@
 """The report: Markdown tables with the machine it ran on, and PNG plots (matplotlib).
 
 The main table has every contender but the store-latency operations, which get a table
-of their own (sub-millisecond figures); the steady loads get a table pairing the worker
-with direct POSTs at each rate. Plots: throughput vs concurrency, the burst latency CDF,
-and the knee (the adaptive limiter's limit over time beside the fixed limits).
+of their own (sub-millisecond figures), and completion tracking (``bench.tracked``'s
+table); the steady loads get a table pairing the worker with direct POSTs at each rate.
+Plots: throughput vs concurrency, the burst latency CDF, and the knee (the adaptive
+limiter's limit over time beside the fixed limits).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import steady
+from bench import steady, tracked
 from bench.result import Result
 
 MIB = 1024 * 1024
-OWN_TABLES = frozenset({"store-latency"})  # families reported apart from the main table
+OWN_TABLES = frozenset({"store-latency", tracked.FAMILY})  # reported apart from the main table
 KNEE_TICKS = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-BURSTS_ONLY = frozenset({"store-latency", "steady", "steady-direct"})  # not in the burst CDF
+BURSTS_ONLY = frozenset({"store-latency", "steady", "steady-direct", tracked.FAMILY})  # no CDF
 
 
 @dataclass(frozen=True)
@@ -372,6 +373,7 @@ def write(results: list[Result], context: Context, out: Path) -> Path:
         "",
         *steady_table(results),
         *store_table(results),
+        *tracked.table(results),
         "## Plots",
         "",
         *(f"![{p.stem}]({p.name})" for p in images),

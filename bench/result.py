@@ -17,7 +17,8 @@ class Result:
         name: the row label.
         family: ``ceiling``, ``naive``, ``worker``, ``replay``, ``passthrough``, ``steady``
             (the worker under an open-loop load), ``steady-direct`` (direct POSTs at the
-            same rate) or ``store-latency`` (one store operation, in process).
+            same rate), ``store-latency`` (one store operation, in process) or ``tracked``
+            (``bench.tracked.TrackedResult``: latencies are run end → ``completed``).
         n: requests offered.
         done: requests answered (200 for the ceiling, a reply for the others).
         seconds: wall time from the first request to the last answer.

@@ -129,7 +129,9 @@ def keys_for(run_tag: str, n: int) -> list[str]:
     return [f"{run_tag}-{i:06d}" for i in range(n)]
 
 
-def request_value(key: str, dag_id: str) -> bytes:
-    """A request as a producer writes it (contract v1)."""
+def request_value(key: str, dag_id: str, *, track: bool = False) -> bytes:
+    """A request as a producer writes it (contract v1); ``track`` asks for a ``completed`` reply."""
     body: dict[str, Any] = {"idempotency_key": key, "dag_id": dag_id, "conf": {"i": key[-6:]}}
+    if track:
+        body["track"] = True
     return json.dumps(body).encode()

@@ -125,18 +125,26 @@ class ReplyCollector(threading.Thread):
 
 
 def produce_burst(
-    bootstrap: str, topic: str, keys: list[str], dag_id: str, *, routed: bool = False
+    bootstrap: str,
+    topic: str,
+    keys: list[str],
+    dag_id: str,
+    *,
+    routed: bool = False,
+    track: bool = False,
 ) -> dict[str, int]:
     """Write one request per key as fast as the producer goes; return each one's timestamp (ms).
 
-    With ``routed``, each is an application event for ``ROUTE`` instead of a request.
+    With ``routed``, each is an application event for ``ROUTE`` instead of a request; with
+    ``track``, each request asks for a ``completed`` reply.
     """
-    value_of = event_value if routed else request_value
+
+    def value_of(key: str) -> bytes:
+        return event_value(key, dag_id) if routed else request_value(key, dag_id, track=track)
+
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
     try:
-        futures = {
-            key: producer.send(topic, key=key.encode(), value=value_of(key, dag_id)) for key in keys
-        }
+        futures = {key: producer.send(topic, key=key.encode(), value=value_of(key)) for key in keys}
         return {key: future.get(timeout=60).timestamp for key, future in futures.items()}
     finally:
         producer.close()

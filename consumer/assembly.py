@@ -6,7 +6,7 @@ import threading
 
 import structlog
 
-from consumer.airflow import make_airflow_client
+from consumer.airflow import CallPurpose, make_airflow_client
 from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
@@ -48,7 +48,10 @@ def build_worker(
         # a broker outage is not a configuration error: the clients below wait as before
         log.warning("kafka_unreachable", error=str(exc))
     stop = threading.Event()
-    airflow = make_airflow_client(settings, stop=stop)
+    count_calls = metrics.bind_airflow_calls
+    airflow = make_airflow_client(
+        settings, stop=stop, purpose=CallPurpose.TRIGGER, count_calls=count_calls
+    )
     airflow_limit: ConcurrencyLimit = (
         AdaptiveLimit(settings.airflow_max_concurrency, on_change=metrics.set_concurrency_limit)
         if settings.airflow_concurrency == "adaptive"
@@ -104,9 +107,13 @@ def build_worker(
         crash_at=settings.test_crash_at,
         trace_context=settings.trace_context,
     )
+    # a client of its own: tracking's calls are counted apart from the triggers' (issue 16)
+    tracking_airflow = make_airflow_client(
+        settings, stop=stop, purpose=CallPurpose.TRACKING, count_calls=count_calls
+    )
     tracker = CompletionTracker(
         store,
-        airflow,
+        tracking_airflow,
         answerer.publish_completed,
         stop=stop,
         interval=settings.track_poll_interval.total_seconds(),

@@ -11,7 +11,7 @@ durations (STYLE §8); ``METRIC_NAMES`` lists them as they appear in the exposit
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -58,6 +58,7 @@ METRIC_NAMES = (
     "trigger_consumer_reply_topic_refused_total",
     "trigger_consumer_unrouted_events_total",
     "trigger_consumer_store_purged_total",
+    "trigger_consumer_airflow_calls_total",
 )
 
 
@@ -156,6 +157,13 @@ class Metrics:
             "Idempotency keys deleted from the store after DEDUP_RETENTION.",
             registry=self.registry,
         )
+        self._airflow_calls = Counter(
+            "trigger_consumer_airflow_calls_total",
+            "HTTP requests sent to Airflow (each retry too), by purpose: trigger, tracking, "
+            "detect (API version), login (JWT).",
+            ["purpose"],
+            registry=self.registry,
+        )
         self._lag_lock = threading.Lock()
         self._lag_labels: set[tuple[str, str]] = set()
         # per (status, code): a label look-up per answered request costs more than the count
@@ -187,6 +195,20 @@ class Metrics:
             seconds: how long the call took.
         """
         self._airflow_call.labels(outcome=outcome).observe(max(0.0, seconds))
+
+    def bind_airflow_calls(self, purpose: str) -> Callable[[], None]:
+        """Bind the counter of HTTP requests to Airflow for one purpose (``CallPurpose``).
+
+        The Airflow transport binds its hooks once; each request then calls one, with no
+        label lookup on the way.
+
+        Args:
+            purpose: ``trigger``, ``tracking``, ``detect`` or ``login``.
+
+        Returns:
+            A hook that counts one request each time it is called.
+        """
+        return self._airflow_calls.labels(purpose=purpose).inc
 
     def count_retry(self, n: int = 1) -> None:
         """Count Airflow calls repeated after a retryable failure.

@@ -39,6 +39,7 @@ def test_registered_metric_names_are_exactly_the_documented_ones() -> None:
         "trigger_consumer_reply_topic_refused_total",
         "trigger_consumer_unrouted_events_total",
         "trigger_consumer_store_purged_total",
+        "trigger_consumer_airflow_calls_total",
     }
 
 
@@ -101,6 +102,21 @@ def test_airflow_calls_are_timed_by_outcome() -> None:
     sample = metrics.registry.get_sample_value
     assert sample("trigger_consumer_airflow_call_seconds_count", {"outcome": "ok"}) == 1
     assert sample("trigger_consumer_airflow_call_seconds_sum", {"outcome": "unavailable"}) == 5.0
+
+
+def test_bound_airflow_call_hooks_count_each_purpose_apart() -> None:
+    """Each hook bound for a purpose adds one request to that purpose only."""
+    metrics = Metrics()
+    trigger, tracking = (metrics.bind_airflow_calls(p) for p in ("trigger", "tracking"))
+
+    trigger()
+    trigger()
+    tracking()
+
+    sample = metrics.registry.get_sample_value
+    assert sample("trigger_consumer_airflow_calls_total", {"purpose": "trigger"}) == 2
+    assert sample("trigger_consumer_airflow_calls_total", {"purpose": "tracking"}) == 1
+    assert sample("trigger_consumer_airflow_calls_total", {"purpose": "detect"}) is None
 
 
 def test_counters_and_gauges_take_the_values_the_worker_reports() -> None:

@@ -11,6 +11,7 @@ The package's parts:
 - ``connection``: ``AirflowConnection``, the frozen connection config, ``from_settings``.
 - ``client``: ``AirflowClient`` (trigger, get_run, run_url, ping) over a ``transport``.
 - ``transport``: ``Transport``, one pooled session running the retry loop of ``retry``.
+- ``calls``: ``CallPurpose`` and the hook that counts each HTTP request by purpose.
 - ``auth``, ``detect``: credentials and API-version detection.
 - ``failures``: requests' exceptions and transient statuses, classified once.
 - ``limit``: ``AdaptiveLimit``/``FixedLimit``, the limit on concurrent Airflow calls.
@@ -29,6 +30,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from consumer.airflow.calls import CallPurpose, CountCalls, count_nothing
 from consumer.airflow.client import AirflowClient
 from consumer.airflow.connection import AirflowConnection
 from consumer.airflow.retry import RetryPolicy
@@ -40,6 +42,7 @@ __all__ = [
     "AirflowClient",
     "AirflowConnection",
     "ApiVersion",
+    "CallPurpose",
     "DagRun",
     "EndedRuns",
     "RetryPolicy",
@@ -83,12 +86,22 @@ class AirflowApi(Protocol):
         ...
 
 
-def make_airflow_client(settings: Settings, *, stop: threading.Event | None = None) -> AirflowApi:
+def make_airflow_client(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    purpose: CallPurpose = CallPurpose.TRIGGER,
+    count_calls: CountCalls = count_nothing,
+) -> AirflowApi:
     """Build the Airflow client behind the ``AirflowApi`` seam from the worker's settings.
 
     Args:
         settings: the worker's settings (``AirflowConnection.from_settings`` reads them).
         stop: set it to make calls that wait to retry give up (shutdown).
+        purpose: what the client's calls are for: the ``purpose`` label they are counted
+            under (``trigger``, ``tracking``).
+        count_calls: binds the hook counting each HTTP request of a purpose
+            (``Metrics.bind_airflow_calls``); by default nothing is counted.
 
     Returns:
         A ready client; nothing has been sent yet.
@@ -96,4 +109,9 @@ def make_airflow_client(settings: Settings, *, stop: threading.Event | None = No
     Raises:
         ConfigError: inconsistent settings (see ``AirflowClient``).
     """
-    return AirflowClient(AirflowConnection.from_settings(settings), stop=stop)
+    return AirflowClient(
+        AirflowConnection.from_settings(settings),
+        stop=stop,
+        purpose=purpose,
+        count_calls=count_calls,
+    )

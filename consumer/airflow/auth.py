@@ -20,6 +20,7 @@ import requests
 from pydantic import SecretStr
 from requests.auth import AuthBase
 
+from consumer.airflow.calls import OnCall
 from consumer.airflow.failures import NO_ANSWER_ERRORS, classify_failure, is_transient
 from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
 
@@ -115,6 +116,7 @@ class JwtAuth(ApiAuth):
         timeout: tuple[float, float],
         refresh_margin: float | None = DEFAULT_REFRESH_MARGIN,
         clock: Callable[[], float] = time.monotonic,
+        on_call: OnCall | None = None,
     ) -> None:
         """Keep what fetching a token needs; nothing is fetched yet.
 
@@ -127,6 +129,7 @@ class JwtAuth(ApiAuth):
             refresh_margin: refresh this many seconds before expiry (at most a fifth of the
                 token's life before it); None refreshes only when Airflow refuses the token.
             clock: monotonic clock, for tests.
+            on_call: called before each token request is sent (the ``login`` call counter).
         """
         self.token_url = token_url
         self.username = username
@@ -135,6 +138,7 @@ class JwtAuth(ApiAuth):
         self._timeout = timeout
         self._refresh_margin = refresh_margin
         self._clock = clock
+        self._on_call = on_call
         self._lock = threading.Lock()
         self._token: str | None = None
         self._refresh_at: float | None = None
@@ -211,6 +215,8 @@ class JwtAuth(ApiAuth):
 
     def _fetch(self) -> str:
         body = {"username": self.username, "password": self._password.get_secret_value()}
+        if self._on_call is not None:
+            self._on_call()
         try:
             answer = self._session.post(self.token_url, json=body, timeout=self._timeout)
         except NO_ANSWER_ERRORS as exc:

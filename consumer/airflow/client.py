@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
+from consumer.airflow.calls import CallPurpose, CountCalls, count_nothing
 from consumer.airflow.connection import AirflowConnection
 from consumer.airflow.retry import SINGLE_ATTEMPT, RetryState
 from consumer.airflow.runs import ApiVersion, DagRun, EndedRuns, TriggerResult, parse_timestamp
@@ -50,7 +51,12 @@ class AirflowClient:
     """A thread-safe client for the Airflow 3 (``/api/v2``) and Airflow 2 (``/api/v1``) API."""
 
     def __init__(
-        self, connection: AirflowConnection, *, stop: threading.Event | None = None
+        self,
+        connection: AirflowConnection,
+        *,
+        stop: threading.Event | None = None,
+        purpose: CallPurpose = CallPurpose.TRIGGER,
+        count_calls: CountCalls = count_nothing,
     ) -> None:
         """Configure the client; nothing is sent until the first call.
 
@@ -58,11 +64,13 @@ class AirflowClient:
             connection: where Airflow is, the credentials, timeouts, retry policy and pool
                 (``AirflowConnection.from_settings``).
             stop: when set, a call waiting to retry gives up at once (shutdown).
+            purpose: what this client's calls are for (their counter's label).
+            count_calls: binds the per-purpose hook each HTTP request calls (``calls.py``).
 
         Raises:
             ConfigError: inconsistent credentials, a URL with credentials, a missing CA bundle.
         """
-        self.transport = Transport(connection, stop=stop)
+        self.transport = Transport(connection, stop=stop, purpose=purpose, count_calls=count_calls)
         self.base_url = self.transport.base_url
         self.retry = self.transport.retry
         self._dag_info_ttl = connection.dag_info_ttl

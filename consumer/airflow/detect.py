@@ -16,6 +16,7 @@ import requests
 from pydantic import SecretStr
 
 from consumer.airflow.auth import ApiAuth, BasicAuth, StaticToken
+from consumer.airflow.calls import OnCall
 from consumer.airflow.failures import NO_ANSWER_ERRORS, classify_failure, is_transient
 from consumer.airflow.runs import ApiVersion
 from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
@@ -45,6 +46,7 @@ def detect_api_version(
     username: str | None = None,
     password: SecretStr | None = None,
     token: SecretStr | None = None,
+    on_call: OnCall | None = None,
 ) -> DetectedApi:
     """Ask the server which REST API it serves.
 
@@ -55,6 +57,7 @@ def detect_api_version(
         username: user for the credentialed fallback.
         password: its password.
         token: a static bearer token for the credentialed fallback.
+        on_call: called before each probe is sent (the ``detect`` call counter).
 
     Returns:
         The detected API.
@@ -63,7 +66,7 @@ def detect_api_version(
         ConfigError: TLS verification failed, or no probe identified Airflow.
         AirflowUnavailableError: Airflow could not be reached or answered 429/5xx.
     """
-    probes = _Probes(session, base_url, timeout)
+    probes = _Probes(session, base_url, timeout, on_call)
     apis: tuple[ApiVersion, ...] = ("v2", "v1")
     for api in apis:
         found = probes.version(api, None)
@@ -95,15 +98,24 @@ def detect_api_version(
 class _Probes:
     """One detection run: sends the probes and remembers what they answered."""
 
-    def __init__(self, session: requests.Session, base_url: str, timeout: tuple[float, float]):
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        timeout: tuple[float, float],
+        on_call: OnCall | None,
+    ):
         self.session = session
         self.base_url = base_url
         self.timeout = timeout
+        self.on_call = on_call
         self.seen: list[str] = []
         self.transient: int | None = None
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.base_url + path
+        if self.on_call is not None:
+            self.on_call()
         try:
             answer = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except NO_ANSWER_ERRORS as exc:

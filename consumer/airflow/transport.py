@@ -4,7 +4,9 @@ One pooled ``requests.Session`` per client, configured by an ``AirflowConnection
 ``Transport.request`` runs the retry loop (STYLE §7): transient failures (connection refused
 or reset, timeouts, 429, 5xx, as ``failures.py`` classifies them) back off per the
 ``RetryPolicy`` and honour ``Retry-After``; a JWT is dropped and the call resent once on a
-401 or a 403 "Invalid JWT token"; TLS failures raise ``ConfigError`` at once.
+401 or a 403 "Invalid JWT token"; TLS failures raise ``ConfigError`` at once. Each
+request sent calls the hook of its purpose (``calls.py``): the transport's own, or
+``detect``/``login`` for version detection and JWT logins.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import structlog
 from requests.adapters import HTTPAdapter
 
 from consumer.airflow.auth import ApiAuth, BasicAuth, JwtAuth, StaticToken
+from consumer.airflow.calls import CallPurpose, CountCalls, count_nothing
 from consumer.airflow.connection import AirflowConnection
 from consumer.airflow.detect import detect_api_version
 from consumer.airflow.failures import CALL_ERRORS, UNREACHABLE, classify_failure, is_transient
@@ -47,13 +50,21 @@ class Transport:
     """Sends requests to ``<base_url>/api/<version>``; thread-safe, one pooled session."""
 
     def __init__(
-        self, connection: AirflowConnection, *, stop: threading.Event | None = None
+        self,
+        connection: AirflowConnection,
+        *,
+        stop: threading.Event | None = None,
+        purpose: CallPurpose = CallPurpose.TRIGGER,
+        count_calls: CountCalls = count_nothing,
     ) -> None:
         """Configure the transport; nothing is sent until the first call.
 
         Args:
             connection: where Airflow is, the credentials, timeouts, retry policy and pool.
             stop: when set, a call waiting to retry gives up at once (shutdown).
+            purpose: what the calls sent through this transport are for.
+            count_calls: binds the hook that counts the requests of a purpose; each
+                request calls its hook just before it is sent (``calls.py``).
 
         Raises:
             ConfigError: inconsistent credentials, a URL with credentials, a missing CA bundle.
@@ -85,6 +96,9 @@ class Transport:
         self.retry = connection.retry
         self._jwt_refresh_margin = connection.jwt_refresh_margin
         self._stop = stop
+        self._on_call = count_calls(purpose)
+        self._on_detect = count_calls(CallPurpose.DETECT)
+        self._on_login = count_calls(CallPurpose.LOGIN)
         self._session = requests.Session()
         # no proxies, CA bundle or .netrc credentials from the environment (REQUESTS_CA_BUNDLE
         # would silently replace the configured trust): only this client's settings apply
@@ -138,6 +152,7 @@ class Transport:
             username=self._username,
             password=self._password,
             token=self._token,
+            on_call=self._on_detect,
         )
         log.info("airflow_api_detected", url=self.base_url, api_version=found.api_version)
         return found.api_version
@@ -156,6 +171,7 @@ class Transport:
             session=self._session,
             timeout=self._timeout,
             refresh_margin=self._jwt_refresh_margin,
+            on_call=self._on_login,
         )
 
     def request(
@@ -198,6 +214,7 @@ class Transport:
         try:
             api, auth = self._ensure_ready()
             prepared = self._prepare(method, f"{self._url_root}/api/{api}{path}", body, auth)
+            self._on_call()
             return self._session.send(prepared, timeout=self._timeout, proxies=NO_PROXIES)
         except AirflowUnavailableError as exc:
             status = exc.details.get("status")
@@ -297,6 +314,7 @@ class Transport:
         """
         try:
             api, auth = self._ensure_ready()
+            self._on_call()
             return self._session.get(
                 f"{self.base_url}/api/{api}{path}", auth=auth, timeout=self._timeout
             )
