@@ -4,9 +4,6 @@
 no run executes and the moment the PATCH returned is the run's end::
 
     PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}  {"state": "success"}   (Airflow 2: /api/v1)
-
-Before it starts, ``wait_for_quiet`` lets the runs a previous benchmark ended age out of
-the tracker's listing window.
 """
 
 from __future__ import annotations
@@ -14,13 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 import requests
 
-from consumer.airflow.runs import parse_timestamp
-from consumer.tracking import LIST_OVERLAP
 from devstack.airflow import AirflowServer
 
 DEFAULT_THREADS = 8  # enough to end runs as fast as the worker makes them
@@ -92,35 +86,3 @@ class RunEnder:
                 self.failures += 1
             else:
                 self.ended_ms[key] = ended
-
-
-def wait_for_quiet(server: AirflowServer, dag_id: str) -> None:
-    """Wait until no run of ``dag_id`` ended within ``LIST_OVERLAP`` (5 minutes), bounded.
-
-    The tracker lists every run of the DAG that ended in that window, tracked or not: runs
-    a previous benchmark ended would be listed with this one's and raise its calls.
-    """
-    url = f"{server.url}/api/{server.api_version}/dags/~/dagRuns/list"
-    body: dict[str, object] = {
-        "dag_ids": [dag_id],
-        "states": ["success", "failed"],
-        "order_by": "-end_date",
-        "page_limit": 1,
-    }
-    with server.session() as session:
-        for _ in range(3):  # each wait lets the newest end age out: a new one is someone else's
-            body["end_date_gte"] = (datetime.now(UTC) - LIST_OVERLAP).isoformat()
-            answer = session.post(url, json=body, timeout=PATCH_TIMEOUT)
-            answer.raise_for_status()
-            page = answer.json()
-            newest = parse_timestamp((page.get("dag_runs") or [{}])[0].get("end_date"))
-            if newest is None:
-                return
-            wait = (newest + LIST_OVERLAP - datetime.now(UTC)).total_seconds() + 1
-            print(
-                f"  {page.get('total_entries')} runs of {dag_id} ended in the last "
-                f"{LIST_OVERLAP.total_seconds() / 60:.0f} min: waiting {wait:.0f} s for them "
-                "to leave the tracker's listing",
-                flush=True,
-            )
-            time.sleep(max(0.0, wait))

@@ -18,11 +18,9 @@ The ``completed`` replies are waited for, bounded, and reported:
   from the first ``triggered`` reply to the last ``completed`` one; and the steepest 30 s
   of it (sampled every 5 s), since the rate grows while more ended runs are listed.
 
-Each poll lists every run of the DAG that ended since the last listing less 5 minutes
-(``consumer.tracking.LIST_OVERLAP``), tracked or not: runs a previous ``tracked`` run
-ended less than 5 minutes before are listed too, and raise the calls (2,000 of them
-doubled an N = 2,000 run's), so the contender first waits until none ended in that window
-(``bench.run_end.wait_for_quiet``).
+The tracker's first listing reaches 5 minutes before the first tracked run's creation
+(``consumer.tracking.window.LIST_OVERLAP``), so runs an earlier contender ended in that
+time are read once, in its first pages; every later listing reads only what ended since.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from bench.process import ContenderProcess
 from bench.procstat import Usage
 from bench.result import Result
 from bench.rig import PAUSED_DAG, Rig, keys_for
-from bench.run_end import RunEnder, wait_for_quiet
+from bench.run_end import RunEnder
 from bench.traffic import produce_burst
 from bench.worker_run import drive_timeout
 from consumer.tracking import DEFAULT_INTERVAL
@@ -190,7 +188,6 @@ def run(rig: Rig, n: int) -> TrackedResult:
         RuntimeError: the worker did not start (``ContenderProcess.wait_ready``).
         OSError: Airflow did not answer the listing of recently ended runs.
     """
-    wait_for_quiet(rig.airflow, PAUSED_DAG)
     topics = rig.topics("tracked")
     keys = keys_for(f"{rig.run_tag}-tracked", n)
     env = rig.worker_env(topics, rig.work / "tracked.db", {})
