@@ -119,9 +119,11 @@ class _Due:
 class CompletionTracker:
     """Watches tracked DAG runs and publishes their ``completed`` replies.
 
-    Runs on its own daemon thread (``start``/``join``) until ``stop`` is set, checking at
-    most ``concurrency`` runs at once. A run is first checked at once, then after
-    ``interval`` seconds, backing off by doubling up to ``max_delay``. A ``ConfigError``
+    Runs on its own daemon thread (``start``/``join``) until ``stop`` is set, handling at
+    most ``concurrency`` runs at once. Each poll looks at every leased run through the
+    window of ended runs (one listing); an Airflow without the list endpoint is asked run
+    by run, each run first at once, then after ``interval`` seconds, backing off by
+    doubling up to ``max_delay``. A ``ConfigError``
     from Airflow (credentials refused, TLS) stops tracking and is logged as critical;
     nothing else stops it.
     """
@@ -153,8 +155,8 @@ class CompletionTracker:
             interval: seconds between polls, and before a run's second check.
             horizon: how long after its request a run is tracked.
             concurrency: at most this many runs are checked at once.
-            max_delay: the longest wait between two checks of one run; by default
-                ``DEFAULT_MAX_DELAY_FACTOR`` intervals.
+            max_delay: run by run, the longest wait between two checks of one run; by
+                default ``DEFAULT_MAX_DELAY_FACTOR`` intervals.
             batch: at most this many tracked entries are leased per poll.
             clock: the wall clock the horizon is measured with; UTC system time by default.
             owner: this process's lease owner id; host, pid and a random part by default.
