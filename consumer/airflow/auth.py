@@ -20,7 +20,7 @@ import requests
 from pydantic import SecretStr
 from requests.auth import AuthBase
 
-from consumer.airflow.calls import OnCall
+from consumer.airflow.calls import OnCall, uncounted
 from consumer.airflow.failures import NO_ANSWER_ERRORS, classify_failure, is_transient
 from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
 
@@ -116,7 +116,7 @@ class JwtAuth(ApiAuth):
         timeout: tuple[float, float],
         refresh_margin: float | None = DEFAULT_REFRESH_MARGIN,
         clock: Callable[[], float] = time.monotonic,
-        on_call: OnCall | None = None,
+        on_call: OnCall = uncounted,
     ) -> None:
         """Keep what fetching a token needs; nothing is fetched yet.
 
@@ -215,8 +215,7 @@ class JwtAuth(ApiAuth):
 
     def _fetch(self) -> str:
         body = {"username": self.username, "password": self._password.get_secret_value()}
-        if self._on_call is not None:
-            self._on_call()
+        self._on_call()
         try:
             answer = self._session.post(self.token_url, json=body, timeout=self._timeout)
         except NO_ANSWER_ERRORS as exc:

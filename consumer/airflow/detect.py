@@ -16,7 +16,7 @@ import requests
 from pydantic import SecretStr
 
 from consumer.airflow.auth import ApiAuth, BasicAuth, StaticToken
-from consumer.airflow.calls import OnCall
+from consumer.airflow.calls import OnCall, uncounted
 from consumer.airflow.failures import NO_ANSWER_ERRORS, classify_failure, is_transient
 from consumer.airflow.runs import ApiVersion
 from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
@@ -46,7 +46,7 @@ def detect_api_version(
     username: str | None = None,
     password: SecretStr | None = None,
     token: SecretStr | None = None,
-    on_call: OnCall | None = None,
+    on_call: OnCall = uncounted,
 ) -> DetectedApi:
     """Ask the server which REST API it serves.
 
@@ -103,7 +103,7 @@ class _Probes:
         session: requests.Session,
         base_url: str,
         timeout: tuple[float, float],
-        on_call: OnCall | None,
+        on_call: OnCall,
     ):
         self.session = session
         self.base_url = base_url
@@ -114,8 +114,7 @@ class _Probes:
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.base_url + path
-        if self.on_call is not None:
-            self.on_call()
+        self.on_call()
         try:
             answer = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except NO_ANSWER_ERRORS as exc:
