@@ -190,7 +190,7 @@ class Outcome:
         Returns:
             A ``triggered`` outcome.
         """
-        return cls._for_run(Status.TRIGGERED, record, request, run, attempts)
+        return cls._for_request(Status.TRIGGERED, record, request, attempts=attempts, run=run)
 
     @classmethod
     def duplicate(
@@ -207,7 +207,7 @@ class Outcome:
         Returns:
             A ``duplicate`` outcome.
         """
-        return cls._for_run(Status.DUPLICATE, record, request, run, attempts)
+        return cls._for_request(Status.DUPLICATE, record, request, attempts=attempts, run=run)
 
     @classmethod
     def rejected(
@@ -326,17 +326,6 @@ class Outcome:
             run_url=run.run_url,
             processed_at=_now(),
         )
-
-    @classmethod
-    def _for_run(
-        cls,
-        status: Status,
-        record: InboundRecord,
-        request: TriggerRequest,
-        run: RunView,
-        attempts: int,
-    ) -> Outcome:
-        return cls._for_request(status, record, request, attempts=attempts, run=run)
 
     @classmethod
     def _for_request(

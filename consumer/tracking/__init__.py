@@ -304,12 +304,7 @@ class CompletionTracker:
         ) as pool:
             return sum(pool.map(lambda job: self._check(*job), jobs))
 
-    def _check(
-        self,
-        entry: StoredEntry,
-        last: bool = False,
-        ended: dict[str, DagRun] | None = None,
-    ) -> int:
+    def _check(self, entry: StoredEntry, last: bool, ended: dict[str, DagRun] | None) -> int:
         origin = entry.origin
         with structlog.contextvars.bound_contextvars(
             idempotency_key=entry.key,

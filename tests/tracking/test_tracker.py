@@ -109,24 +109,9 @@ def test_tracker_refuses_non_positive_settings(
 
 def test_completion_record_is_keyed_and_sent_to_the_requested_reply_topic() -> None:
     """The completed reply goes to the request's reply topic, keyed, with its correlation id."""
-    stored = StoredEntry(
-        key="k-1",
-        fingerprint="fp",
-        dag_id="devstack_fails",
-        dag_run_id="kafka__k-1",
-        status=EntryStatus.TRIGGERED,
-        run_state="queued",
-        logical_date=None,
-        run_url=None,
-        track=True,
-        completed_at=None,
-        created_at=datetime(2025, 1, 1, tzinfo=UTC),
-        updated_at=datetime(2025, 1, 1, tzinfo=UTC),
-        origin=origin_for("k-1"),
-    )
-    run = TriggerResult("devstack_fails", "kafka__k-1", "failed", None, "http://ui", True, None, 1)
+    outcome = completed_outcome(_tracked_entry(origin_for("k-1")), _run("failed"))
 
-    record = reply_record(completed_outcome(stored, run), default_topic="replies", worker="w/1")
+    record = reply_record(outcome, default_topic="replies", worker="w/1")
 
     assert (record.topic, record.key, record.headers) == (
         "team-replies",
