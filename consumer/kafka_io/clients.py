@@ -75,7 +75,7 @@ def open_producer(connection: Connection, **options: Any) -> KafkaProducer:
 
 
 def open_acked_producer(connection: Connection, **options: Any) -> KafkaProducer:
-    """An idempotent ``acks=all`` producer that batches for 5 ms: the worker's and replay's.
+    """An idempotent ``acks=all`` producer that sends at once: the worker's and replay's.
 
     Args:
         connection: the settings or their connection options.
@@ -91,7 +91,10 @@ def open_acked_producer(connection: Connection, **options: Any) -> KafkaProducer
         connection,
         acks="all",
         enable_idempotence=True,  # broker-side dedup of the producer's own retries
-        linger_ms=5,
+        # no linger: at tens of replies a second each reply is its own batch anyway, and a
+        # linger costs the sender thread a second wake-up per batch (0.6 ms CPU per reply
+        # at 55/s); under a burst, records still batch while a request is in flight
+        linger_ms=0,
         **options,
     )
 
