@@ -118,8 +118,11 @@ class Worker:
         self._next_lag = 0.0
         self._next_commit = 0.0
         self._lag_meter = lag_meter
-        self._room = threading.Event()  # set when a request is done: an in-flight slot is free
+        # set when enough in-flight slots are free for a full loop to fetch again
+        self._room = threading.Event()
         self._in_flight = 0  # records fetched whose work has not ended (the MAX_IN_FLIGHT bound)
+        # a full loop waits until in flight drops to this (so that a poll fetches a batch)
+        self._refill_at = max_in_flight - max(1, max_in_flight // REFILL_SHARE)
         self._in_flight_lock = threading.Lock()
         self._epochs: dict[Partition, int] = {}  # bumped at every assignment change
         self._paused = False
@@ -253,10 +256,16 @@ class Worker:
         self._end()
 
     def _end(self) -> None:
-        """The record's work ended (answered or abandoned): its in-flight slot is free."""
+        """The record's work ended (answered or abandoned): its in-flight slot is free.
+
+        The loop is woken only once there is room for a batch: waking it at every freed
+        slot cost a thread wake-up per request for nothing.
+        """
         with self._in_flight_lock:
             self._in_flight -= 1
-        self._room.set()
+            room = self._in_flight <= self._refill_at
+        if room:
+            self._room.set()
 
     def in_flight(self) -> int:
         """Records fetched whose work has not ended."""
@@ -273,13 +282,10 @@ class Worker:
         """
         if self.in_flight() < self._max_in_flight:
             return
-        enough = self._max_in_flight - max(1, self._max_in_flight // REFILL_SHARE)
-        deadline = time.monotonic() + POLL_TIMEOUT
-        while True:
-            self._room.clear()
-            remaining = deadline - time.monotonic()
-            if self.in_flight() <= enough or remaining <= 0 or not self._room.wait(remaining):
-                return
+        # only this thread adds work, so once in flight is down to the refill mark it stays
+        self._room.clear()
+        if self.in_flight() > self._refill_at:
+            self._room.wait(POLL_TIMEOUT)
 
     def _apply_backpressure(self) -> None:
         """Pause fetching while the in-flight bound is reached or Airflow or the store is held."""

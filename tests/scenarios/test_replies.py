@@ -13,6 +13,7 @@ from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import (
     Topics,
     WorkerProcess,
+    all_committed,
     existing_runs,
     produce,
     read_all,
@@ -20,6 +21,7 @@ from tests.scenarios.harness import (
     request,
     running,
 )
+from tests.waiting import wait_until
 
 
 def test_every_status_end_to_end(
@@ -144,3 +146,34 @@ def test_tracked_request_gets_a_completed_reply(
     assert [r["status"] for r in by_key[failing]] == ["triggered", "completed"]
     assert by_key[failing][1]["error"]["code"] == "run_failed"
     assert by_key[failing][1]["run_state"] == "failed"
+
+
+def test_a_full_in_flight_window_keeps_refilling(
+    kafka: KafkaCluster,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """With two slots the loop is full after every poll: each request still gets one reply.
+
+    The loop waits for room between polls and is woken only once enough slots are free;
+    a wake-up lost there would strand the window. New runs and their duplicates interleave
+    on each partition, so answers finish out of fetch order.
+    """
+    keys = [unique_name(f"window-{i}") for i in range(12)]
+    first = [(k.encode(), request(k), []) for k in keys]
+    again = [(k.encode(), request(k), []) for k in keys]
+    produce(kafka.bootstrap_servers, topics.requests, first + again)
+
+    with running(make_worker(max_in_flight="2")):
+        replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=2 * len(keys))
+        wait_until(
+            lambda: all_committed(kafka.bootstrap_servers, topics),
+            timeout=60,
+            what="every offset committed",
+        )
+
+    by_key = replies_by_key(replies)
+    assert {k: [r["status"] for r in by_key[k]] for k in keys} == {
+        k: ["triggered", "duplicate"] for k in keys
+    }
+    assert len(replies) == 2 * len(keys)
