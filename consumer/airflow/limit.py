@@ -34,6 +34,12 @@ DEFAULT_TOLERANCE = 2.0
 DEFAULT_OVERLOAD_BACKOFF = 0.5
 DEFAULT_LATENCY_BACKOFF = 0.75
 DEFAULT_FLOOR_TTL = 30.0
+# latency alone never cuts below this: Airflow on PostgreSQL serves at least as much with 2
+# calls as with 1 in every ceiling sweep, and a cut to 1 on a passing slowdown halved the
+# capacity right when a backlog was building (at half the ceiling it made the steady
+# load's p99: 230-365 ms, against 84-99 ms with this bound). Overload (the 500s of Airflow
+# on SQLite, say) still cuts to ``min_limit``.
+LATENCY_MIN_LIMIT = 2
 
 
 class CallOutcome(StrEnum):
@@ -191,11 +197,12 @@ class AdaptiveLimit(_Slots):
       half the slots were taken (a quiet spell proves nothing, so it never grows the limit).
       The round's (low) median decides, so one slow call does not cut.
     - **Steady latency** (median within ``tolerance * floor``): +1.
-    - **Latency** above ``tolerance * floor``: ``* latency_backoff`` (0.75). Past its
-      capacity Airflow only queues and latency grows with concurrency (notes §6: p50
-      29-36 ms alone, 158-251 ms at 8 calls on Airflow 3 with PostgreSQL; 5 s stalls from
-      2 calls on SQLite), so the limit settles near ``tolerance`` times the concurrency
-      Airflow really serves in parallel: 3-4 where its throughput peaks.
+    - **Latency** above ``tolerance * floor``: ``* latency_backoff`` (0.75), but not
+      below ``LATENCY_MIN_LIMIT`` (2). Past its capacity Airflow only queues and latency
+      grows with concurrency (notes §6: p50 29-36 ms alone, 158-251 ms at 8 calls on
+      Airflow 3 with PostgreSQL; 5 s stalls from 2 calls on SQLite), so the limit settles
+      near ``tolerance`` times the concurrency Airflow really serves in parallel: 3-4 where
+      its throughput peaks.
     - **Overload** (5xx, 429, timeout, unreachable): ``* overload_backoff`` (halve) at
       once, without waiting for the round. Calls admitted before the last cut ran under
       the old limit and are ignored, so a burst of failures from one event halves once,
@@ -311,7 +318,8 @@ class AdaptiveLimit(_Slots):
 
     def _end_round(self, floor: float) -> None:
         if statistics.median_low(self._round) > self._tolerance * floor:
-            self._change(math.floor(self._limit * self._latency_backoff), cut=True)
+            cut = math.floor(self._limit * self._latency_backoff)
+            self._change(max(cut, LATENCY_MIN_LIMIT), cut=True)
         else:
             self._change(self._limit + 1, cut=False)
 

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from consumer.airflow.limit import AdaptiveLimit, CallOutcome, ConcurrencyLimit, FixedLimit
+from consumer.airflow.limit import (
+    LATENCY_MIN_LIMIT,
+    AdaptiveLimit,
+    CallOutcome,
+    ConcurrencyLimit,
+    FixedLimit,
+)
 from tests.waiting import wait_until
 
 FLOOR = 0.03  # seconds: Airflow 3 on PostgreSQL answers one lone POST in ~30 ms (notes §6)
@@ -98,14 +104,17 @@ def test_overload_halves_once_per_round_down_to_the_minimum() -> None:
     assert limit.limit == 1
 
 
-def test_latency_well_above_the_floor_cuts_the_limit() -> None:
-    """Rounds at 5x the floor cut by a quarter each: 8 → 6 → 4 → 3 → 2 → 1."""
+def test_latency_well_above_the_floor_cuts_the_limit_down_to_two() -> None:
+    """Rounds at 5x the floor cut by a quarter each, 8 → 6 → 4 → 3 → 2, and stop at 2."""
     limit, changes = adaptive(max_limit=8, initial_limit=8)
     probe(limit)
     for _ in range(12):
         batch(limit, FLOOR * 5)
-    assert changes == [6, 4, 3, 2, 1]
+    assert changes == [6, 4, 3, 2]
+    assert limit.limit == LATENCY_MIN_LIMIT == 2
     assert limit.floor == FLOOR
+    batch(limit, latency=None, outcome=CallOutcome.OVERLOADED)  # an overload goes below
+    assert limit.limit == 1
 
 
 def test_latency_within_tolerance_still_grows() -> None:
