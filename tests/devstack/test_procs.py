@@ -38,7 +38,9 @@ def test_tied_server_dies_with_its_process(tmp_path: Path) -> None:
         "import time; from pathlib import Path; from devstack import procs\n"
         f"work = Path({str(tmp_path)!r})\n"
         f"pid = procs.spawn({SLEEPER!r}, log=work / 's.log', cwd=work, tie_to_parent=True)\n"
-        f"Path({str(pid_file)!r}).write_text(str(pid))\n"
+        # written then renamed: the file appears with its whole content, never empty
+        f"Path({str(pid_file)!r} + '.tmp').write_text(str(pid))\n"
+        f"Path({str(pid_file)!r} + '.tmp').rename({str(pid_file)!r})\n"
         "time.sleep(120)\n"
     )
     owner = subprocess.Popen([sys.executable, "-c", script])
