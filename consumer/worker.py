@@ -118,10 +118,9 @@ class Worker:
         self._next_lag = 0.0
         self._next_commit = 0.0
         self._lag_meter = lag_meter
-        # set when enough in-flight slots are free for a full loop to fetch again
-        self._room = threading.Event()
+        self._room = threading.Event()  # set once in flight is down to the refill mark
         self._in_flight = 0  # records fetched whose work has not ended (the MAX_IN_FLIGHT bound)
-        # a full loop waits until in flight drops to this (so that a poll fetches a batch)
+        # a full loop waits until in flight drops to this, so that a poll fetches a batch
         self._refill_at = max_in_flight - max(1, max_in_flight // REFILL_SHARE)
         self._in_flight_lock = threading.Lock()
         self._epochs: dict[Partition, int] = {}  # bumped at every assignment change

@@ -318,8 +318,8 @@ class AdaptiveLimit(_Slots):
 
     def _end_round(self, floor: float) -> None:
         if statistics.median_low(self._round) > self._tolerance * floor:
-            cut = math.floor(self._limit * self._latency_backoff)
-            self._change(max(cut, LATENCY_MIN_LIMIT), cut=True)
+            lowered = math.floor(self._limit * self._latency_backoff)
+            self._change(max(lowered, LATENCY_MIN_LIMIT), cut=True)
         else:
             self._change(self._limit + 1, cut=False)
 

@@ -156,8 +156,8 @@ def test_a_full_in_flight_window_keeps_refilling(
     """With two slots the loop is full after every poll: each request still gets one reply.
 
     The loop waits for room between polls and is woken only once enough slots are free;
-    a wake-up lost there would strand the window. New runs and their duplicates interleave
-    on each partition, so answers finish out of fetch order.
+    a wake-up lost there would strand the window. Duplicates are answered on the loop's
+    thread and new runs after an Airflow call, so slots free out of fetch order.
     """
     keys = [unique_name(f"window-{i}") for i in range(12)]
     first = [(k.encode(), request(k), []) for k in keys]
