@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from functools import partial
 
 from devstack import Stack
 from devstack.airflow import AirflowServer
@@ -29,6 +30,15 @@ DAG = "devstack_paused"  # runs are created but never executed: cheap for the sc
 def _runs(server: AirflowServer, keys: set[str]) -> set[str]:
     """The keys among ``keys`` whose derived run exists in Airflow."""
     return existing_runs(server, DAG, keys)
+
+
+def _replies_written(kafka: KafkaCluster, topics: Topics) -> int:
+    return sum(end_offsets(kafka.bootstrap_servers, topics.replies).values())
+
+
+def _killable(kafka: KafkaCluster, topics: Topics, replies: int) -> bool:
+    """``replies`` replies are written, or the stream is done (fewer were left to answer)."""
+    return _replies_written(kafka, topics) >= replies or _all_committed(kafka, topics)
 
 
 def _all_committed(kafka: KafkaCluster, topics: Topics) -> bool:
@@ -87,9 +97,12 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     try:
         while kills < 8 and not _all_committed(kafka, topics):
             worker.start()
-            seen = sum(end_offsets(kafka.bootstrap_servers, topics.replies).values())
-            target = seen + chance.randint(1, 30)
-            read_all(kafka.bootstrap_servers, topics.replies, at_least=target, timeout=120)
+            target = _replies_written(kafka, topics) + chance.randint(1, 30)
+            wait_until(
+                partial(_killable, kafka, topics, target),
+                timeout=120,
+                what=f"{target} replies or every offset committed",
+            )
             worker.kill()
             kills += 1
         worker.start()
