@@ -16,6 +16,10 @@ from datetime import UTC
 from consumer.contract import TriggerRequest
 
 FINGERPRINT_PREFIX = "sha256:"
+# built once: ``json.dumps`` with options builds an encoder per call
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def fingerprint(request: TriggerRequest) -> str:
@@ -35,8 +39,6 @@ def fingerprint(request: TriggerRequest) -> str:
         "logical_date": None if logical_date is None else logical_date.astimezone(UTC).isoformat(),
         "note": request.note,
     }
-    text = json.dumps(
-        canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    text = _CANONICAL.encode(canonical)
     digest = hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
     return FINGERPRINT_PREFIX + digest

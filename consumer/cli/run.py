@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start the worker; exit 0 after a clean stop, 2 on a configuration error."""
     from consumer.assembly import build_worker  # noqa: PLC0415 -- keeps --help fast
+    from consumer.collector import tune_for_worker  # noqa: PLC0415
     from consumer.health import HealthServer, Readiness  # noqa: PLC0415
     from consumer.logs import configure_logging  # noqa: PLC0415
     from consumer.metrics import Metrics  # noqa: PLC0415
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         structlog.get_logger(__name__).critical("configuration_error", error=str(exc))
         return EXIT_USAGE
     worker.install_signal_handlers()
+    tune_for_worker()
     if settings.http_port == 0:
         reason = worker.run()
     else:

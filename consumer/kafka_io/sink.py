@@ -52,10 +52,9 @@ class Delivery:
         # per record: None while unanswered, _ACKED, or the error the producer reported
         self._states: list[str | BaseException | None] = [None] * len(futures)
         self._open = len(futures)
-        self._settled = threading.Event()
-        self._callbacks: list[OnSettled] = []
-        if not futures:
-            self._settled.set()
+        # callbacks until every record is settled, then None; no Event: one costs a replayed
+        # duplicate more CPU than the rest of its delivery, and only ``wait`` needs one
+        self._callbacks: list[OnSettled] | None = [] if futures else None
         for position, future in enumerate(futures):
             if isinstance(future, KafkaError):
                 self._settle(position, future)
@@ -67,10 +66,9 @@ class Delivery:
         with self._lock:
             self._states[position] = answer if isinstance(answer, BaseException) else _ACKED
             self._open -= 1
-            if self._open:
+            if self._open or self._callbacks is None:
                 return
-            callbacks, self._callbacks = self._callbacks, []
-            self._settled.set()
+            callbacks, self._callbacks = self._callbacks, None
         error = self._error()
         for callback in callbacks:
             callback(error)
@@ -78,14 +76,16 @@ class Delivery:
     def on_settled(self, callback: OnSettled) -> None:
         """Call ``callback(error)`` once every record is settled; at once if they are."""
         with self._lock:
-            if not self._settled.is_set():
+            if self._callbacks is not None:
                 self._callbacks.append(callback)
                 return
         callback(self._error())
 
     def wait(self, timeout: float) -> SinkError | None:
         """Wait at most ``timeout`` seconds: None when every record was acknowledged."""
-        self._settled.wait(timeout)
+        settled = threading.Event()
+        self.on_settled(lambda _error: settled.set())
+        settled.wait(timeout)
         return self._error()
 
     def _error(self) -> SinkError | None:

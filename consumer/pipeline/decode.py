@@ -184,6 +184,17 @@ class _DuplicateKeys(dict[str, Any]):
         self.duplicates = duplicates
 
 
+class _RepeatedKeyError(Exception):
+    """A key occurs twice in one object: the fast parse stops, the full one reports them."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _RepeatedKeyError
+    return result
+
+
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) == len(pairs):
@@ -231,24 +242,32 @@ def _check_number_length(literal: str) -> None:
         )
 
 
+# Built once (``json.loads`` with hooks builds a decoder per call). The fast decoders stop at
+# the first repeated key; only then does a reporting one parse again, so that every repeated
+# key is named with its path. Number hooks cost a Python call per number: the checking
+# variants only run when a number could be huge.
+_FAST = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_refuse_constant)
+_FAST_CHECKED_NUMBERS = json.JSONDecoder(
+    object_pairs_hook=_unique_object,
+    parse_constant=_refuse_constant,
+    parse_int=_int,
+    parse_float=_float,
+)
+_REPORTING = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_refuse_constant)
+_REPORTING_CHECKED_NUMBERS = json.JSONDecoder(
+    object_pairs_hook=_object, parse_constant=_refuse_constant, parse_int=_int, parse_float=_float
+)
+
+
 def _parse(text: str) -> Any:
-    # number hooks cost a Python call per number: only pay it when a number could be huge
     risky_numbers = _RISKY_NUMBER.search(text) is not None
-    number_hooks: dict[str, Any] = (
-        {"parse_int": _int, "parse_float": _float} if risky_numbers else {}
-    )
-    duplicates: list[_DuplicateKeys] = []
-
-    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = _object(pairs)
-        if isinstance(result, _DuplicateKeys):
-            duplicates.append(result)
-        return result
-
+    repeated = False
     try:
-        document = json.loads(
-            text, object_pairs_hook=pairs_hook, parse_constant=_refuse_constant, **number_hooks
-        )
+        try:
+            document = (_FAST_CHECKED_NUMBERS if risky_numbers else _FAST).decode(text)
+        except _RepeatedKeyError:
+            repeated = True
+            document = (_REPORTING_CHECKED_NUMBERS if risky_numbers else _REPORTING).decode(text)
     except json.JSONDecodeError as exc:
         raise Rejected(
             ErrorCode.INVALID_JSON,
@@ -267,7 +286,7 @@ def _parse(text: str) -> Any:
             ErrorCode.INVALID_JSON, "the message cannot be parsed safely", {"reason": "unsafe"}
         ) from None
     check_strings = _SURROGATE_ESCAPE.search(text) is not None
-    if duplicates or check_strings:
+    if repeated or check_strings:
         _check_values(document, check_strings=check_strings)
     return document
 

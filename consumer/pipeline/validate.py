@@ -18,6 +18,7 @@ from consumer.contract import (
     TriggerRequest,
     bounded,
     correlation_id_from_headers,
+    is_correlation_id,
 )
 from consumer.errors import ErrorCode, Rejected
 from consumer.limits import DEFAULT_LIMITS, Limits
@@ -28,6 +29,8 @@ SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
 CONF_FIELD = "conf"
 
 _VALUE_ERROR_PREFIX = "Value error, "
+# built once: ``json.dumps`` with options builds an encoder per call
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def validate(
@@ -54,8 +57,14 @@ def validate(
     conf = payload.get(CONF_FIELD)
     if isinstance(conf, dict):
         check_conf(conf, limits)
+    data = dict(payload)
+    if data.get("correlation_id") is None:
+        # set before validation: a copy of the frozen model afterwards costs more than this
+        default = correlation_id_from_headers(headers) or data.get("idempotency_key")
+        if is_correlation_id(default):
+            data["correlation_id"] = default
     try:
-        request = TriggerRequest.model_validate(dict(payload))
+        request = TriggerRequest.model_validate(data)
     except ValidationError as exc:
         errors = [_error_entry(error) for error in exc.errors(include_url=False)]
         raise Rejected(
@@ -63,9 +72,8 @@ def validate(
             "invalid request: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3]),
             {"errors": errors[:MAX_REPORTED_ERRORS]},
         ) from None
-    if request.correlation_id is None:
-        default = correlation_id_from_headers(headers) or request.idempotency_key
-        request = request.model_copy(update={"correlation_id": default})
+    if request.correlation_id is None:  # a valid key the correlation id rules refuse (none today)
+        request = request.model_copy(update={"correlation_id": request.idempotency_key})
     return request
 
 
@@ -88,7 +96,7 @@ def check_conf(conf: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> None
             {"field": CONF_FIELD, "max_depth": limits.max_conf_depth},
         )
     try:
-        text = json.dumps(conf, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _COMPACT.encode(conf)
     except (TypeError, ValueError) as exc:
         raise Rejected(
             ErrorCode.SCHEMA_VIOLATION,
