@@ -167,6 +167,16 @@ def worker_contenders(
                 PAUSED_DAG,
             )
         )
+        plan.append(
+            Contender(
+                "acked passthrough",
+                "passthrough",
+                "bench.passthrough",
+                keys_for(f"{rig.run_tag}-acked", n),
+                PAUSED_DAG,
+                args=["--acked"],
+            )
+        )
     if "unpaused" in chosen:
         plan.append(
             Contender(
@@ -202,16 +212,18 @@ def large_contenders(rig: Rig, sizes: Sizes, chosen: set[str]) -> list[Contender
     plan: list[Contender] = []
     if "replay-large" in chosen:
         plan.append(large_replay(rig, "duplicate replay, large", sizes.large))
-        plan.append(
-            Contender(
-                "raw passthrough, large",
-                "passthrough",
-                "bench.passthrough",
-                keys_for(f"{rig.run_tag}-raw-large", sizes.large),
-                PAUSED_DAG,
-                queued=True,
+        for kind, args in (("raw", []), ("acked", ["--acked"])):
+            plan.append(
+                Contender(
+                    f"{kind} passthrough, large",
+                    "passthrough",
+                    "bench.passthrough",
+                    keys_for(f"{rig.run_tag}-{kind}-large", sizes.large),
+                    PAUSED_DAG,
+                    args=args,
+                    queued=True,
+                )
             )
-        )
     if "backlog" in chosen:
         plan.append(
             Contender(

@@ -105,15 +105,13 @@ def ratios(results: list[Result]) -> list[str]:
     passthrough_small = by_name.get("raw passthrough")
     compare(f"worker (adaptive) vs API ceiling ({best.name if best else '-'})", worker, best)
     compare("worker (adaptive) vs naive consumer", worker, by_name.get("naive consumer"))
-    replay, passthrough = by_name.get("duplicate replay"), by_name.get("raw passthrough")
-    compare("duplicate replay vs raw passthrough, throughput", replay, passthrough)
-    compare("duplicate replay vs raw passthrough, CPU", replay, passthrough, what="cpu")
-    replay, passthrough = (
-        by_name.get("duplicate replay, large"),
-        by_name.get("raw passthrough, large"),
-    )
-    compare("large duplicate replay vs raw passthrough, throughput", replay, passthrough)
-    compare("large duplicate replay vs raw passthrough, CPU", replay, passthrough, what="cpu")
+    for size, suffix in (("", ""), ("large ", ", large")):
+        replay = by_name.get(f"duplicate replay{suffix}")
+        for kind in ("raw", "acked"):
+            passthrough = by_name.get(f"{kind} passthrough{suffix}")
+            label = f"{size}duplicate replay vs {kind} passthrough"
+            compare(f"{label}, throughput", replay, passthrough)
+            compare(f"{label}, CPU", replay, passthrough, what="cpu")
     backlog = by_name.get("worker, backlog, MAX_IN_FLIGHT=256")
     compare(
         f"backlog, MAX_IN_FLIGHT=256 vs API ceiling ({best.name if best else '-'})", backlog, best
