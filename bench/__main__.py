@@ -177,17 +177,6 @@ def worker_contenders(
                 args=["--acked"],
             )
         )
-    if "unpaused" in chosen:
-        plan.append(
-            Contender(
-                "worker, adaptive, DAG unpaused",
-                "unpaused",
-                "consumer",
-                keys_for(f"{rig.run_tag}-unpaused", n),
-                UNPAUSED_DAG,
-                args=["run"],
-            )
-        )
     if "routed" in chosen:  # issue 15: application events through a route, then replayed
         routed_keys = keys_for(f"{rig.run_tag}-routed", n)
         routed_store = rig.work / "routed.db"
@@ -289,6 +278,42 @@ def steady_loads(rig: Rig, args: argparse.Namespace, base: float) -> list[Result
     return results
 
 
+def unpaused_contender(rig: Rig, n: int) -> Contender:
+    """New runs of a DAG the scheduler runs: the bench's last, as Airflow then executes them.
+
+    Its runs keep Airflow's scheduler and executor busy for many minutes after it ends;
+    any contender after it would be measured against that load.
+    """
+    return Contender(
+        "worker, adaptive, DAG unpaused",
+        "unpaused",
+        "consumer",
+        keys_for(f"{rig.run_tag}-unpaused", n),
+        UNPAUSED_DAG,
+        args=["run"],
+    )
+
+
+def closing_contenders(
+    rig: Rig, args: argparse.Namespace, chosen: set[str], base: float | None, results: list[Result]
+) -> None:
+    """After the Kafka contenders: steady loads, store latency, tracked runs, unpaused last.
+
+    Appends to ``results`` as each ends, so that a crash still leaves the figures before it.
+    """
+    if "steady" in chosen and base:
+        results += steady_loads(rig, args, base)
+    if "store-latency" in chosen:
+        print("store latency (in process):", flush=True)
+        for result in store_latency.run(rig, args.store_calls):
+            print(f"  {result.name}: {store_latency.describe(result)}", flush=True)
+            results.append(result)
+    if "tracked" in chosen:
+        results.append(run_tracked(rig, args.tracked_n))
+    if "unpaused" in chosen:
+        results.append(run_one(rig, unpaused_contender(rig, args.n)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen contenders in order, then write the report."""
     args = parse(argv, description=__doc__)
@@ -316,15 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             results.append(run_one(rig, contender))
         base = steady.ceiling_rate(results, args.ceiling_rate)
-        if "steady" in chosen and base:
-            results += steady_loads(rig, args, base)
-        if "store-latency" in chosen:
-            print("store latency (in process):", flush=True)
-            for result in store_latency.run(rig, args.store_calls):
-                print(f"  {result.name}: {store_latency.describe(result)}", flush=True)
-                results.append(result)
-        if "tracked" in chosen:
-            results.append(run_tracked(rig, args.tracked_n))
+        closing_contenders(rig, args, chosen, base, results)
     finally:  # a contender that crashed still leaves the figures of the others
         context = report.Context(
             date=date,
