@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 from typing import Any
 
@@ -242,21 +242,21 @@ def _check_number_length(literal: str) -> None:
         )
 
 
-# Built once (``json.loads`` with hooks builds a decoder per call). The fast decoders stop at
-# the first repeated key; only then does a reporting one parse again, so that every repeated
-# key is named with its path. Number hooks cost a Python call per number: the checking
-# variants only run when a number could be huge.
-_FAST = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_refuse_constant)
-_FAST_CHECKED_NUMBERS = json.JSONDecoder(
-    object_pairs_hook=_unique_object,
-    parse_constant=_refuse_constant,
-    parse_int=_int,
-    parse_float=_float,
-)
-_REPORTING = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_refuse_constant)
-_REPORTING_CHECKED_NUMBERS = json.JSONDecoder(
-    object_pairs_hook=_object, parse_constant=_refuse_constant, parse_int=_int, parse_float=_float
-)
+def _decoder(
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], dict[str, Any]], *, check_numbers: bool
+) -> json.JSONDecoder:
+    # number hooks cost a Python call per number: only used when a number could be huge
+    numbers: dict[str, Any] = {"parse_int": _int, "parse_float": _float} if check_numbers else {}
+    return json.JSONDecoder(
+        object_pairs_hook=object_pairs_hook, parse_constant=_refuse_constant, **numbers
+    )
+
+
+# Built once, per whether numbers need checking (``json.loads`` with hooks builds a decoder
+# per call). A fast decoder stops at the first repeated key; only then does a reporting one
+# parse again, so that every repeated key is named with its path.
+_FAST = {check: _decoder(_unique_object, check_numbers=check) for check in (False, True)}
+_REPORTING = {check: _decoder(_object, check_numbers=check) for check in (False, True)}
 
 
 def _parse(text: str) -> Any:
@@ -264,10 +264,10 @@ def _parse(text: str) -> Any:
     repeated = False
     try:
         try:
-            document = (_FAST_CHECKED_NUMBERS if risky_numbers else _FAST).decode(text)
+            document = _FAST[risky_numbers].decode(text)
         except _RepeatedKeyError:
             repeated = True
-            document = (_REPORTING_CHECKED_NUMBERS if risky_numbers else _REPORTING).decode(text)
+            document = _REPORTING[risky_numbers].decode(text)
     except json.JSONDecodeError as exc:
         raise Rejected(
             ErrorCode.INVALID_JSON,

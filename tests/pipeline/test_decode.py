@@ -167,6 +167,21 @@ def test_duplicate_keys_are_schema_violations_with_paths() -> None:
     assert nested.details["errors"][0]["loc"] == ["conf", "items", 0, "x"]
 
 
+def test_every_repeated_key_is_named_though_the_parse_stops_at_the_first() -> None:
+    """The fast parse stops at the first repeat; the report still names each, in any object."""
+    rejected = _rejected(
+        b'{"conf": {"a": 1, "a": 2, "b": {"c": 1, "c": 1}}, "note": "x", "note": "y"}'
+    )
+    assert sorted(e["field"] for e in rejected.details["errors"]) == ["conf.a", "conf.b.c", "note"]
+
+
+def test_a_repeated_key_does_not_hide_a_later_syntax_error_or_number() -> None:
+    """After a repeated key, invalid JSON and out-of-range numbers are still refused as such."""
+    assert _rejected(b'{"a": 1, "a": 2, "b": }').code is ErrorCode.INVALID_JSON
+    out_of_range = _rejected(b'{"a": 1, "a": 2, "b": 1e999}')
+    assert out_of_range.details["reason"] == "number_out_of_range"
+
+
 def test_same_key_in_different_objects_is_fine() -> None:
     """The same key in sibling or nested objects is not a duplicate."""
     assert decode(b'{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}') == {
