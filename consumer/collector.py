@@ -3,8 +3,8 @@
 Every request allocates a few dozen short-lived containers (decoded JSON, models, records,
 futures), and up to ``MAX_IN_FLIGHT`` requests stay alive at once. At CPython's default
 first threshold (700 allocations) many of them outlive a young collection and pile up in
-the older generations, so the collector ran full collections over the whole heap again
-and again: measured in process, a quarter of a replayed duplicate's CPU (issue 16). A
+the older generations, and full collections over the whole heap follow again and again:
+measured in process, a quarter of a replayed duplicate's CPU (issue 16). A
 higher first threshold lets them die young; freezing what startup built (modules, pydantic
 schemas, clients) keeps it out of every later collection. Reference counting still frees
 everything at once; only garbage in reference cycles waits a little longer.
