@@ -1,6 +1,7 @@
 """``python -m bench``: run the contenders on the local stack, print figures, write the report.
 
-Contenders (``--contenders``): ``ceiling`` (direct POST sweep), ``naive``, ``worker``
+Contenders (``--contenders``): ``ceiling`` (direct POST sweep), ``naive``, ``floor`` (the
+library floor: consume, POST and acked produce, nothing else), ``worker``
 (adaptive and fixed limits, SQLite store), ``replay`` (duplicates of the adaptive run),
 ``passthrough``, ``unpaused``; ``pg`` and ``pg2`` (new runs, then their duplicate replay,
 on a PostgreSQL store of their own: one replica, two replicas in one group);
@@ -27,6 +28,9 @@ from bench.options import CONTENDERS, parse
 from bench.result import Result, describe
 from bench.rig import PAUSED_DAG, UNPAUSED_DAG, Rig, keys_for
 from bench.worker_run import Contender, run
+
+# the library floor's POST threads: near the adaptive limit's mean and the ceiling's best point
+FLOOR_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,18 @@ def worker_contenders(
                 PAUSED_DAG,
                 args=[rig.airflow.major],
                 concurrency=1,
+            )
+        )
+    if "floor" in chosen:
+        plan.append(
+            Contender(
+                f"library floor, {FLOOR_THREADS} threads",
+                "floor",
+                "bench.floor",
+                keys_for(f"{rig.run_tag}-floor", n),
+                PAUSED_DAG,
+                args=[rig.airflow.major, str(FLOOR_THREADS)],
+                concurrency=FLOOR_THREADS,
             )
         )
     if "worker" in chosen or "replay" in chosen:
@@ -330,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: list[Result] = []
     fixed = [int(x) for x in args.fixed.split(",") if x]
+    rig.forget_runs()  # what earlier runs left
     if "ceiling" in chosen:
         print("API ceiling (no Kafka):", flush=True)
         clients = tuple(int(c) for c in args.clients.split(","))

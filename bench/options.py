@@ -10,6 +10,7 @@ from bench import steady
 DEFAULT_CONTENDERS = (
     "ceiling",
     "naive",
+    "floor",
     "worker",
     "replay",
     "passthrough",

@@ -105,6 +105,8 @@ def ratios(results: list[Result]) -> list[str]:
     passthrough_small = by_name.get("raw passthrough")
     compare(f"worker (adaptive) vs API ceiling ({best.name if best else '-'})", worker, best)
     compare("worker (adaptive) vs naive consumer", worker, by_name.get("naive consumer"))
+    floor = next((r for r in results if r.family == "floor"), None)
+    compare("worker (adaptive) vs library floor, CPU", worker, floor, what="cpu")
     for size, suffix in (("", ""), ("large ", ", large")):
         replay = by_name.get(f"duplicate replay{suffix}")
         for kind in ("raw", "acked"):
@@ -256,7 +258,10 @@ def plot(results: list[Result], out: Path, stem: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if ceiling:
         ax.plot(
-            [r.concurrency for r in ceiling], [r.rate for r in ceiling], "o-", label="API ceiling"
+            [r.concurrency or 0.0 for r in ceiling],
+            [r.rate for r in ceiling],
+            "o-",
+            label="API ceiling",
         )
     for r in results:
         if r.family == "worker" and r.concurrency is not None and r.done:

@@ -15,8 +15,8 @@ class Result:
 
     Attributes:
         name: the row label.
-        family: ``ceiling``, ``naive``, ``worker``, ``replay``, ``passthrough``, ``steady``
-            (the worker under an open-loop load), ``steady-direct`` (direct POSTs at the
+        family: ``ceiling``, ``naive``, ``floor``, ``worker``, ``replay``, ``passthrough``,
+            ``steady`` (the worker under an open-loop load), ``steady-direct`` (direct POSTs at the
             same rate), ``store-latency`` (one store operation, in process) or ``tracked``
             (``bench.tracked.TrackedResult``: latencies are run end → ``completed``).
         n: requests offered.
