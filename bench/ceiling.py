@@ -84,11 +84,13 @@ def measure_point(rig: Rig, clients: int, quota: int, seconds: float) -> Result:
 
 
 def settle(rig: Rig, timeout: float = 600.0) -> None:
-    """Wait (bounded) until a login and a GET answer fast again.
+    """Delete the benchmark's runs, then wait (bounded) until a login and a GET answer fast.
 
-    A collapsed point leaves a queue behind: Airflow 3 works through every request it had
-    accepted, each waiting up to its 30 s pool timeout, and accepts nothing new meanwhile.
+    Each contender so meets an Airflow without the runs of the earlier ones. A collapsed
+    point leaves a queue behind: Airflow 3 works through every request it had accepted,
+    each waiting up to its 30 s pool timeout, and accepts nothing new meanwhile.
     """
+    rig.forget_runs()
     url = f"{rig.airflow.url}/api/{rig.airflow.api_version}/dags/{PAUSED_DAG}"
     end = time.monotonic() + timeout
     while time.monotonic() < end:
