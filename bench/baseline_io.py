@@ -1,6 +1,6 @@
-"""What the two baseline programs share: their settings from the worker's env, and how they talk.
+"""What the baseline programs share: their settings from the worker's env, and how they talk.
 
-Both print JSON lines like the worker's log (``partitions_assigned`` once they own
+They print JSON lines like the worker's log (``partitions_assigned`` once they own
 partitions, ``summary`` when SIGTERM stops them), so one runner drives all three.
 """
 
@@ -12,7 +12,7 @@ import signal
 import threading
 from typing import Any
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 
 
 def setting(name: str) -> str:
@@ -23,6 +23,14 @@ def setting(name: str) -> str:
 def emit(event: str, **fields: Any) -> None:
     """One JSON line on stdout (the runner reads the log file)."""
     print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def finish(consumer: KafkaConsumer, producer: KafkaProducer, **summary: Any) -> int:
+    """Close both clients (the producer flushes), print the ``summary`` line; exit code 0."""
+    consumer.close()
+    producer.close()
+    emit("summary", **summary)
+    return 0
 
 
 def stop_on_sigterm() -> threading.Event:

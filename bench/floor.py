@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.baseline_io import (
     AssignmentAnnouncer,
-    emit,
+    finish,
     setting,
     stop_on_sigterm,
     subscribed_consumer,
@@ -55,10 +55,7 @@ def main(argv: list[str]) -> int:
                 calls += len(statuses)
                 errors += statuses.count("error")
             announcer.check()
-    consumer.close()
-    producer.close()
-    emit("summary", airflow_calls=calls, errors=errors)
-    return 0
+    return finish(consumer, producer, airflow_calls=calls, errors=errors)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 
 from bench.baseline_io import (
     AssignmentAnnouncer,
-    emit,
+    finish,
     setting,
     stop_on_sigterm,
     subscribed_consumer,
@@ -79,10 +79,7 @@ def main() -> int:
                 producer.send(replies, key=record.key, value=json.dumps(reply).encode()).get(30)
                 consumer.commit()
         announcer.check()
-    consumer.close()
-    producer.close()
-    emit("summary", airflow_calls=calls, errors=errors)
-    return 0
+    return finish(consumer, producer, airflow_calls=calls, errors=errors)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 
 from bench.baseline_io import (
     AssignmentAnnouncer,
-    emit,
+    finish,
     setting,
     stop_on_sigterm,
     subscribed_consumer,
@@ -59,11 +59,10 @@ def main(argv: list[str]) -> int:
                 copied += 1
         announcer.check()
     producer.flush()
-    consumer.close()
-    producer.close()
     # with --acked, every copied record's acknowledgement was counted by the flush above
-    emit("summary", airflow_calls=0, errors=0, handled=copied, acked=counter.acked)
-    return 0
+    return finish(
+        consumer, producer, airflow_calls=0, errors=0, handled=copied, acked=counter.acked
+    )
 
 
 if __name__ == "__main__":
