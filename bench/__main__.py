@@ -1,7 +1,8 @@
 """``python -m bench``: run the contenders on the local stack, print figures, write the report.
 
-Contenders (``--contenders``): ``ceiling`` (direct POST sweep), ``naive``, ``floor`` (the
-library floor: consume, POST and acked produce, nothing else), ``worker``
+Contenders (``--contenders``): ``ceiling`` (direct POST sweep), ``naive``, ``floor`` (consume,
+POST and acked produce, nothing else: with kafka-python and requests, and with librdkafka and
+http.client), ``worker``
 (adaptive and fixed limits, SQLite store), ``replay`` (duplicates of the adaptive run),
 ``passthrough``, ``unpaused``; ``pg`` and ``pg2`` (new runs, then their duplicate replay,
 on a PostgreSQL store of their own: one replica, two replicas in one group);
@@ -91,6 +92,25 @@ def postgres_contenders(rig: Rig, n: int, chosen: set[str]) -> list[Contender]:
     return plan
 
 
+def floor_contenders(rig: Rig, n: int) -> list[Contender]:
+    """New runs with nothing but consume, POST and acked produce: the kept libraries, and not."""
+    return [
+        Contender(
+            f"{name}, {FLOOR_THREADS} threads",
+            "floor",
+            module,
+            keys_for(f"{rig.run_tag}-{module.rsplit('.', 1)[-1]}", n),
+            PAUSED_DAG,
+            args=[rig.airflow.major, str(FLOOR_THREADS)],
+            concurrency=FLOOR_THREADS,
+        )
+        for name, module in (
+            ("library floor (kafka-python, requests)", "bench.floor"),
+            ("floor without them (librdkafka, http.client)", "bench.floor_native"),
+        )
+    ]
+
+
 def worker_contenders(
     rig: Rig,
     sizes: Sizes,
@@ -118,17 +138,7 @@ def worker_contenders(
             )
         )
     if "floor" in chosen:
-        plan.append(
-            Contender(
-                f"library floor, {FLOOR_THREADS} threads",
-                "floor",
-                "bench.floor",
-                keys_for(f"{rig.run_tag}-floor", n),
-                PAUSED_DAG,
-                args=[rig.airflow.major, str(FLOOR_THREADS)],
-                concurrency=FLOOR_THREADS,
-            )
-        )
+        plan += floor_contenders(rig, n)
     if "worker" in chosen or "replay" in chosen:
         plan.append(
             Contender(

@@ -41,8 +41,8 @@ def airflow_session(major: str) -> requests.Session:
     return session
 
 
-def trigger(session: requests.Session, major: str, request: dict[str, object]) -> str:
-    """POST one run; the reply status (``error`` for anything but 200/409)."""
+def trigger_call(major: str, request: dict[str, object]) -> tuple[str, dict[str, object]]:
+    """The path (below the Airflow URL) and JSON body that trigger ``request``'s run."""
     version = "v2" if major == "3" else "v1"
     body: dict[str, object] = {
         "dag_run_id": run_id_for(str(request["idempotency_key"])),
@@ -50,9 +50,14 @@ def trigger(session: requests.Session, major: str, request: dict[str, object]) -
     }
     if major == "3":
         body["logical_date"] = None
-    url = f"{setting('AIRFLOW_URL')}/api/{version}/dags/{request['dag_id']}/dagRuns"
+    return f"/api/{version}/dags/{request['dag_id']}/dagRuns", body
+
+
+def trigger(session: requests.Session, major: str, request: dict[str, object]) -> str:
+    """POST one run; the reply status (``error`` for anything but 200/409)."""
+    path, body = trigger_call(major, request)
     try:
-        code = session.post(url, json=body, timeout=30).status_code
+        code = session.post(setting("AIRFLOW_URL") + path, json=body, timeout=30).status_code
     except requests.RequestException:
         return "error"
     return STATUS_BY_CODE.get(code, "error")

@@ -105,8 +105,8 @@ def ratios(results: list[Result]) -> list[str]:
     passthrough_small = by_name.get("raw passthrough")
     compare(f"worker (adaptive) vs API ceiling ({best.name if best else '-'})", worker, best)
     compare("worker (adaptive) vs naive consumer", worker, by_name.get("naive consumer"))
-    floor = next((r for r in results if r.family == "floor"), None)
-    compare("worker (adaptive) vs library floor, CPU", worker, floor, what="cpu")
+    for floor in (r for r in results if r.family == "floor"):
+        compare(f"worker (adaptive) vs {floor.name}, CPU", worker, floor, what="cpu")
     for size, suffix in (("", ""), ("large ", ", large")):
         replay = by_name.get(f"duplicate replay{suffix}")
         for kind in ("raw", "acked"):
