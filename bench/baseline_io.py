@@ -1,7 +1,7 @@
 """What the baseline programs share: their settings from the worker's env, and how they talk.
 
 They print JSON lines like the worker's log (``partitions_assigned`` once they own
-partitions, ``summary`` when SIGTERM stops them), so one runner drives all three.
+partitions, ``summary`` when SIGTERM stops them), so one runner drives them and the worker.
 """
 
 from __future__ import annotations

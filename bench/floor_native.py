@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
         status = airflow.trigger(request)
         reply = {"idempotency_key": request["idempotency_key"], "status": status}
         producer.produce(replies, json.dumps(reply).encode(), message.key())
-        producer.poll(0)  # delivery reports
+        producer.poll(0)  # serve the delivery reports; the flush below waits for the acks
         return status
 
     calls = errors = 0
