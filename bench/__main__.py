@@ -44,16 +44,21 @@ class Sizes:
     rss: int
 
 
-def large_replay(rig: Rig, name: str, n: int, store_url: str | None = None) -> Contender:
-    """A duplicate replay of ``n`` requests queued before the worker starts, store seeded."""
+def large_replay(
+    rig: Rig, name: str, n: int, store_url: str | None = None, *, floor: bool = False
+) -> Contender:
+    """A duplicate replay of ``n`` requests queued before the worker starts, store seeded.
+
+    With ``floor``, ``bench.duplicate_floor`` answers them instead of the worker.
+    """
     slug = name.rsplit(",", maxsplit=1)[-1].strip().replace(" ", "-").lower()
     return Contender(
         name,
-        "replay",
-        "consumer",
-        keys_for(f"{rig.run_tag}-{slug}", n),
+        "duplicate-floor" if floor else "replay",
+        "bench.duplicate_floor" if floor else "consumer",
+        keys_for(f"{rig.run_tag}-{slug}{'-floor' if floor else ''}", n),
         PAUSED_DAG,
-        args=["run"],
+        args=[] if floor else ["run"],
         queued=True,
         seeded=True,
         store_url=store_url,
@@ -227,6 +232,7 @@ def large_contenders(rig: Rig, sizes: Sizes, chosen: set[str]) -> list[Contender
     plan: list[Contender] = []
     if "replay-large" in chosen:
         plan.append(large_replay(rig, "duplicate replay, large", sizes.large))
+        plan.append(large_replay(rig, "duplicate floor, large", sizes.large, floor=True))
         for kind, args in (("raw", []), ("acked", ["--acked"])):
             plan.append(
                 Contender(

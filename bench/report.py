@@ -114,6 +114,21 @@ def ratios(results: list[Result]) -> list[str]:
             label = f"{size}duplicate replay vs {kind} passthrough"
             compare(f"{label}, throughput", replay, passthrough)
             compare(f"{label}, CPU", replay, passthrough, what="cpu")
+    duplicate_floor = by_name.get("duplicate floor, large")
+    for kind in ("raw", "acked"):
+        passthrough = by_name.get(f"{kind} passthrough, large")
+        compare(
+            f"duplicate floor vs {kind} passthrough, large, CPU",
+            duplicate_floor,
+            passthrough,
+            "cpu",
+        )
+    compare(
+        "large duplicate replay vs duplicate floor, CPU",
+        by_name.get("duplicate replay, large"),
+        duplicate_floor,
+        "cpu",
+    )
     backlog = by_name.get("worker, backlog, MAX_IN_FLIGHT=256")
     compare(
         f"backlog, MAX_IN_FLIGHT=256 vs API ceiling ({best.name if best else '-'})", backlog, best
