@@ -2,15 +2,16 @@
 
 Contenders (``--contenders``): ``ceiling`` (direct POST sweep), ``naive``, ``floor`` (consume,
 POST and acked produce, nothing else: with kafka-python and requests, and with librdkafka and
-http.client), ``worker``
-(adaptive and fixed limits, SQLite store), ``replay`` (duplicates of the adaptive run),
+http.client), ``worker`` (adaptive and fixed limits, SQLite store), ``replay`` (duplicates of
+the adaptive run),
 ``passthrough``, ``unpaused``; ``pg`` and ``pg2`` (new runs, then their duplicate replay,
 on a PostgreSQL store of their own: one replica, two replicas in one group);
 ``store-latency`` (per-operation store latency in process, SQLite and PostgreSQL);
 ``steady`` (open-loop load at shares of the ceiling, worker beside direct POSTs);
 ``routed`` (application events through a route, then the same events again: duplicates,
 beside plain requests); and the
-long ones, run when named: ``replay-large``, ``backlog``, ``backlog-rss``,
+long ones, run when named: ``replay-large`` (with the raw and acked passthroughs and the
+duplicate floor: the worker's stages without its bookkeeping), ``backlog``, ``backlog-rss``,
 ``pg-replay-large`` (a seeded large duplicate replay on PostgreSQL), ``tracked`` (requests
 with ``track``: their runs ended by the bench, timed to the ``completed`` replies).
 """
