@@ -53,13 +53,18 @@ def large_replay(
     With ``floor``, ``bench.duplicate_floor`` answers them instead of the worker.
     """
     slug = name.rsplit(",", maxsplit=1)[-1].strip().replace(" ", "-").lower()
+    family, module, args = (
+        ("duplicate-floor", "bench.duplicate_floor", [])
+        if floor
+        else ("replay", "consumer", ["run"])
+    )
     return Contender(
         name,
-        "duplicate-floor" if floor else "replay",
-        "bench.duplicate_floor" if floor else "consumer",
-        keys_for(f"{rig.run_tag}-{slug}{'-floor' if floor else ''}", n),
+        family,
+        module,
+        keys_for(f"{rig.run_tag}-{family}-{slug}", n),
         PAUSED_DAG,
-        args=[] if floor else ["run"],
+        args=args,
         queued=True,
         seeded=True,
         store_url=store_url,

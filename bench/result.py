@@ -15,9 +15,10 @@ class Result:
 
     Attributes:
         name: the row label.
-        family: ``ceiling``, ``naive``, ``floor``, ``worker``, ``replay``, ``passthrough``,
-            ``steady`` (the worker under an open-loop load), ``steady-direct`` (direct POSTs at the
-            same rate), ``store-latency`` (one store operation, in process) or ``tracked``
+        family: ``ceiling``, ``naive``, ``floor``, ``worker``, ``replay``,
+            ``duplicate-floor``, ``passthrough``, ``steady`` (the worker under an open-loop
+            load), ``steady-direct`` (direct POSTs at the same rate), ``store-latency`` (one
+            store operation, in process) or ``tracked``
             (``bench.tracked.TrackedResult``: latencies are run end → ``completed``).
         n: requests offered.
         done: requests answered (200 for the ceiling, a reply for the others).

@@ -21,10 +21,10 @@ from devstack.stack import Stack
 from devstack.worker_env import worker_environment
 
 PAUSED_DAG = "devstack_paused"
+UNPAUSED_DAG = "devstack_plain"
 # the run ids benchmarks make: the worker's from their keys ("kafka__" + key), the direct
 # POSTs' their own; every run tag starts with "bench-"
 BENCH_RUN_IDS = ("bench-%", "kafka\\_\\_bench-%")
-UNPAUSED_DAG = "devstack_plain"
 
 
 @dataclass(frozen=True)
