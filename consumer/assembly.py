@@ -75,7 +75,7 @@ def build_worker(
         ),
         store=store,
         airflow=airflow,
-        gate=AirflowGate(stop),
+        gate=AirflowGate(stop, probe=airflow.probe_trigger),
         airflow_limit=airflow_limit,
         crash_at=settings.test_crash_at,
         store_hold=StoreHold(stop),

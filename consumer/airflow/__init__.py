@@ -77,6 +77,10 @@ class AirflowApi(Protocol):
         """Where the run opens in the Airflow UI."""
         ...
 
+    def probe_trigger(self) -> bool:
+        """Whether the trigger endpoint gives definite answers (one call, never raises)."""
+        ...
+
     def ping(self) -> str:
         """Airflow's version when it answers and accepts the credentials; raises otherwise."""
         ...

@@ -45,6 +45,10 @@ LIST_PATH = "/dags/~/dagRuns/list"
 LIST_PAGE = 100
 ENDED_STATES = frozenset({"success", "failed"})
 UNLISTABLE = frozenset({404, 405})
+# the probe's trigger POST names the DAG ``~``: no DAG can have that id (Airflow's dag_id
+# charset), so the endpoint answers 404 after its metadata-database look-up and never makes a run
+PROBE_PATH = "/dags/~/dagRuns"
+PROBE_RUN_ID = "trigger-consumer-probe"
 
 
 class AirflowClient:
@@ -114,6 +118,25 @@ class AirflowClient:
         body = read_json(response)
         version = body.get("version") if isinstance(body, dict) else None
         return version if isinstance(version, str) else "unknown"
+
+    def probe_trigger(self) -> bool:
+        """Whether the trigger endpoint serves: one POST for a DAG that cannot exist.
+
+        The answer (404 after the endpoint read its metadata database) proves that a trigger
+        gets a definite answer; a failure, a transient status or refused credentials prove
+        nothing. One attempt, no retries, never raises.
+
+        Returns:
+            True when the endpoint gave a definite answer.
+        """
+        try:
+            body = self._payload(PROBE_RUN_ID, None, None, None)  # may detect the version
+            response, _ = self.transport.request(
+                SINGLE_ATTEMPT.start(), "POST", PROBE_PATH, body=body
+            )
+        except (AirflowError, ConfigError):  # unreachable, 5xx, TLS: nothing proven
+            return False
+        return response.status_code not in {requests.codes.unauthorized, requests.codes.forbidden}
 
     def run_url(self, dag_id: str, run_id: str) -> str:
         """Where the run opens in the Airflow UI of the server's version.

@@ -9,12 +9,19 @@ its budget began: if Airflow made runs for others meanwhile, the request fails
 a trigger succeeds or its delay passes), then retries its own, idempotent, trigger — a real
 call that needs the metadata DB. The worker loop reads ``available`` and ``reason`` to stop
 fetching and report unready while any request is held.
+
+Any definite answer of the trigger endpoint (a run, or a refusal: 404, 400/422, a
+logical-date clash) proves that it serves and lifts the hold (``record_served``): a held
+request whose own DAG was removed meanwhile must not keep the worker paused. And a hold
+probes by itself (``probe``, every ``PROBE_INTERVAL``), so it ends even when no held
+request is left to prove Airflow is back (one abandoned, one whose DAG answers 500 for good).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -23,6 +30,14 @@ log = structlog.get_logger(__name__)
 HOLD_RETRY_INITIAL_DELAY = 1.0  # seconds before a held request tries its trigger again
 HOLD_RETRY_MAX_DELAY = 15.0
 WAKE_INTERVAL = 0.5  # seconds: how soon a held request notices another's success
+PROBE_INTERVAL = 5.0  # seconds between a hold's own probes of the trigger endpoint
+
+Probe = Callable[[], bool]
+"""One call of the trigger endpoint: True on a definite answer (``AirflowApi.probe_trigger``)."""
+
+
+def _prove_nothing() -> bool:
+    return False
 
 
 class AirflowGate:
@@ -31,13 +46,23 @@ class AirflowGate:
     The worker loop reads ``available`` to stop fetching (backpressure).
     """
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        stop: threading.Event,
+        probe: Probe = _prove_nothing,
+        probe_interval: float = PROBE_INTERVAL,
+    ) -> None:
         """Create the gate.
 
         Args:
             stop: set when the worker stops; waiting requests give up then.
+            probe: asked every ``probe_interval`` seconds while held; True lifts the hold.
+            probe_interval: seconds between a hold's probes.
         """
         self._stop = stop
+        self._probe = probe
+        self._probe_interval = probe_interval
+        self._probing = threading.Lock()  # held by the one probe thread of a hold
         self._up = threading.Event()
         self._up.set()
         self._last_success: float | None = None  # monotonic time of the last run made or found
@@ -56,6 +81,14 @@ class AirflowGate:
     def record_success(self) -> None:
         """A trigger made or found its run: Airflow creates runs; held requests retry now."""
         self._last_success = time.monotonic()
+        self.record_served()
+
+    def record_served(self) -> None:
+        """The trigger endpoint gave a definite answer (a run or a refusal): lift the hold.
+
+        Unlike ``record_success`` it does not count as runs made for others, so it never
+        makes another request's spent budget fail.
+        """
         if not self._up.is_set():
             log.info("airflow_available_again")
             self.reason = None
@@ -83,6 +116,26 @@ class AirflowGate:
         if self._up.is_set():
             log.warning("airflow_unavailable_holding_requests", reason=self.reason)
         self._up.clear()
+        if self._probing.acquire(blocking=False):
+            probing = threading.Thread(target=self._probe_while_held, name="airflow-probe")
+            probing.daemon = True
+            probing.start()
+
+    def _probe_while_held(self) -> None:
+        """Probe the trigger endpoint until the hold ends or the worker stops."""
+        while True:
+            try:
+                while not self._up.is_set() and not self._stop.wait(self._probe_interval):
+                    if not self._up.is_set() and self._probe():
+                        log.info("airflow_probe_answered")
+                        self.record_served()
+            finally:
+                self._probing.release()
+            # a hold that began while this thread was ending found the lock taken
+            if self._up.is_set() or self._stop.is_set():
+                return
+            if not self._probing.acquire(blocking=False):
+                return
 
     def wait_to_retry(self, delay: float) -> bool:
         """Wait ``delay`` seconds, or less when another trigger succeeds first.

@@ -98,6 +98,10 @@ def _trigger_held(
                 raise StoppingError("stopping while Airflow is unavailable") from None
             delay = min(delay * 2, HOLD_RETRY_MAX_DELAY)
             continue
+        except AirflowError as exc:
+            if _answered(exc):  # a definite refusal proves the endpoint serves
+                gate.record_served()
+            raise
         gate.record_success()
         return _across_holds(result, reached=reached, attempts=attempts)
 
@@ -111,6 +115,12 @@ def _across_holds(result: TriggerResult, *, reached: bool, attempts: int) -> Tri
 def _may_have_reached(exc: AirflowUnavailableError) -> bool:
     history = exc.details.get("history")
     return isinstance(history, list) and any(outcome in MAY_HAVE_REACHED for outcome in history)
+
+
+def _answered(exc: AirflowError) -> bool:
+    """Whether Airflow itself gave the refusal (not a check made before any call)."""
+    attempts = exc.details.get("attempts")
+    return isinstance(attempts, int) and attempts > 0
 
 
 def _attempts(exc: AirflowUnavailableError) -> int:

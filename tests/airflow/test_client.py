@@ -14,10 +14,13 @@ import structlog
 from pydantic import SecretStr
 
 from consumer.airflow import AirflowClient, TriggerResult, make_airflow_client
+from consumer.airflow.client import PROBE_RUN_ID
 from consumer.errors import AirflowError, ConfigError, ErrorCode
 from consumer.settings import Settings
 from devstack.airflow import AirflowServer
-from tests.airflow.conftest import new_run_id
+from devstack.procs import free_port
+from tests.airflow.conftest import connection_for, new_run_id
+from tests.faults.proxy import FaultProxy
 from tests.waiting import wait_until
 
 ClientFor = Callable[..., AirflowClient]
@@ -110,6 +113,37 @@ def test_unknown_dag_is_dag_not_found(airflow: AirflowServer, client_for: Client
     assert caught.value.code is ErrorCode.DAG_NOT_FOUND
     assert caught.value.details["status"] == 404
     assert caught.value.details["attempts"] == 1
+
+
+def test_the_trigger_probe_gets_a_definite_answer_and_makes_no_run(
+    airflow: AirflowServer, client_for: ClientFor
+) -> None:
+    """probe_trigger POSTs for the DAG ``~`` that cannot exist: a definite 404, no run made."""
+    client = client_for(airflow)
+    assert client.probe_trigger()
+    assert client.get_run("devstack_paused", PROBE_RUN_ID) is None
+
+
+def test_the_trigger_probe_proves_nothing_while_triggers_fail(airflow3: AirflowServer) -> None:
+    """With trigger POSTs failing 503 behind a fault proxy, or no server, the probe is False."""
+    described = airflow3.describe()
+    proxy = FaultProxy(airflow3.url)
+    try:
+        proxy.fail_triggers(503)
+        client = AirflowClient(
+            connection_for(
+                proxy.url,
+                username=described["username"],
+                password=SecretStr(described["password"]),
+            )
+        )
+        assert not client.probe_trigger()
+        assert proxy.failed_posts == 1
+        proxy.heal()
+        assert client.probe_trigger()
+    finally:
+        proxy.close()
+    assert not AirflowClient(connection_for(f"http://127.0.0.1:{free_port()}")).probe_trigger()
 
 
 def test_params_violation_is_airflow_rejected_with_airflows_message(

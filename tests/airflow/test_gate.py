@@ -6,6 +6,7 @@ import threading
 import time
 
 from consumer.airflow.gate import AirflowGate
+from tests.waiting import wait_until
 
 
 def test_a_held_request_makes_the_gate_unavailable_with_its_reason() -> None:
@@ -53,3 +54,48 @@ def test_a_held_wait_gives_up_when_the_worker_stops() -> None:
     threading.Timer(0.2, stop.set).start()
 
     assert gate.wait_to_retry(30.0) is False
+
+
+def test_a_definite_refusal_lifts_the_hold_without_counting_as_a_success() -> None:
+    """record_served opens the gate, but no other request's spent budget fails because of it."""
+    gate = AirflowGate(threading.Event())
+    before = time.monotonic()
+    gate.hold("503 Service Unavailable")
+
+    gate.record_served()
+
+    assert gate.available
+    assert gate.reason is None
+    assert not gate.others_succeeded_since(before)
+
+
+def test_a_hold_probes_by_itself_until_the_endpoint_answers() -> None:
+    """With no held request left to prove it, the gate's own probe lifts the hold."""
+    answers = iter([False, False, True])
+    calls: list[bool] = []
+
+    def probe() -> bool:
+        calls.append(answer := next(answers))
+        return answer
+
+    gate = AirflowGate(threading.Event(), probe=probe, probe_interval=0.01)
+    gate.hold("timeout")
+
+    wait_until(lambda: gate.available, timeout=10, what="the probe to lift the hold")
+    assert calls == [False, False, True]
+
+
+def test_a_stopped_worker_stops_probing() -> None:
+    """Once the worker stops, the probe is no longer called and the hold stays."""
+    stop = threading.Event()
+    calls: list[int] = []
+    gate = AirflowGate(stop, probe=lambda: bool(calls.append(1)), probe_interval=0.01)
+    gate.hold("timeout")
+    wait_until(lambda: len(calls) >= 2, timeout=10, what="the probe running")
+
+    stop.set()
+    seen = len(calls)
+    wait_until(lambda: gate._probing.acquire(blocking=False), timeout=10, what="probe ended")
+
+    assert len(calls) <= seen + 1
+    assert not gate.available

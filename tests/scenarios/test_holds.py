@@ -182,3 +182,39 @@ def test_store_locked_by_another_connection_holds_then_answers_all(
         assert_all_triggered_once(kafka, topics, [warm, *keys], airflow3)
         assert not events_named(worker, "internal_error")
         wait_until(lambda: readiness(port)[0] == 200, timeout=60, what="/readyz ready again")
+
+
+def test_definite_refusal_of_the_held_request_lifts_the_hold(
+    kafka: KafkaCluster,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+    proxy: FaultProxy,
+    airflow3: AirflowServer,
+) -> None:
+    """The one held request, once Airflow is back, is refused (404): the hold is lifted.
+
+    Any definite answer of the trigger endpoint proves it serves; before, only a success
+    lifted the hold, so a worker whose held request's DAG was removed stayed paused.
+    """
+    port = free_port()
+    gone, after = unique_name("gone"), unique_name("after")
+    proxy.fail_triggers(503)
+    worker = make_worker(airflow_url=proxy.url, airflow_retry_budget=BUDGET, http_port=str(port))
+    with running(worker):
+        produce(
+            kafka.bootstrap_servers,
+            topics.requests,
+            [(gone.encode(), request(gone, dag_id="devstack_removed_in_redeploy"), [])],
+        )
+        wait_until(
+            lambda: unready_because(port, "no DAG run could be created"),
+            timeout=60,
+            what="/readyz unready while trigger POSTs fail",
+        )
+        proxy.heal()
+        produce(kafka.bootstrap_servers, topics.requests, [(after.encode(), request(after), [])])
+        replies = replies_by_key(read_all(kafka.bootstrap_servers, topics.replies, at_least=2))
+        assert [r["status"] for r in replies[gone]] == ["error"]
+        assert replies[gone][0]["error"]["code"] == "dag_not_found"
+        assert [r["status"] for r in replies[after]] == ["triggered"]
+        wait_until(lambda: readiness(port)[0] == 200, timeout=60, what="/readyz ready again")
