@@ -98,9 +98,32 @@ class AirflowError(TriggerConsumerError):
 
 
 class AirflowUnavailableError(AirflowError):
-    """Raised when Airflow could not be reached or answered with a transient failure."""
+    """Raised when Airflow could not be reached or answered with a transient failure.
+
+    ``may_have_reached`` says whether a POST of the call may have reached Airflow although
+    no answer came back (a read timeout, 502, 504): the run may exist (spec §3).
+    """
 
     retryable: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        may_have_reached: bool = False,
+    ):
+        """Create the error.
+
+        Args:
+            code: ``airflow_unavailable``.
+            message: what failed, bounded in length.
+            details: machine-readable detail (attempts, history, reachable).
+            may_have_reached: a POST of the call may have made the run.
+        """
+        super().__init__(code, message, details)
+        self.may_have_reached = may_have_reached
 
 
 class ConfigError(TriggerConsumerError):

@@ -37,8 +37,6 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.~:+-]{1,248}")
 RESERVED_RUN_ID_PREFIXES = ("scheduled__", "backfill__", "asset_triggered__", "dataset_triggered__")
 DAG_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,250}")
 
-# attempts after which a POST may have reached Airflow although no answer came back
-MAY_HAVE_REACHED = frozenset({"ReadTimeout", "ConnectionAborted", "502", "504"})
 _RUN_ID_SAFE = ":+~"
 # the batch list endpoint of both API versions; pages of Airflow's default maximum size
 LIST_PATH = "/dags/~/dagRuns/list"
@@ -258,8 +256,8 @@ class AirflowClient:
                 raise self._refusal(response, state)
             existing, state = self._fetch_run(state, dag_id, run_id)
             if existing is not None:
-                created = any(a.outcome in MAY_HAVE_REACHED for a in state.history)
-                return self._result(existing, created=created, state=state)
+                # ours only if one of our POSTs may have made it; a failed GET made nothing
+                return self._result(existing, created=state.may_have_reached, state=state)
             if when is not None:
                 raise AirflowError(
                     ErrorCode.LOGICAL_DATE_CONFLICT,

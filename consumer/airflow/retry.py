@@ -21,6 +21,8 @@ DEFAULT_FACTOR = 2.0
 DEFAULT_MAX_DELAY = 30.0
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_RETRY_AFTER_CAP = 120.0
+# outcomes after which a POST may have reached Airflow although no answer came back
+MAY_HAVE_REACHED = frozenset({"ReadTimeout", "ConnectionAborted", "502", "504"})
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,13 @@ class Attempt:
         outcome: the status code (``"503"``) or the exception name (``"ReadTimeout"``).
         retried: whether it was a transient failure followed by another try.
         delay: seconds waited before the next try (0 when not retried).
+        method: the HTTP method of the call.
     """
 
     outcome: str
     retried: bool = False
     delay: float = 0.0
+    method: str = "GET"
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,15 @@ class RetryState:
         return sum(1 for attempt in self.history if attempt.retried)
 
     @property
+    def may_have_reached(self) -> bool:
+        """Whether a POST of this call may have reached Airflow although no answer came back.
+
+        Only a POST can have made a run: a GET that timed out (the look-up after a 409)
+        changed nothing.
+        """
+        return any(a.method == "POST" and a.outcome in MAY_HAVE_REACHED for a in self.history)
+
+    @property
     def delay(self) -> float:
         """Seconds to wait before the next try (0 when the last call was not a failure)."""
         return self.history[-1].delay if self.history else 0.0
@@ -131,16 +144,17 @@ class RetryState:
             return False
         return self.last_at - self.started + self.delay > self.policy.max_elapsed
 
-    def record(self, outcome: str) -> RetryState:
+    def record(self, outcome: str, method: str = "GET") -> RetryState:
         """Record a call that needs no backoff (a success, a 409, a 401 before a token refresh).
 
         Args:
             outcome: the status code or exception name.
+            method: the HTTP method of the call.
 
         Returns:
             The new state.
         """
-        return replace(self, history=(*self.history, Attempt(outcome)))
+        return replace(self, history=(*self.history, Attempt(outcome, method=method)))
 
     def next(
         self,
@@ -149,11 +163,13 @@ class RetryState:
         retry_after: float | None = None,
         now: float | None = None,
         rng: random.Random | None = None,
+        method: str = "GET",
     ) -> RetryState:
         """Record a transient failure and choose the delay before the next try.
 
         Args:
             outcome: the status code or exception name.
+            method: the HTTP method of the call.
             retry_after: the server's ``Retry-After`` in seconds; honoured up to the cap
                 instead of the backoff.
             now: the monotonic clock reading; ``time.monotonic()`` when omitted.
@@ -165,7 +181,7 @@ class RetryState:
         delay = self._delay(retry_after, rng)
         return replace(
             self,
-            history=(*self.history, Attempt(outcome, retried=True, delay=delay)),
+            history=(*self.history, Attempt(outcome, retried=True, delay=delay, method=method)),
             last_at=time.monotonic() if now is None else now,
         )
 
@@ -185,7 +201,7 @@ class RetryState:
             The new state, with the same number of attempts.
         """
         last = self.history[-1]
-        retried = Attempt(last.outcome, retried=True, delay=self._delay(None, rng))
+        retried = replace(last, retried=True, delay=self._delay(None, rng))
         return replace(
             self,
             history=(*self.history[:-1], retried),

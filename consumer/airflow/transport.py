@@ -197,17 +197,17 @@ class Transport:
             try:
                 response = self._send_once(method, path, body)
             except _TransientError as failure:
-                state = state.next(failure.outcome, retry_after=failure.retry_after)
+                state = state.next(failure.outcome, retry_after=failure.retry_after, method=method)
             else:
                 outcome = str(response.status_code)
                 if not refreshed and self._token_refused(response):
                     refreshed = True
-                    state = state.record(outcome)
+                    state = state.record(outcome, method)
                     continue
                 if not is_transient(response.status_code):
-                    return response, state.record(outcome)
+                    return response, state.record(outcome, method)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                state = state.next(outcome, retry_after=retry_after)
+                state = state.next(outcome, retry_after=retry_after, method=method)
             state = self.backoff(state, method, path)
 
     def _send_once(self, method: str, path: str, body: dict[str, Any] | None) -> requests.Response:
@@ -284,6 +284,7 @@ class Transport:
                     "history": [a.outcome for a in state.history],
                     "reachable": last not in UNREACHABLE,
                 },
+                may_have_reached=state.may_have_reached,
             )
         log.warning(
             "airflow_call_retrying",

@@ -6,7 +6,6 @@ import time
 from dataclasses import replace
 
 from consumer.airflow import AirflowApi
-from consumer.airflow.client import MAY_HAVE_REACHED
 from consumer.airflow.gate import HOLD_RETRY_INITIAL_DELAY, HOLD_RETRY_MAX_DELAY, AirflowGate
 from consumer.airflow.limit import Call, CallOutcome, ConcurrencyLimit
 from consumer.airflow.runs import TriggerResult
@@ -85,7 +84,7 @@ def _trigger_held(
             if gate.stopping or exc.details.get("stopped"):
                 raise StoppingError("stopping while retrying Airflow") from None
             attempts += _attempts(exc)
-            reached = reached or _may_have_reached(exc)
+            reached = reached or exc.may_have_reached
             if gate.others_succeeded_since(began):
                 if failed_while_others_succeeded:
                     exc.details["attempts"] = attempts
@@ -110,11 +109,6 @@ def _across_holds(result: TriggerResult, *, reached: bool, attempts: int) -> Tri
     """The result as one call: a 409 after a POST that may have reached Airflow is ours."""
     created = result.created or reached
     return replace(result, created=created, attempts=result.attempts + attempts)
-
-
-def _may_have_reached(exc: AirflowUnavailableError) -> bool:
-    history = exc.details.get("history")
-    return isinstance(history, list) and any(outcome in MAY_HAVE_REACHED for outcome in history)
 
 
 def _answered(exc: AirflowError) -> bool:

@@ -19,7 +19,7 @@ from consumer.errors import AirflowError, ConfigError, ErrorCode
 from consumer.settings import Settings
 from devstack.airflow import AirflowServer
 from devstack.procs import free_port
-from tests.airflow.conftest import connection_for, new_run_id
+from tests.airflow.conftest import FAST_RETRY, connection_for, new_run_id
 from tests.faults.proxy import FaultProxy
 from tests.waiting import wait_until
 
@@ -113,6 +113,36 @@ def test_unknown_dag_is_dag_not_found(airflow: AirflowServer, client_for: Client
     assert caught.value.code is ErrorCode.DAG_NOT_FOUND
     assert caught.value.details["status"] == 404
     assert caught.value.details["attempts"] == 1
+
+
+def test_a_failed_look_up_after_409_does_not_claim_another_requests_run(
+    airflow: AirflowServer, client_for: ClientFor
+) -> None:
+    """409, then the run's GET answers 504 once: the run is found, and it is not ours.
+
+    Only a POST whose answer was lost may have made the run; a failed GET after the 409
+    used to share the POST's retry history and made ``created`` true.
+    """
+    run_id = new_run_id("other")
+    client_for(airflow).trigger("devstack_paused", run_id)  # another request's run
+    proxy = FaultProxy(airflow.url)
+    try:
+        proxy.fail_run_reads(504)
+        client = AirflowClient(
+            connection_for(
+                proxy.url,
+                username=airflow.describe()["username"],
+                password=SecretStr(airflow.describe()["password"]),
+                retry=FAST_RETRY,
+            )
+        )
+        result = client.trigger("devstack_paused", run_id)
+    finally:
+        proxy.close()
+    assert not result.created
+    assert result.attempts == 3  # POST 409, GET 504, GET 200
+    run_calls = [method for method, path in proxy.requests if "/dagRuns" in path]
+    assert run_calls == ["POST", "GET", "GET"]
 
 
 def test_the_trigger_probe_gets_a_definite_answer_and_makes_no_run(

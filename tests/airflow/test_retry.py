@@ -92,3 +92,12 @@ def test_retry_last_turns_the_last_answer_into_a_failure_without_a_new_attempt()
     retried = state.retry_last(now=0.0)
     assert (retried.attempts, retried.failures, retried.delay) == (2, 1, 0.5)
     assert retried.history[-1].outcome == "404"
+
+
+def test_only_a_posts_lost_answer_may_have_reached_airflow() -> None:
+    """A GET's timeout or 504 never counts as a POST that may have made the run."""
+    state = RetryPolicy().start(now=0.0)
+    state = state.record("409", "POST").next("ReadTimeout", now=1.0).next("504", now=2.0)
+    assert not state.may_have_reached
+    assert state.next("ReadTimeout", now=3.0, method="POST").may_have_reached
+    assert state.next("503", now=3.0, method="POST").may_have_reached is False

@@ -11,6 +11,8 @@ its real answer returned, except the trigger POSTs (``POST …/dagRuns``) and th
   ``then_fail``, the trigger POSTs after it are failed with that status;
 - ``fail_lists(status)``: answer the run listings ``status`` (404: an Airflow without the
   list endpoint; 503: a listing that fails);
+- ``fail_run_reads(status, times)``: answer the next ``times`` reads of one run
+  (``GET …/dagRuns/<run_id>``) ``status``;
 - ``heal()``: forward everything again.
 
 ``requests`` keeps the method and path of every request received, in order.
@@ -40,6 +42,7 @@ class FaultProxy:
         self._drop_next = False
         self._fail_after_drop: int | None = None
         self._list_status: int | None = None
+        self._run_read_failures: list[int] = []  # statuses for the next reads of one run
         self.requests: list[tuple[str, str]] = []
         self.trigger_posts = 0  # trigger POSTs received
         self.failed_posts = 0  # of which answered with the scripted failure
@@ -65,9 +68,15 @@ class FaultProxy:
         with self._lock:
             self._list_status = status
 
+    def fail_run_reads(self, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` reads of one run with ``status``."""
+        with self._lock:
+            self._run_read_failures = [status] * times
+
     def heal(self) -> None:
         """Forward everything again."""
         with self._lock:
+            self._run_read_failures = []
             self._fail_status = None
             self._drop_next = False
             self._list_status = None
@@ -88,6 +97,9 @@ class FaultProxy:
         with self._lock:
             self.requests.append((handler.command, handler.path))
             list_status = self._list_status if path.endswith("/dagRuns/list") else None
+            run_read = handler.command == "GET" and "/dagRuns/" in path
+            if run_read and self._run_read_failures and list_status is None:
+                list_status = self._run_read_failures.pop()  # the status to answer
         if list_status is not None:
             self._send(handler, list_status, {}, json.dumps({"detail": "fault proxy"}).encode())
             return
