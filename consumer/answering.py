@@ -4,13 +4,14 @@ Every request's answer leaves through ``Answerer.answer``::
 
     answer ─► records (reply; dead letter for rejected/error) ─► sink.send, no waiting
                 └─ acked (producer thread) ─► done: metrics, request_done log, on_done
-                └─ refused ─► own thread: re-send only the unacked ones until acked
-                              (a dead letter refused as too large is shrunk: Omit;
-                               a reply whose topic is refused REPLY_TOPIC_ATTEMPTS times
-                               goes to the default reply topic, header reply-topic-refused)
+                └─ refused ─► own thread: re-send the unacked ones until acked, each
+                              changed as ``resend.after_failure`` says (a dead letter
+                              shrunk, a refused reply topic replaced by the default one)
 
 An offset is marked done (the ``done`` callback) only once the broker acknowledged every record of
-its answer, so a commit never covers an unanswered request (spec §3 Delivery). The
+its answer, so a commit never covers an unanswered request (spec §3 Delivery). No exception
+leaves an answer unsent: a record the producer refuses is settled as failed and re-sent, and
+an answer whose records cannot even be built (a bug) is answered ``internal_error``. The
 ``completed`` reply of a tracked run goes through ``publish_completed``, which waits; it
 carries the same ``route`` and trace-context headers as the request's first reply, read
 from what the store kept of the request.
@@ -32,18 +33,16 @@ from consumer.kafka_io.sink import RecordSink
 from consumer.logs import bind_message, message_fields
 from consumer.metrics import Metrics
 from consumer.outcome import Outcome
-from consumer.pipeline.dead_letter import Omit, dead_letter_record, needs_dead_letter
+from consumer.pipeline.dead_letter import dead_letter_record, needs_dead_letter
 from consumer.pipeline.reply import reply_record
 from consumer.record import DerivedRecord, Headers, InboundRecord, OutboundRecord
+from consumer.resend import Outgoing, Role, after_failure, first_send, pending
 from consumer.store import RequestOrigin
 from consumer.trace import TraceContext, trace_of
 
 log = structlog.get_logger(__name__)
 
 PUBLISH_RETRY_DELAY = 1.0  # seconds between attempts to publish a reply the broker refused
-# refusals of a request's own reply topic (missing, not authorised) after which its reply
-# goes to the default reply topic instead, so that the partition goes on (spec §3)
-REPLY_TOPIC_ATTEMPTS = 5
 REPLY_TOPIC_REFUSED_HEADER = "reply-topic-refused"
 ROUTE_HEADER = "route"  # on the reply and dead letter of a route's request (spec §8 Routes)
 
@@ -90,18 +89,32 @@ class Answerer:
         self._settling = threading.Condition()  # guards _unsettled
 
     def records(
-        self, outcome: Outcome, record: InboundRecord, omit: Omit = Omit.NOTHING
+        self, outcome: Outcome, record: InboundRecord, states: tuple[Outgoing, ...] | None = None
     ) -> list[OutboundRecord]:
-        """The reply record and, for ``rejected`` and ``error``, the dead-letter record.
+        """The records that answer a request: the reply and, when needed, the dead letter.
 
         Args:
             outcome: what processing the request produced.
             record: the request record.
-            omit: what the dead-letter record leaves out (after a refusal as too large).
+            states: what re-sending changed of each record (``resend``); None for the
+                first send. Records already acknowledged are left out.
 
         Returns:
-            The records that answer the request, reply first.
+            The records to send, reply first.
         """
+        if states is None:
+            states = first_send(needs_dead_letter(outcome))
+        built = []
+        for state in states:
+            if state.acked:
+                continue
+            if state.role is Role.DEAD_LETTER:
+                built.append(self._dead_letter(outcome, record, state))
+            else:
+                built.append(self._reply(outcome, record, state))
+        return built
+
+    def _reply(self, outcome: Outcome, record: InboundRecord, state: Outgoing) -> OutboundRecord:
         reply = reply_record(
             outcome,
             default_topic=self._reply_topic,
@@ -109,13 +122,19 @@ class Answerer:
             request_key=record.key,
         )
         route = record.route if isinstance(record, DerivedRecord) else None
-        answer = [self._echoing(reply, route, trace_of(record))]
-        if needs_dead_letter(outcome):
-            letter = dead_letter_record(outcome, record, topic=self._dlq_topic, omit=omit)
-            if route is not None:
-                letter = replace(letter, headers=(*letter.headers, _route_header(route)))
-            answer.append(letter)
-        return answer
+        reply = self._echoing(reply, route, trace_of(record))
+        if state.redirected and reply.topic != self._reply_topic:
+            refused = (REPLY_TOPIC_REFUSED_HEADER, reply.topic.encode("utf-8"))
+            reply = replace(reply, topic=self._reply_topic, headers=(*reply.headers, refused))
+        return reply
+
+    def _dead_letter(
+        self, outcome: Outcome, record: InboundRecord, state: Outgoing
+    ) -> OutboundRecord:
+        letter = dead_letter_record(outcome, record, topic=self._dlq_topic, omit=state.omit)
+        if isinstance(record, DerivedRecord):
+            letter = replace(letter, headers=(*letter.headers, _route_header(record.route)))
+        return letter
 
     def _echoing(
         self, reply: OutboundRecord, route: str | None, trace: TraceContext | None
@@ -156,12 +175,13 @@ class Answerer:
         with self._settling:
             self._unsettled += 1
         try:
-            delivery = self._sink.send(self.records(outcome, record))
-        except Exception:  # a bug building the records: logged; the offset stays uncommitted
+            records = self.records(outcome, record)
+        except Exception as exc:  # a bug building the answer: answered internal_error instead
             with bind_message(record, outcome.idempotency_key, outcome.dag_id):
                 log.exception("internal_error")
-            self._settle_one()
-            return
+            outcome = Outcome.internal_error(record, exc)
+            records = self.records(outcome, record)
+        delivery = self._sink.send(records)  # never raises: refusals settle as failures
         delivery.on_settled(lambda error: self._settled(record, outcome, done, error))
 
     def publish_completed(self, outcome: Outcome, origin: RequestOrigin | None = None) -> None:
@@ -217,39 +237,41 @@ class Answerer:
     def _publish(self, outcome: Outcome, record: InboundRecord, error: SinkError) -> bool:
         """After ``error``, publish until acked; False when stopping first (no commit then).
 
-        Only the records the broker did not acknowledge are sent again; a dead-letter
-        record it refused as too large is sent again at once without its value (then
-        without the original headers), so an oversize request never stalls its partition.
+        Only the records the broker did not acknowledge are sent again, changed as
+        ``resend.after_failure`` says; a dead letter shrunk is sent again at once, so an
+        oversize request never stalls its partition.
         """
-        omit = Omit.NOTHING
-        records = self.records(outcome, record, omit)
-        pending = list(range(len(records)))  # positions in ``records`` not yet acknowledged
-        refusals = 0  # of the reply's own topic
+        states = first_send(needs_dead_letter(outcome))
         while True:
             log.warning("publish_failed", error=str(error))
-            if any(pending[i] == 0 for i in error.topic_refused):
-                refusals += 1
-            pending = [pending[i] for i in error.unacked]
-            if refusals >= REPLY_TOPIC_ATTEMPTS and records[0].topic != self._reply_topic:
-                records[0] = self._redirected(records[0])
-            if error.too_large and omit < Omit.VALUE_AND_HEADERS:
-                omit = Omit(omit + 1)
-                records = [records[0], *self.records(outcome, record, omit)[1:]]
-                log.warning("dead_letter_shrunk", omitted=omit.name.lower())
-            elif self._stop.wait(PUBLISH_RETRY_DELAY):
+            before = states
+            states, at_once = after_failure(states, error)
+            self._report_changes(before, states, outcome, record)
+            if not at_once and self._stop.wait(PUBLISH_RETRY_DELAY):
                 return False
+            if not pending(states):
+                return True
             try:
-                self._sink.publish([records[i] for i in pending])
+                self._sink.publish(self.records(outcome, record, states))
                 return True
             except SinkError as exc:
                 error = exc
 
-    def _redirected(self, reply: OutboundRecord) -> OutboundRecord:
-        """The reply sent to the default reply topic, naming the topic the broker refused."""
-        log.warning("reply_topic_refused", reply_topic=reply.topic, sent_to=self._reply_topic)
-        self._metrics.count_reply_topic_refused()
-        refused = (REPLY_TOPIC_REFUSED_HEADER, reply.topic.encode("utf-8"))
-        return replace(reply, topic=self._reply_topic, headers=(*reply.headers, refused))
+    def _report_changes(
+        self,
+        before: tuple[Outgoing, ...],
+        after: tuple[Outgoing, ...],
+        outcome: Outcome,
+        record: InboundRecord,
+    ) -> None:
+        """Log and count what re-sending changed: a redirected reply, a shrunk dead letter."""
+        for old, new in zip(before, after, strict=True):
+            if new.redirected and not old.redirected:
+                refused = self._reply(outcome, record, old).topic
+                log.warning("reply_topic_refused", reply_topic=refused, sent_to=self._reply_topic)
+                self._metrics.count_reply_topic_refused()
+            if new.omit > old.omit:
+                log.warning("dead_letter_shrunk", omitted=new.omit.name.lower())
 
     def _done(self, record: InboundRecord, outcome: Outcome, done: OnDone) -> None:
         """The answer is acked: observe it once, then let the offset be committed."""

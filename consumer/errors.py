@@ -186,6 +186,8 @@ class SinkError(TriggerConsumerError):
             (sending them again unchanged can never succeed).
         topic_refused: those whose topic the broker refused (missing, not authorised, or
             no metadata in time), which may never succeed either.
+        unsendable: those the producer refused to send at all (kafka-python raises more
+            than ``KafkaError`` for a record it cannot encode), which never succeed.
     """
 
     def __init__(
@@ -195,12 +197,14 @@ class SinkError(TriggerConsumerError):
         unacked: list[int],
         too_large: list[int],
         topic_refused: list[int] | None = None,
+        unsendable: list[int] | None = None,
     ) -> None:
         """Name what failed; ``message`` says why, without any record content."""
         super().__init__(message)
         self.unacked = tuple(unacked)
         self.too_large = frozenset(too_large)
         self.topic_refused = frozenset(topic_refused or ())
+        self.unsendable = frozenset(unsendable or ())
 
 
 class StoppingError(TriggerConsumerError):

@@ -56,7 +56,7 @@ class Delivery:
         # duplicate more CPU than the rest of its delivery, and only ``wait`` needs one
         self._callbacks: list[OnSettled] | None = [] if futures else None
         for position, future in enumerate(futures):
-            if isinstance(future, KafkaError):
+            if isinstance(future, BaseException):
                 self._settle(position, future)
             else:
                 future.add_callback(self._settle, position)
@@ -96,14 +96,28 @@ class Delivery:
             return None
         too_large = [p for p in unacked if isinstance(states[p], MessageSizeTooLargeError)]
         refused = [p for p in unacked if isinstance(states[p], TOPIC_REFUSALS)]
-        reasons = {type(states[p]).__name__ if states[p] else "no answer in time" for p in unacked}
+        unsendable = [p for p in unacked if isinstance(states[p], Unsendable)]
+        reasons = {
+            type(states[p]).__name__ if states[p] is not None else "no answer in time"
+            for p in unacked
+        }
         return SinkError(
             f"broker did not acknowledge {len(unacked)} of {len(states)} records: "
             + ", ".join(sorted(reasons)),
             unacked=unacked,
             too_large=too_large,
             topic_refused=refused,
+            unsendable=unsendable,
         )
+
+
+class Unsendable(Exception):  # noqa: N818 -- a settled state, named for what the record is
+    """The producer refused a record with an exception other than ``KafkaError``.
+
+    kafka-python asserts (a record with neither key nor value) and raises ``TypeError`` or
+    ``ValueError`` for what it cannot encode: never an exception that escapes the answering
+    path, always a record settled as failed, which the answerer shrinks or re-sends.
+    """
 
 
 # the broker refused the record's topic (missing, not authorised, invalid), or no metadata
@@ -152,6 +166,10 @@ class RecordSink:
                 )
             except KafkaError as exc:  # refused before sending: too large, no metadata in time
                 futures.append(exc)
+            # kafka-python's other refusals (AssertionError, TypeError, ...) settle the record
+            # as failed: an exception here would leave the request's offset unfinished
+            except Exception as exc:  # noqa: BLE001 -- kept as the record's failure
+                futures.append(Unsendable(f"{type(exc).__name__}: {exc}"))
         return Delivery(futures)
 
     def publish(

@@ -8,6 +8,8 @@ A record the broker refuses as too large (a dead-letter topic whose ``max.messag
 is below the request topic's) is sent again without its value, then also without the
 original headers, each step named in a header, so a huge request can never stall its
 partition; the original stays readable at ``source-topic``/``-partition``/``-offset``.
+A record with neither key nor value (a keyless tombstone) is copied with an empty key and
+header ``key-null``: Kafka clients send no record without one of the two.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ VALUE_OMITTED_HEADER = "value-omitted-bytes"
 VALUE_SHA256_HEADER = "value-sha256"
 # only on a record sent without the original headers: how many were left out
 HEADERS_OMITTED_HEADER = "headers-omitted"
+# only on the copy of a record with neither key nor value: sent with an empty key instead,
+# as a Kafka client must send one of the two (kafka-python asserts it)
+KEY_NULL_HEADER = "key-null"
 DEAD_LETTER_HEADERS = (
     ERROR_CODE_HEADER,
     ERROR_MESSAGE_HEADER,
@@ -38,6 +43,7 @@ DEAD_LETTER_HEADERS = (
     VALUE_OMITTED_HEADER,
     VALUE_SHA256_HEADER,
     HEADERS_OMITTED_HEADER,
+    KEY_NULL_HEADER,
 )
 DEAD_LETTER_STATUSES = frozenset({Status.REJECTED, Status.ERROR})
 MAX_ERROR_MESSAGE_CHARS = 1000
@@ -103,4 +109,7 @@ def dead_letter_record(
     if omit >= Omit.VALUE_AND_HEADERS and original:
         added += ((HEADERS_OMITTED_HEADER, str(len(original)).encode("ascii")),)
         original = ()
-    return OutboundRecord(topic=topic, key=record.key, value=value, headers=original + added)
+    key = record.key
+    if key is None and value is None:  # a record must carry a key or a value to be sent
+        key, added = b"", (*added, (KEY_NULL_HEADER, b"true"))
+    return OutboundRecord(topic=topic, key=key, value=value, headers=original + added)

@@ -76,3 +76,17 @@ def test_publish_raises_what_send_reports(sink: RecordSink, new_topic: Callable[
     with pytest.raises(SinkError) as raised:
         sink.publish([_record(topic, b"x" * (MAX_REQUEST_SIZE + 1))])
     assert raised.value.unacked == (0,)
+
+
+def test_a_record_the_producer_refuses_settles_as_unsendable(
+    sink: RecordSink, new_topic: Callable[..., str]
+) -> None:
+    """kafka-python's AssertionError for neither key nor value settles the record, never raises."""
+    topic = new_topic()
+    delivery = sink.send(
+        [OutboundRecord(topic, None, None, ()), OutboundRecord(topic, b"k", b"v", ())]
+    )
+    error = delivery.wait(30)
+    assert error is not None
+    assert error.unacked == (0,)
+    assert error.unsendable == frozenset({0})

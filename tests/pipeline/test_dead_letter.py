@@ -10,7 +10,12 @@ import pytest
 from consumer.contract import TriggerRequest
 from consumer.errors import AirflowError, ErrorCode, Rejected
 from consumer.outcome import Outcome
-from consumer.pipeline.dead_letter import Omit, dead_letter_record, needs_dead_letter
+from consumer.pipeline.dead_letter import (
+    KEY_NULL_HEADER,
+    Omit,
+    dead_letter_record,
+    needs_dead_letter,
+)
 from consumer.record import InboundRecord
 
 
@@ -84,12 +89,22 @@ def test_a_copy_too_large_goes_without_its_value_then_without_its_headers() -> N
 
 
 def test_tombstone_stays_a_tombstone() -> None:
-    """A null value and key are dead-lettered as null."""
+    """A keyed tombstone's copy is a tombstone with the same key."""
+    record = InboundRecord("requests", 0, 1, None, b"k", None)
+    outcome = Outcome.rejected(record, Rejected(ErrorCode.INVALID_JSON, "no value"))
+    dead = dead_letter_record(outcome, record, topic="dlq")
+    assert (dead.key, dead.value) == (b"k", None)
+    assert KEY_NULL_HEADER not in dict(dead.headers)
+
+
+def test_a_keyless_tombstone_is_copied_with_an_empty_key_and_says_so() -> None:
+    """Neither key nor value: the copy gets an empty key (a record needs one of the two)."""
     record = InboundRecord("requests", 0, 1, None, None, None)
     outcome = Outcome.rejected(record, Rejected(ErrorCode.INVALID_JSON, "no value"))
     dead = dead_letter_record(outcome, record, topic="dlq")
-    assert (dead.key, dead.value) == (None, None)
+    assert (dead.key, dead.value) == (b"", None)
     assert dict(dead.headers)["error-code"] == b"invalid_json"
+    assert dict(dead.headers)[KEY_NULL_HEADER] == b"true"
 
 
 def test_error_message_header_is_bounded_utf8() -> None:

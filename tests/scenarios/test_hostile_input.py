@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
+from consumer.pipeline.dead_letter import KEY_NULL_HEADER
 from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import (
     Headers,
@@ -21,6 +23,7 @@ from tests.scenarios.harness import (
     committed,
     end_offsets,
     read_all,
+    request,
     running,
 )
 from tests.waiting import wait_until
@@ -332,3 +335,46 @@ def test_copy_too_large_for_the_dead_letter_topic_is_shrunk_not_stalled(
     shrunk = [e["omitted"] for e in run.events if e.get("event") == "dead_letter_shrunk"]
     assert shrunk[-1] == omitted
     assert [e for e in run.events if e.get("event") == "internal_error"] == []
+
+
+def test_a_keyless_tombstone_is_rejected_dead_lettered_and_committed_past(
+    kafka: KafkaCluster, topics: Topics, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A record with neither key nor value among requests: rejected once, nothing blocked.
+
+    librdkafka and Java producers write such records (a Debezium-style tombstone); its dead
+    letter used to make kafka-python's ``send`` raise, leaving its offset unfinished, so
+    nothing after it was ever committed.
+    """
+    bootstrap = kafka.bootstrap_servers
+    keys = [unique_name("around") for _ in range(20)]
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for index, key in enumerate(keys):
+        producer.produce(topics.requests, key=key.encode(), value=request(key), partition=0)
+        if index == 9:
+            producer.produce(topics.requests, key=None, value=None, partition=0)
+    assert producer.flush(30) == 0
+    worker = make_worker()
+    with running(worker):
+        replies = read_all(bootstrap, topics.replies, at_least=len(keys) + 1)
+        ends = {p: end for p, end in end_offsets(bootstrap, topics.requests).items() if end}
+        wait_until(
+            lambda: committed(bootstrap, topics.group, topics.requests) == ends,
+            timeout=60,
+            what="the request partition committed to its end",
+        )
+        (dead,) = read_all(bootstrap, topics.dlq, at_least=1)
+    answers = [json.loads(record.value) for record in replies]
+    tombstone = [a for a in answers if a["idempotency_key"] is None]
+    assert [(a["status"], a["error"]["code"]) for a in tombstone] == [("rejected", "invalid_json")]
+    assert tombstone[0]["source"]["offset"] == 10
+    assert sorted(a["idempotency_key"] for a in answers if a["status"] == "triggered") == sorted(
+        keys
+    )
+    headers = dict(dead.headers)
+    assert dead.value is None
+    assert headers["error-code"] == b"invalid_json"
+    assert headers["source-offset"] == b"10"
+    assert headers[KEY_NULL_HEADER] == b"true"
+    boundary = {"internal_error", "publish_failed"}
+    assert [e for e in worker.events() if e.get("event") in boundary] == []
