@@ -1,8 +1,10 @@
-"""Replay: which past records to re-drive from one topic into another, and how (spec §6).
+"""Replay: which past records to re-drive, where to, and how (spec §6).
 
 The selection (offset or time window per partition), the filters (``error-code`` header,
-``dag_id``), the header rewrite and the pacing are pure functions here, and ``replay``
-runs them over any iterable of records. The Kafka side lives in ``consumer.kafka_io``:
+``dag_id``), the destination (``Destinations``: each record back to its ``source-topic``,
+or every record to ``--to-topic``), the header rewrite and the pacing are pure functions
+here, and ``replay`` runs them over any iterable of records. The Kafka side lives in
+``consumer.kafka_io``:
 ``reader`` (a group-less reader: assign + seek, bounded by the end offsets captured at
 start) and ``writer`` (an ``acks=all`` producer confirmed at the end). Replayed records
 keep their key, so the worker's deduplication makes a second replay of the same record
@@ -11,6 +13,7 @@ harmless.
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from collections import Counter
@@ -22,6 +25,7 @@ from typing import Any
 from consumer.pipeline.dead_letter import (
     DEAD_LETTER_HEADERS,
     ERROR_CODE_HEADER,
+    SOURCE_TOPIC_HEADER,
     VALUE_OMITTED_HEADER,
 )
 from consumer.record import Headers, InboundRecord, OutboundRecord
@@ -33,6 +37,81 @@ DROPPED_HEADERS = frozenset((*DEAD_LETTER_HEADERS, REPLAYED_FROM_HEADER))
 NO_ERROR_CODE = "none"
 
 ProgressCallback = Callable[["Tally"], None]
+TopicCheck = Callable[[str], bool]
+
+
+class Via(enum.Enum):
+    """Why a record goes to its destination, or why it is skipped."""
+
+    TO_TOPIC = "to_topic"  # --to-topic names the destination of every record
+    SOURCE_TOPIC = "source_topic"  # its source-topic header, read by this configuration
+    NO_SOURCE_TOPIC = "no_source_topic"  # no source-topic header: the request topic
+    NOT_READ = "source_topic_not_read"  # skipped: no request topic or route reads its source
+    MISSING = "topic_missing"  # skipped: the destination does not exist on the broker
+    VALUE_OMITTED = "value_omitted"  # skipped: dead-lettered without its value
+
+    @property
+    def skipped(self) -> bool:
+        """Whether a record with this verdict is left out."""
+        return self in SKIPPED
+
+
+SKIPPED = frozenset({Via.NOT_READ, Via.MISSING, Via.VALUE_OMITTED})
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where one record is replayed to.
+
+    Attributes:
+        topic: the destination; for a skipped record the topic it would have gone to
+            (``NOT_READ``: its source topic); None only for ``VALUE_OMITTED``.
+        via: why this topic, or why the record is skipped.
+    """
+
+    topic: str | None
+    via: Via
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Where replayed records go: back where each came from, unless ``to_topic`` says.
+
+    A dead letter names its origin in ``source-topic``: the request topic, or a route
+    topic whose event the worker's routes turn into requests (spec §8). Sending each
+    record back there re-drives it the way it first went; a route event written to the
+    request topic would only be ``unknown_fields``.
+
+    Attributes:
+        request_topic: the configured request topic; also where a record without a
+            ``source-topic`` header goes.
+        route_topics: the topics the configured routes read.
+        to_topic: ``--to-topic``: the destination of every record; None: per record.
+    """
+
+    request_topic: str
+    route_topics: frozenset[str] = frozenset()
+    to_topic: str | None = None
+
+    def choose(self, record: InboundRecord) -> Destination:
+        """The destination of one record (not checked against the broker).
+
+        Args:
+            record: a record of the source topic.
+
+        Returns:
+            ``to_topic`` when set; else its ``source-topic`` when this configuration reads
+            that topic (``NOT_READ`` when it does not); else the request topic.
+        """
+        if self.to_topic is not None:
+            return Destination(self.to_topic, Via.TO_TOPIC)
+        source = source_topic_of(record)
+        if source is None:
+            return Destination(self.request_topic, Via.NO_SOURCE_TOPIC)
+        if source == self.request_topic or source in self.route_topics:
+            return Destination(source, Via.SOURCE_TOPIC)
+        # routes changed or the topic was renamed: nobody would read a record sent there
+        return Destination(source, Via.NOT_READ)
 
 
 @dataclass(frozen=True)
@@ -100,43 +179,112 @@ class OffsetRange:
 
 @dataclass
 class Tally:
-    """What a replay did so far: records read, matched and replayed, by error code.
+    """What a replay did so far: records read, matched, sent and replayed, per topic.
 
     Attributes:
         read: records read from the source topic.
         matched: records that passed the window and the filters.
-        replayed: records the broker acknowledged on the target topic.
         by_error_code: matched records per ``error-code`` header (``none`` without one).
+        sent: matched records handed to the producer (a dry run: that would be), per
+            destination topic.
+        replayed_by_topic: records the broker acknowledged, per destination topic.
         without_value: matched records dead-lettered without their value (too large for
             the dead-letter topic); never replayed, as they would arrive empty.
+        without_source: matched records without a ``source-topic`` header, sent to the
+            request topic (included in ``sent``).
+        not_read: matched records skipped per source topic that neither the request topic
+            nor a route of this configuration reads.
+        missing: matched records skipped per destination topic the broker does not have.
     """
 
     read: int = 0
     matched: int = 0
-    replayed: int = 0
-    without_value: int = 0
     by_error_code: Counter[str] = field(default_factory=Counter)
+    sent: Counter[str] = field(default_factory=Counter)
+    replayed_by_topic: Counter[str] = field(default_factory=Counter)
+    without_value: int = 0
+    without_source: int = 0
+    not_read: Counter[str] = field(default_factory=Counter)
+    missing: Counter[str] = field(default_factory=Counter)
+    # destination of each sent record, in send order: acks are counted in that order
+    _order: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def replayed(self) -> int:
+        """Records the broker acknowledged, on every destination topic."""
+        return sum(self.replayed_by_topic.values())
+
+    @property
+    def skipped(self) -> int:
+        """Matched records left out, for any reason."""
+        return self.without_value + sum(self.not_read.values()) + sum(self.missing.values())
+
+    def count(self, destination: Destination) -> None:
+        """Count one matched record's verdict (not ``matched`` itself).
+
+        Args:
+            destination: where it goes, or why it is skipped.
+        """
+        topic, via = destination.topic, destination.via
+        if via is Via.VALUE_OMITTED or topic is None:
+            self.without_value += 1
+        elif via is Via.NOT_READ:
+            self.not_read[topic] += 1
+        elif via is Via.MISSING:
+            self.missing[topic] += 1
+        else:
+            self.sent[topic] += 1
+            self._order.append(topic)
+            if via is Via.NO_SOURCE_TOPIC:
+                self.without_source += 1
+
+    def acknowledge(self, acked: int) -> None:
+        """Count as replayed the first ``acked`` records sent (the writer confirms in order).
+
+        Args:
+            acked: how many records the broker acknowledged (``RecordWriter.confirm``).
+        """
+        self.replayed_by_topic = Counter(self._order[:acked])
 
     def summary(self, *, dry_run: bool) -> str:
         """Render the one-line summary printed at the end.
 
         Args:
-            dry_run: say "would replay" instead of "replayed".
+            dry_run: say "would replay" (what would be sent) instead of "replayed" (acked).
 
         Returns:
-            ``read N, matched M, replayed K`` and the counts per error code.
+            ``read N, matched M, replayed K``, the counts per destination topic and per
+            error code, then what was skipped or fell back, and why.
         """
-        done = f"would replay {self.matched}" if dry_run else f"replayed {self.replayed}"
-        line = f"read {self.read}, matched {self.matched}, {done}"
+        by_topic = self.sent if dry_run else self.replayed_by_topic
+        done = "would replay" if dry_run else "replayed"
+        line = f"read {self.read}, matched {self.matched}, {done} {sum(by_topic.values())}"
+        if by_topic:
+            line += f"; by topic: {_counts(by_topic)}"
         if self.by_error_code:
-            codes = ", ".join(f"{code}={n}" for code, n in sorted(self.by_error_code.items()))
-            line += f"; by error-code: {codes}"
+            line += f"; by error-code: {_counts(self.by_error_code)}"
+        if self.without_source:
+            line += f"; {self.without_source} without a source-topic header: to the request topic"
+        if self.not_read:
+            line += (
+                f"; {sum(self.not_read.values())} skipped, source topic not read by this "
+                f"configuration ({_counts(self.not_read)}): --to-topic replays them anyway"
+            )
+        if self.missing:
+            line += (
+                f"; {sum(self.missing.values())} skipped, topic does not exist "
+                f"({_counts(self.missing)})"
+            )
         if self.without_value:
             line += (
                 f"; {self.without_value} skipped: dead-lettered without their value, "
                 "replay them from their source-topic/-partition/-offset headers"
             )
         return line
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{name}={n}" for name, n in sorted(counter.items()))
 
 
 def parse_point_in_time(text: str, *, now: datetime) -> datetime:
@@ -218,6 +366,21 @@ def error_code_of(record: InboundRecord) -> str | None:
     """
     raw = record.header(ERROR_CODE_HEADER)
     return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def source_topic_of(record: InboundRecord) -> str | None:
+    """Read the ``source-topic`` header the worker wrote when dead-lettering.
+
+    Args:
+        record: a record of the source topic.
+
+    Returns:
+        The decoded header value, or None when the record has none (or an empty one).
+    """
+    raw = record.header(SOURCE_TOPIC_HEADER)
+    if not raw:
+        return None
+    return raw.decode("utf-8", "replace")
 
 
 def matches(record: InboundRecord, filters: Filters) -> bool:
@@ -329,30 +492,34 @@ def pace_delay(*, sent: int, rate: float | None, elapsed: float) -> float:
 def replay(
     records: Iterable[InboundRecord],
     *,
-    target: str,
+    destinations: Destinations,
     window: Window,
     filters: Filters,
     send: Callable[[OutboundRecord], None] | None,
+    topic_exists: TopicCheck | None = None,
     limit: int | None = None,
     rate: float | None = None,
-    on_match: Callable[[InboundRecord], None] | None = None,
+    on_match: Callable[[InboundRecord, Destination], None] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> Tally:
-    """Select, filter and forward records; the caller confirms the sends afterwards.
+    """Select, filter, route and forward records; the caller confirms the sends afterwards.
 
     Args:
         records: the source records (``kafka_io.reader.read_records``).
-        target: the target topic.
+        destinations: where each record goes.
         window: checked per record for its timestamp (the offsets are already bounded).
         filters: the ``--error-code`` and ``--dag`` filters.
         send: publishes one record; None for a dry run.
+        topic_exists: tells whether a destination exists (asked for each record: cache
+            it); records for one that does not are skipped. None: every topic exists.
         limit: stop after this many matched records; None: no limit.
         rate: at most this many records per second; None: unlimited.
-        on_match: called with each matched record (a dry run lists them).
+        on_match: called with each matched record and its destination (a dry run lists
+            them).
         on_progress: called after each record read, with the running tally.
 
     Returns:
-        The tally; ``replayed`` is left for the caller to fill in from the acks.
+        The tally; ``acknowledge`` is left for the caller to call with the acks.
     """
     tally = Tally()
     started: float | None = None
@@ -361,18 +528,32 @@ def replay(
         if window.holds_time(record.timestamp_ms) and matches(record, filters):
             tally.matched += 1
             tally.by_error_code[error_code_of(record) or NO_ERROR_CODE] += 1
+            destination = _destination(record, destinations, topic_exists)
+            tally.count(destination)
             if on_match is not None:
-                on_match(record)
-            if record.header(VALUE_OMITTED_HEADER) is not None:
-                tally.without_value += 1
-            elif send is not None:
-                started = _pace(started, tally.matched - 1, rate)
-                send(replay_record(record, topic=target))
+                on_match(record, destination)
+            if send is not None and destination.topic is not None and not destination.via.skipped:
+                started = _pace(started, sum(tally.sent.values()) - 1, rate)
+                send(replay_record(record, topic=destination.topic))
         if on_progress is not None:
             on_progress(tally)
         if limit is not None and tally.matched >= limit:
             break
     return tally
+
+
+def _destination(
+    record: InboundRecord, destinations: Destinations, topic_exists: TopicCheck | None
+) -> Destination:
+    if record.header(VALUE_OMITTED_HEADER) is not None:
+        return Destination(None, Via.VALUE_OMITTED)
+    chosen = destinations.choose(record)
+    if chosen.via.skipped or chosen.topic is None or topic_exists is None:
+        return chosen
+    if not topic_exists(chosen.topic):
+        # a producer may create a topic it writes to; one nobody created has no reader
+        return Destination(chosen.topic, Via.MISSING)
+    return chosen
 
 
 def _pace(started: float | None, sent: int, rate: float | None) -> float:

@@ -1,4 +1,4 @@
-"""replay (pure parts): time parsing, windows, filters, header rewriting, pacing, summary."""
+"""replay (pure parts): time parsing, windows, filters, destinations, headers, pacing, summary."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from consumer.outcome import Outcome
 from consumer.pipeline.dead_letter import dead_letter_record
 from consumer.record import InboundRecord, OutboundRecord
 from consumer.replay import (
+    Destination,
+    Destinations,
     Filters,
     OffsetRange,
     Tally,
+    Via,
     Window,
     dag_id_of,
     epoch_ms,
@@ -25,9 +28,11 @@ from consumer.replay import (
     replay,
     replay_headers,
     replay_record,
+    source_topic_of,
 )
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+TO_REQUESTS = Destinations(request_topic="requests")
 ORIGINAL_HEADERS = (("correlation-id", b"c"), ("trace", b"\xff\x00"), ("correlation-id", b"d"))
 
 
@@ -37,6 +42,7 @@ def dlq_record(
     code: str | None = "dag_not_found",
     value: bytes | None = b'{"idempotency_key": "k", "dag_id": "etl"}',
     timestamp_ms: int | None = 1000,
+    source_topic: str | None = "requests",
 ) -> InboundRecord:
     """A record as the worker writes it to the dead-letter topic."""
     added: tuple[tuple[str, bytes], ...] = ()
@@ -44,7 +50,7 @@ def dlq_record(
         added = (
             ("error-code", code.encode()),
             ("error-message", b"no such DAG"),
-            ("source-topic", b"requests"),
+            *(() if source_topic is None else (("source-topic", source_topic.encode()),)),
             ("source-partition", b"2"),
             ("source-offset", b"41"),
         )
@@ -270,7 +276,7 @@ def test_replay_loop_tallies_and_sends_matched_records() -> None:
     sent: list[OutboundRecord] = []
     tally = replay(
         records,
-        target="requests",
+        destinations=TO_REQUESTS,
         window=Window(),
         filters=Filters(dag_ids=frozenset({"etl"})),
         send=sent.append,
@@ -290,12 +296,12 @@ def test_replay_loop_stops_at_the_limit_and_skips_records_outside_the_time_range
     matched: list[InboundRecord] = []
     tally = replay(
         records,
-        target="requests",
+        destinations=TO_REQUESTS,
         window=Window(since_ms=200),
         filters=Filters(),
         send=None,
         limit=2,
-        on_match=matched.append,
+        on_match=lambda record, _: matched.append(record),
     )
     assert [record.offset for record in matched] == [2, 3]
     assert (tally.read, tally.matched) == (4, 2)
@@ -311,18 +317,138 @@ def test_a_copy_without_its_value_is_counted_but_never_replayed() -> None:
     )
     sent: list[OutboundRecord] = []
     tally = replay(
-        [whole, shrunk], target="requests", window=Window(), filters=Filters(), send=sent.append
+        [whole, shrunk],
+        destinations=TO_REQUESTS,
+        window=Window(),
+        filters=Filters(),
+        send=sent.append,
     )
     assert [record.headers[-1] for record in sent] == [("replayed-from", b"dlq/1/0")]
     assert (tally.matched, tally.without_value) == (2, 1)
     assert "1 skipped: dead-lettered without their value" in tally.summary(dry_run=False)
 
 
-def test_summary_line_counts_by_error_code() -> None:
-    """The summary says read, matched, replayed (or would replay) and counts per code."""
-    tally = Tally(read=5, matched=3, replayed=3)
+def test_summary_line_counts_by_topic_and_error_code() -> None:
+    """The summary says read, matched, replayed (or would replay), per topic and per code."""
+    tally = Tally(read=5, matched=3)
     tally.by_error_code.update({"invalid_json": 1, "dag_not_found": 2})
+    for _ in range(3):
+        tally.count(Destination("requests", Via.SOURCE_TOPIC))
+    assert tally.summary(dry_run=True) == (
+        "read 5, matched 3, would replay 3; by topic: requests=3; "
+        "by error-code: dag_not_found=2, invalid_json=1"
+    )
+    assert tally.summary(dry_run=False).startswith("read 5, matched 3, replayed 0; by error-code")
+    tally.acknowledge(3)
     assert tally.summary(dry_run=False) == (
-        "read 5, matched 3, replayed 3; by error-code: dag_not_found=2, invalid_json=1"
+        "read 5, matched 3, replayed 3; by topic: requests=3; "
+        "by error-code: dag_not_found=2, invalid_json=1"
     )
     assert Tally(read=2).summary(dry_run=True) == "read 2, matched 0, would replay 0"
+
+
+# --- destinations --------------------------------------------------------------------------
+
+ROUTED = Destinations(request_topic="requests", route_topics=frozenset({"orders", "files"}))
+
+
+@pytest.mark.parametrize(
+    ("source_topic", "expected"),
+    [
+        ("requests", Destination("requests", Via.SOURCE_TOPIC)),
+        ("orders", Destination("orders", Via.SOURCE_TOPIC)),
+        ("files", Destination("files", Via.SOURCE_TOPIC)),
+        (None, Destination("requests", Via.NO_SOURCE_TOPIC)),
+        ("", Destination("requests", Via.NO_SOURCE_TOPIC)),
+        ("old-orders", Destination("old-orders", Via.NOT_READ)),
+    ],
+)
+def test_a_record_goes_back_to_its_source_topic_when_the_configuration_reads_it(
+    source_topic: str | None, expected: Destination
+) -> None:
+    """Request topic or a route topic: there; no header: the request topic; else skipped."""
+    assert ROUTED.choose(dlq_record(source_topic=source_topic)) == expected
+
+
+@pytest.mark.parametrize("source_topic", ["requests", "orders", "old-orders", None])
+def test_to_topic_overrides_every_source_topic(source_topic: str | None) -> None:
+    """With --to-topic, every record goes there, whatever its source-topic header says."""
+    destinations = dataclasses.replace(ROUTED, to_topic="elsewhere")
+    assert destinations.choose(dlq_record(source_topic=source_topic)) == Destination(
+        "elsewhere", Via.TO_TOPIC
+    )
+
+
+def test_source_topic_of_reads_the_dead_letter_header() -> None:
+    """The source-topic header, decoded; None without one."""
+    assert source_topic_of(dlq_record(source_topic="orders")) == "orders"
+    assert source_topic_of(dlq_record(code=None)) is None
+
+
+def test_replay_loop_sends_each_record_to_its_destination_and_counts_per_topic() -> None:
+    """A mixed DLQ: each record to its own topic; a stray and a missing topic are skipped."""
+    records = [
+        dlq_record(offset=0, source_topic="requests"),
+        dlq_record(offset=1, source_topic="orders"),
+        dlq_record(offset=2, source_topic=None),
+        dlq_record(offset=3, source_topic="old-orders"),
+        dlq_record(offset=4, source_topic="files"),
+        dlq_record(offset=5, source_topic="orders"),
+    ]
+    sent: list[OutboundRecord] = []
+    listed: list[tuple[int, Destination]] = []
+    asked: list[str] = []
+
+    def exists(topic: str) -> bool:
+        asked.append(topic)
+        return topic != "files"
+
+    tally = replay(
+        records,
+        destinations=ROUTED,
+        window=Window(),
+        filters=Filters(),
+        send=sent.append,
+        topic_exists=exists,
+        on_match=lambda record, destination: listed.append((record.offset, destination)),
+    )
+    assert [(record.topic, record.headers[-1][1]) for record in sent] == [
+        ("requests", b"dlq/1/0"),
+        ("orders", b"dlq/1/1"),
+        ("requests", b"dlq/1/2"),
+        ("orders", b"dlq/1/5"),
+    ]
+    assert [destination.via for _, destination in listed] == [
+        Via.SOURCE_TOPIC,
+        Via.SOURCE_TOPIC,
+        Via.NO_SOURCE_TOPIC,
+        Via.NOT_READ,
+        Via.MISSING,
+        Via.SOURCE_TOPIC,
+    ]
+    assert "old-orders" not in asked  # a topic nobody reads is not even looked up
+    assert tally.sent == {"requests": 2, "orders": 2}
+    assert (tally.without_source, tally.not_read, tally.missing) == (
+        1,
+        {"old-orders": 1},
+        {"files": 1},
+    )
+    assert tally.replayed == 0  # nothing counts as replayed before the broker's acks
+    tally.acknowledge(3)  # the writer confirms in send order and stops at the first failure
+    assert tally.replayed_by_topic == {"requests": 2, "orders": 1}
+    line = tally.summary(dry_run=False)
+    assert "replayed 3; by topic: orders=1, requests=2;" in line
+    assert "1 without a source-topic header: to the request topic" in line
+    assert "1 skipped, source topic not read by this configuration (old-orders=1)" in line
+    assert "1 skipped, topic does not exist (files=1)" in line
+
+
+def test_a_copy_without_its_value_is_skipped_before_its_destination_is_chosen() -> None:
+    """A value-omitted copy is skipped as such, even from a source topic nobody reads."""
+    shrunk = dlq_record(source_topic="old-orders")
+    shrunk = dataclasses.replace(
+        shrunk, value=b"", headers=(*shrunk.headers, ("value-omitted-bytes", b"10000008"))
+    )
+    tally = replay([shrunk], destinations=ROUTED, window=Window(), filters=Filters(), send=None)
+    assert (tally.without_value, tally.not_read, tally.sent) == (1, {}, {})
+    assert tally.skipped == 1

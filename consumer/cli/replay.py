@@ -1,4 +1,4 @@
-"""`trigger-consumer replay`: re-drive dead-lettered or past requests into the request topic."""
+"""`trigger-consumer replay`: re-drive dead-lettered or past records to where they came from."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from consumer.kafka_io.security import connection_options
 from consumer.kafka_io.writer import RecordWriter
 from consumer.record import InboundRecord
 from consumer.replay import (
+    Destination,
+    Destinations,
     Filters,
     Tally,
     Window,
@@ -35,10 +37,14 @@ from consumer.replay import (
     parse_point_in_time,
     replay,
     replayed_from,
+    source_topic_of,
 )
 from consumer.settings import Settings, load_settings
 
-HELP = "re-drive dead-lettered (or any past) requests from a topic into the request topic"
+HELP = (
+    "re-drive dead-lettered (or any past) records: each back to its source topic (the request "
+    "topic or a route topic), or all to --to-topic"
+)
 PROGRESS_INTERVAL = 0.2  # seconds between redraws of the terminal progress counter
 # errors that mean "the broker could not be reached", not "the broker said no"
 UNREACHABLE = (
@@ -88,7 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser: the ``replay`` subparser.
     """
     parser.add_argument("--from-topic", help="topic to read (default: the configured DLQ topic)")
-    parser.add_argument("--to-topic", help="topic to write (default: the request topic)")
+    parser.add_argument(
+        "--to-topic",
+        help=(
+            "topic to write every record to (default: each record's source-topic header, when "
+            "the request topic or a route topic; without that header, the request topic)"
+        ),
+    )
     parser.add_argument(
         "--partition", type=_non_negative_int, metavar="N", help="read only this partition"
     )
@@ -166,7 +178,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"trigger-consumer: {exc}", file=sys.stderr)
         return EXIT_USAGE
     source = args.from_topic or settings.dlq_topic
-    target = args.to_topic or settings.request_topic
+    destinations = Destinations(
+        request_topic=settings.request_topic,
+        route_topics=frozenset(settings.routes.topics()),
+        to_topic=args.to_topic,
+    )
     filters = Filters(error_codes=frozenset(args.error_code), dag_ids=frozenset(args.dag))
     progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
     tally = Tally()
@@ -175,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
             args,
             settings=settings,
             source=source,
-            target=target,
+            destinations=destinations,
             window=window,
             filters=filters,
             progress=progress,
@@ -191,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"Kafka error: {_describe(exc)}", EXIT_FAILURE, progress)
     if progress is not None:
         progress.clear()
+    for line in _explain_skips(tally, destinations, dry_run=args.dry_run):
+        print(f"trigger-consumer: {line}", file=sys.stderr)
+    target = args.to_topic or "source topics"
     print(
         f"trigger-consumer replay {source} -> {target}: {tally.summary(dry_run=args.dry_run)}",
         file=sys.stderr,
@@ -198,12 +217,33 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _explain_skips(tally: Tally, destinations: Destinations, *, dry_run: bool) -> list[str]:
+    """One line per topic whose records were skipped, and one for the fallback, if any."""
+    lines = [
+        f"skipped {n} record(s) from topic {topic!r}: this configuration reads it neither as "
+        "the request topic nor through a route, so nothing would read them there; "
+        "--to-topic TOPIC replays them to TOPIC"
+        for topic, n in sorted(tally.not_read.items())
+    ]
+    lines += [
+        f"skipped {n} record(s) for topic {topic!r}: it does not exist"
+        for topic, n in sorted(tally.missing.items())
+    ]
+    if tally.without_source:
+        went = "would go" if dry_run else "went"
+        lines.append(
+            f"{tally.without_source} record(s) without a source-topic header {went} to the "
+            f"request topic {destinations.request_topic!r}"
+        )
+    return lines
+
+
 def _replay(
     args: argparse.Namespace,
     *,
     settings: Settings,
     source: str,
-    target: str,
+    destinations: Destinations,
     window: Window,
     filters: Filters,
     progress: _Progress | None,
@@ -212,17 +252,26 @@ def _replay(
     connection = connection_options(settings)
     reader = open_reader(connection)
     try:
-        if not topic_exists(reader, target):
+        target = destinations.to_topic
+        if target is not None and not topic_exists(reader, target):
             raise ReplayError(f"topic {target!r} does not exist")
+        known: dict[str, bool] = {}
+
+        def exists(topic: str) -> bool:
+            if topic not in known:
+                known[topic] = topic_exists(reader, topic)
+            return known[topic]
+
         ranges = plan_ranges(reader, source, partition=args.partition, window=window)
         records = read_records(reader, source, ranges)
         if args.dry_run:
             return replay(
                 records,
-                target=target,
+                destinations=destinations,
                 window=window,
                 filters=filters,
                 send=None,
+                topic_exists=exists,
                 limit=args.limit,
                 on_match=_list_record,
                 on_progress=progress,
@@ -231,16 +280,17 @@ def _replay(
         try:
             tally = replay(
                 records,
-                target=target,
+                destinations=destinations,
                 window=window,
                 filters=filters,
                 send=writer.send,
+                topic_exists=exists,
                 limit=args.limit,
                 rate=args.rate,
                 on_progress=progress,
             )
-            # spec: report only once the broker acknowledged every replayed record
-            tally.replayed = writer.confirm()
+            # spec: count as replayed only what the broker acknowledged
+            tally.acknowledge(writer.confirm())
             return tally
         finally:
             writer.close()
@@ -248,9 +298,10 @@ def _replay(
         reader.close()
 
 
-def _list_record(record: InboundRecord) -> None:
-    """Print one JSON line per record a dry run would replay."""
+def _list_record(record: InboundRecord, destination: Destination) -> None:
+    """Print one JSON line per matched record of a dry run: where it would go, or why not."""
     key = None if record.key is None else record.key.decode("utf-8", "backslashreplace")
+    skipped = destination.via.skipped
     print(
         json.dumps(
             {
@@ -259,6 +310,9 @@ def _list_record(record: InboundRecord) -> None:
                 "error_code": error_code_of(record),
                 "dag_id": dag_id_of(record.value),
                 "timestamp_ms": record.timestamp_ms,
+                "source_topic": source_topic_of(record),
+                "to_topic": None if skipped else destination.topic,
+                "skipped": destination.via.value if skipped else None,
             }
         ),
         flush=True,

@@ -1,4 +1,4 @@
-"""`trigger-consumer replay` against the real broker: what lands on the target topic, exactly."""
+"""`trigger-consumer replay` against the real broker: what lands on which topic, exactly."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from tests.conftest import KafkaCluster
-from tests.scenarios.harness import end_offsets, read_all
+from tests.scenarios.harness import end_offsets, produce, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR_MS = 3_600_000
@@ -33,20 +33,22 @@ class Sample:
     value: bytes
     code: str | None
     timestamp_ms: int
+    origin: str = "dag-trigger-requests"
 
     @property
     def headers(self) -> list[tuple[str, bytes]]:
         """The original headers plus, for a dead-lettered record, the worker's five."""
         if self.code is None:
             return list(ORIGINAL_HEADERS)
-        return [
-            *ORIGINAL_HEADERS,
-            ("error-code", self.code.encode()),
-            ("error-message", f"failed: {self.code}".encode()),
-            ("source-topic", b"dag-trigger-requests"),
-            ("source-partition", b"0"),
-            ("source-offset", b"17"),
-        ]
+        return [*ORIGINAL_HEADERS, *dead_letter_headers(self.code, self.origin)]
+
+
+def dead_letter_headers(code: str, origin: str | None) -> list[tuple[str, bytes]]:
+    """The headers the worker adds when dead-lettering (``source-topic`` only with ``origin``)."""
+    added = [("error-code", code.encode()), ("error-message", f"failed: {code}".encode())]
+    if origin is not None:
+        added.append(("source-topic", origin.encode()))
+    return [*added, ("source-partition", b"0"), ("source-offset", b"17")]
 
 
 def request(key: str, dag_id: str) -> bytes:
@@ -54,17 +56,28 @@ def request(key: str, dag_id: str) -> bytes:
     return json.dumps({"idempotency_key": key, "dag_id": dag_id}).encode()
 
 
-def samples(base_ms: int) -> list[Sample]:
-    """Six records on partition 0, one hour apart from ``base_ms``, and two on partition 1."""
+def samples(base_ms: int, origin: str) -> list[Sample]:
+    """Six records on partition 0, one hour apart from ``base_ms``, and two on partition 1.
+
+    The dead-lettered ones came from ``origin``; the one without an ``error-code`` has no
+    ``source-topic`` header either.
+    """
     return [
-        Sample(0, b"k0", request("k0", "etl"), "dag_not_found", base_ms),
-        Sample(0, b"k1", request("k1", "report"), "airflow_unavailable", base_ms + HOUR_MS),
-        Sample(0, b"k2", b"{not json", "invalid_json", base_ms + 2 * HOUR_MS),
-        Sample(0, None, request("k3", "etl"), "airflow_unavailable", base_ms + 3 * HOUR_MS),
-        Sample(0, b"k4", request("k4", "etl"), None, base_ms + 4 * HOUR_MS),
-        Sample(0, b"\x00k5\xff", request("k5", "report"), "dag_not_found", base_ms + 5 * HOUR_MS),
-        Sample(1, b"p1-0", request("p1-0", "etl"), "dag_not_found", base_ms),
-        Sample(1, b"p1-1", request("p1-1", "etl"), "invalid_json", base_ms + HOUR_MS),
+        Sample(0, b"k0", request("k0", "etl"), "dag_not_found", base_ms, origin),
+        Sample(0, b"k1", request("k1", "report"), "airflow_unavailable", base_ms + HOUR_MS, origin),
+        Sample(0, b"k2", b"{not json", "invalid_json", base_ms + 2 * HOUR_MS, origin),
+        Sample(0, None, request("k3", "etl"), "airflow_unavailable", base_ms + 3 * HOUR_MS, origin),
+        Sample(0, b"k4", request("k4", "etl"), None, base_ms + 4 * HOUR_MS, origin),
+        Sample(
+            0,
+            b"\x00k5\xff",
+            request("k5", "report"),
+            "dag_not_found",
+            base_ms + 5 * HOUR_MS,
+            origin,
+        ),
+        Sample(1, b"p1-0", request("p1-0", "etl"), "dag_not_found", base_ms, origin),
+        Sample(1, b"p1-1", request("p1-1", "etl"), "invalid_json", base_ms + HOUR_MS, origin),
     ]
 
 
@@ -166,7 +179,7 @@ def setup(kafka: KafkaCluster, new_topic: Callable[..., str]) -> Setup:
     base_ms = int(time.time() * 1000) - 21 * HOUR_MS // 2
     source = new_topic(partitions=2, prefix="replay-dlq")
     target = new_topic(partitions=1, prefix="replay-requests")
-    written = samples(base_ms)
+    written = samples(base_ms, origin=target)
     write(kafka.bootstrap_servers, source, written)
     return Setup(kafka.bootstrap_servers, source, target, written, base_ms)
 
@@ -187,7 +200,8 @@ def test_offset_range_replays_exactly_those_records(setup: Setup) -> None:
     assert result.returncode == 0, result.stderr
     setup.expect_replayed(setup.written[1:4])
     assert summary(result).endswith(
-        "read 3, matched 3, replayed 3; by error-code: airflow_unavailable=2, invalid_json=1"
+        f"read 3, matched 3, replayed 3; by topic: {setup.target}=3; "
+        "by error-code: airflow_unavailable=2, invalid_json=1"
     )
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1  # nothing per message off a terminal
@@ -223,7 +237,8 @@ def test_error_code_filter_is_repeatable(setup: Setup) -> None:
     assert result.returncode == 0, result.stderr
     setup.expect_replayed([setup.written[i] for i in (1, 2, 3, 7)])
     assert summary(result).endswith(
-        "read 8, matched 4, replayed 4; by error-code: airflow_unavailable=2, invalid_json=2"
+        f"read 8, matched 4, replayed 4; by topic: {setup.target}=4; "
+        "by error-code: airflow_unavailable=2, invalid_json=2"
     )
 
 
@@ -254,6 +269,9 @@ def test_dry_run_lists_and_writes_nothing(setup: Setup) -> None:
             "error_code": "dag_not_found",
             "dag_id": "etl",
             "timestamp_ms": setup.base_ms,
+            "source_topic": setup.target,
+            "to_topic": setup.target,
+            "skipped": None,
         },
         {
             "replayed_from": f"{setup.source}/0/5",
@@ -261,21 +279,28 @@ def test_dry_run_lists_and_writes_nothing(setup: Setup) -> None:
             "error_code": "dag_not_found",
             "dag_id": "report",
             "timestamp_ms": setup.base_ms + 5 * HOUR_MS,
+            "source_topic": setup.target,
+            "to_topic": setup.target,
+            "skipped": None,
         },
     ]
     assert summary(result).endswith(
-        "read 6, matched 2, would replay 2; by error-code: dag_not_found=2"
+        f"read 6, matched 2, would replay 2; by topic: {setup.target}=2; "
+        "by error-code: dag_not_found=2"
     )
     assert sum(end_offsets(setup.bootstrap, setup.target).values()) == 0
 
 
-def test_defaults_read_the_dlq_topic_and_write_the_request_topic(setup: Setup) -> None:
-    """Without --from-topic/--to-topic, the configured DLQ and request topics are used."""
+def test_defaults_read_the_dlq_topic_and_write_each_record_to_its_source_topic(
+    setup: Setup,
+) -> None:
+    """Without --from-topic/--to-topic: the configured DLQ, back to the request topic."""
     env = setup.env(dlq_topic=setup.source, request_topic=setup.target)
     result = run_cli("--partition", "1", env=env)
     assert result.returncode == 0, result.stderr
     setup.expect_replayed(setup.written[6:])
-    assert f"{setup.source} -> {setup.target}" in summary(result)
+    assert f"{setup.source} -> source topics: " in summary(result)
+    assert f"replayed 2; by topic: {setup.target}=2" in summary(result)
 
 
 def test_reading_stops_at_the_end_captured_at_start(setup: Setup) -> None:
@@ -355,3 +380,159 @@ def test_unreachable_kafka_exits_3() -> None:
     result = run_cli("--from-topic", "t", "--to-topic", "t", env=cli_env(f"127.0.0.1:{port}"))
     assert result.returncode == 3
     assert "Kafka unreachable" in result.stderr
+
+
+# --- destinations: each record back to its source topic ----------------------------------
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """A DLQ holding a request, a route event, a record without source-topic and a stray.
+
+    The configuration reads ``requests`` as the request topic and ``events`` through a
+    route; ``gone`` is a source topic it no longer reads (and that does not exist).
+    """
+
+    bootstrap: str
+    dlq: str
+    requests: str
+    events: str
+    gone: str
+
+    def env(self, **settings: str) -> dict[str, str]:
+        """The worker's configuration: these topics and one route on ``events``."""
+        route = {"name": "orders", "topics": [self.events], "dag_id": "etl"}
+        return cli_env(
+            self.bootstrap,
+            dlq_topic=self.dlq,
+            request_topic=self.requests,
+            routes=json.dumps([route]),
+            **settings,
+        )
+
+    def values(self, topic: str, at_least: int) -> list[bytes]:
+        """The values on ``topic`` once it holds ``at_least``, sorted."""
+        return sorted(r.value for r in read_all(self.bootstrap, topic, at_least=at_least))
+
+
+EVENT = b'{"order_id": 7}'
+STRAY = b'{"legacy": true}'
+NO_ORIGIN = request("k-none", "etl")
+
+
+@pytest.fixture
+def mixed(kafka: KafkaCluster, new_topic: Callable[..., str]) -> Mixed:
+    """The DLQ of ``Mixed``, written in this order: request, event, no origin, stray."""
+    setup = Mixed(
+        bootstrap=kafka.bootstrap_servers,
+        dlq=new_topic(prefix="replay-mixed-dlq"),
+        requests=new_topic(prefix="replay-mixed-requests"),
+        events=new_topic(prefix="replay-mixed-events"),
+        gone=f"replay-gone-{time.time_ns()}",
+    )
+    produce(
+        setup.bootstrap,
+        setup.dlq,
+        [
+            (
+                b"k-req",
+                request("k-req", "etl"),
+                dead_letter_headers("dag_not_found", setup.requests),
+            ),
+            (None, EVENT, dead_letter_headers("dag_not_allowed", setup.events)),
+            (b"k-none", NO_ORIGIN, dead_letter_headers("airflow_unavailable", None)),
+            (None, STRAY, dead_letter_headers("dag_not_found", setup.gone)),
+        ],
+    )
+    return setup
+
+
+def test_each_record_goes_back_to_its_source_topic(mixed: Mixed) -> None:
+    """Request → request topic, route event → its route topic, no header → request topic.
+
+    A source topic the configuration does not read is skipped, named, and not created.
+    """
+    result = run_cli(env=mixed.env())
+    assert result.returncode == 0, result.stderr
+    assert mixed.values(mixed.requests, at_least=2) == sorted([request("k-req", "etl"), NO_ORIGIN])
+    assert mixed.values(mixed.events, at_least=1) == [EVENT]
+    assert sum(end_offsets(mixed.bootstrap, mixed.requests).values()) == 2
+    assert sum(end_offsets(mixed.bootstrap, mixed.events).values()) == 1
+    assert summary(result) == (
+        f"trigger-consumer replay {mixed.dlq} -> source topics: read 4, matched 4, replayed 3; "
+        f"by topic: {mixed.events}=1, {mixed.requests}=2; by error-code: airflow_unavailable=1, "
+        "dag_not_allowed=1, dag_not_found=2; 1 without a source-topic header: to the request "
+        f"topic; 1 skipped, source topic not read by this configuration ({mixed.gone}=1): "
+        "--to-topic replays them anyway"
+    )
+    notes = result.stderr.strip().splitlines()[:-1]
+    assert notes == [
+        f"trigger-consumer: skipped 1 record(s) from topic {mixed.gone!r}: this configuration "
+        "reads it neither as the request topic nor through a route, so nothing would read them "
+        "there; --to-topic TOPIC replays them to TOPIC",
+        "trigger-consumer: 1 record(s) without a source-topic header went to the request topic "
+        f"{mixed.requests!r}",
+    ]
+    consumer = KafkaConsumer(bootstrap_servers=mixed.bootstrap)
+    try:
+        assert mixed.gone not in consumer.topics()
+    finally:
+        consumer.close()
+
+
+def test_to_topic_overrides_every_source_topic(mixed: Mixed, new_topic: Callable[..., str]) -> None:
+    """--to-topic sends every record there, a source topic nobody reads included."""
+    target = new_topic(prefix="replay-mixed-target")
+    result = run_cli("--to-topic", target, env=mixed.env())
+    assert result.returncode == 0, result.stderr
+    assert mixed.values(target, at_least=4) == sorted(
+        [request("k-req", "etl"), EVENT, NO_ORIGIN, STRAY]
+    )
+    assert f"{mixed.dlq} -> {target}: read 4, matched 4, replayed 4; by topic: {target}=4;" in (
+        summary(result)
+    )
+    assert "skipped" not in result.stderr
+    for topic in (mixed.requests, mixed.events):
+        assert sum(end_offsets(mixed.bootstrap, topic).values()) == 0
+
+
+def test_dry_run_counts_per_destination_topic(mixed: Mixed) -> None:
+    """--dry-run lists where each record would go (or why not) and counts per topic."""
+    result = run_cli("--dry-run", env=mixed.env())
+    assert result.returncode == 0, result.stderr
+    listed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["source_topic"], r["to_topic"], r["skipped"]) for r in listed] == [
+        (mixed.requests, mixed.requests, None),
+        (mixed.events, mixed.events, None),
+        (None, mixed.requests, None),
+        (mixed.gone, None, "source_topic_not_read"),
+    ]
+    assert (
+        f"read 4, matched 4, would replay 3; by topic: {mixed.events}=1, {mixed.requests}=2;"
+        in summary(result)
+    )
+    assert "without a source-topic header would go to the request topic" in result.stderr
+    for topic in (mixed.requests, mixed.events):
+        assert sum(end_offsets(mixed.bootstrap, topic).values()) == 0
+
+
+def test_a_configured_topic_missing_on_the_broker_is_skipped_not_created(mixed: Mixed) -> None:
+    """A route topic in the configuration that the broker lacks gets nothing; the rest replays."""
+    missing = f"{mixed.events}-missing"
+    route = {"name": "orders", "topics": [missing], "dag_id": "etl"}
+    env = mixed.env()
+    env["TRIGGER_CONSUMER_ROUTES"] = json.dumps([route])
+    produce(
+        mixed.bootstrap, mixed.dlq, [(None, EVENT, dead_letter_headers("dag_not_found", missing))]
+    )
+    result = run_cli("--error-code", "dag_not_found", env=env)
+    assert result.returncode == 0, result.stderr
+    assert mixed.values(mixed.requests, at_least=1) == [request("k-req", "etl")]
+    assert f"replayed 1; by topic: {mixed.requests}=1;" in summary(result)
+    assert f"1 skipped, topic does not exist ({missing}=1)" in summary(result)
+    assert f"skipped 1 record(s) for topic {missing!r}: it does not exist" in result.stderr
+    consumer = KafkaConsumer(bootstrap_servers=mixed.bootstrap)
+    try:
+        assert missing not in consumer.topics()
+    finally:
+        consumer.close()
