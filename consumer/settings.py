@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ from pydantic_settings import (
 
 from consumer.errors import ConfigError
 from consumer.routes.config import RouteTable, TopicOptions
+from consumer.store.redaction import display_url
 
 ENV_PREFIX = "TRIGGER_CONSUMER_"
 # Variables of the test harness (e.g. TRIGGER_CONSUMER_TEST_KAFKA_BOOTSTRAP), not settings;
@@ -155,6 +157,11 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(None, description="optional TOML config file")
     log_format: Literal["auto", "json", "console"] = Field("auto", description="log format")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="level")
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        """The fields as ``repr`` and ``str`` show them: the store URL's passwords masked."""
+        for name, value in super().__repr_args__():
+            yield name, display_url(value) if name == "store_url" else value
 
     @model_validator(mode="before")
     @classmethod

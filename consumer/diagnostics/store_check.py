@@ -8,9 +8,10 @@ import uuid
 import psycopg
 
 from consumer.diagnostics.result import CLIENT_ID, CheckResult
-from consumer.errors import ConfigError, describe_error
+from consumer.errors import ConfigError, StoreUnavailableError, describe_error
 from consumer.settings import Settings, env_name
 from consumer.store import POSTGRES_SCHEMES, open_store
+from consumer.store.redaction import display_url, mask_url_secrets
 
 
 def check_store(settings: Settings) -> CheckResult:
@@ -34,18 +35,20 @@ def check_store(settings: Settings) -> CheckResult:
     )
     secret = settings.store_password
     password = None if secret is None else secret.get_secret_value()
+    url = settings.store_url
     try:
-        store = open_store(settings.store_url, settings.dedup_retention, password=password)
+        store = open_store(url, settings.dedup_retention, password=password)
     except ConfigError as exc:
-        return CheckResult("store", False, str(exc), remedy)
-    where = getattr(store, "where", settings.store_url)
+        return CheckResult("store", False, mask_url_secrets(str(exc), url), remedy)
+    where = display_url(url)  # a password in the URL's query string too (issue 28)
     try:
         key = f"{CLIENT_ID}-probe-{uuid.uuid4().hex}"
         store.mark_pending(key, fingerprint="doctor", dag_id="doctor", dag_run_id=key)
         store.release(key)
         version = store.schema_version() if hasattr(store, "schema_version") else None
-    except (sqlite3.Error, psycopg.Error, OSError, ConfigError) as exc:
-        return CheckResult("store", False, f"{where}: {describe_error(exc)}", remedy)
+    except (sqlite3.Error, psycopg.Error, OSError, ConfigError, StoreUnavailableError) as exc:
+        said = mask_url_secrets(describe_error(exc), url)
+        return CheckResult("store", False, f"{where}: {said}", remedy)
     finally:
         store.close()
     schema = f", schema version {version}" if version is not None else ""

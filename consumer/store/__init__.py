@@ -272,7 +272,11 @@ class IdempotencyStore(Protocol):
         already ``owner``'s (renewing it), least recently leased first, so that every
         tracked run gets its turn however many there are. While a lease lasts no other
         owner gets the entry: each run is watched by one replica at a time, and by
-        another one once its holder stopped renewing (died).
+        another one once its holder stopped renewing (died or stalled).
+
+        A store shared by hosts times leases by its own clock (the database server's),
+        never by the callers': replicas whose clocks disagree by minutes still agree on
+        when a lease ends.
 
         Args:
             owner: the leasing process's id, unique per process.
@@ -281,6 +285,25 @@ class IdempotencyStore(Protocol):
 
         Returns:
             The leased entries, oldest first.
+        """
+        ...
+
+    def renew_leases(self, owner: str, ttl: timedelta, keys: Collection[str]) -> set[str]:
+        """Extend ``owner``'s leases on ``keys`` to at least ``ttl`` from now, atomically per row.
+
+        The fence of a tracked run's ``completed`` reply: a key comes back only while
+        ``owner`` still holds it, that is no other owner took it over since (a lease that
+        ran out but that nobody took is still ``owner``'s, and is renewed), and the run is
+        still tracked. A renewal never shortens a lease (a longer one taken before a
+        publish outlives a shorter renewal of the same key).
+
+        Args:
+            owner: the process id given to ``lease_tracked``.
+            ttl: how long the leases last from now, at least.
+            keys: idempotency keys ``owner`` leased.
+
+        Returns:
+            The keys of ``keys`` that ``owner`` holds, their leases extended.
         """
         ...
 
@@ -295,25 +318,28 @@ class IdempotencyStore(Protocol):
         """
         ...
 
-    def mark_completed(self, key: str, run_state: str) -> bool:
-        """Note that the tracked run of ``key`` reached the final ``run_state``.
+    def mark_completed(self, key: str, run_state: str, *, owner: str | None = None) -> bool:
+        """Note that the tracked run of ``key`` reached the final ``run_state``; end its lease.
 
         Args:
             key: the idempotency key.
             run_state: Airflow's final state of the run.
+            owner: when given, only the holder of the key's lease may mark it (as
+                ``renew_leases`` judges holding); None marks whoever holds it.
 
         Returns:
             Whether a live entry was updated.
         """
         ...
 
-    def abandon_tracking(self, key: str) -> bool:
-        """Stop tracking the run of ``key`` without it having been seen complete.
+    def abandon_tracking(self, key: str, *, owner: str | None = None) -> bool:
+        """Stop tracking the run of ``key`` without it having been seen complete; end its lease.
 
         The entry leaves ``tracked_runs``; its ``track`` flag and ``run_state`` are kept.
 
         Args:
             key: the idempotency key.
+            owner: when given, only the holder of the key's lease may abandon it.
 
         Returns:
             Whether a live entry was updated.

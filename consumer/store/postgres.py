@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, LiteralString
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from consumer.errors import ConfigError
 from consumer.store import (
@@ -20,6 +20,7 @@ from consumer.store import (
     StoredEntry,
 )
 from consumer.store.failures import store_failures
+from consumer.store.postgres_failures import classify_postgres_error
 from consumer.store.postgres_schema import (
     COLUMNS,
     ENTRY_COLUMNS,
@@ -28,6 +29,7 @@ from consumer.store.postgres_schema import (
     apply_schema,
     entry_from_row,
 )
+from consumer.store.redaction import display_url, mask_url_secrets
 
 DEFAULT_POOL_SIZE = 16  # connections per replica; the dispatcher's threads share them
 CONNECT_TIMEOUT = 10.0  # seconds to reach the database at start-up before giving up
@@ -71,40 +73,40 @@ _TRACKED = (
     "track AND completed_at IS NULL AND abandoned_at IS NULL"
     " AND status <> 'pending' AND created_at >= %(cutoff)s"
 )
+# Leases are timed by the server's clock, so that replicas whose clocks disagree still agree
+# on when one ends; clock_timestamp(), not now(): a statement that waited for a row lock
+# counts from when it got it, not from when it began.
 _LEASE = (
-    f"UPDATE {TABLE} SET lease_owner = %(owner)s, lease_until = %(until)s,"  # noqa: S608 -- constants
-    " leased_at = %(now)s"
+    f"UPDATE {TABLE} SET lease_owner = %(owner)s,"  # noqa: S608 -- constants
+    " lease_until = clock_timestamp() + %(ttl)s, leased_at = clock_timestamp()"
     f" WHERE key IN (SELECT key FROM {TABLE} WHERE {_TRACKED}"
-    " AND (lease_until IS NULL OR lease_until < %(now)s OR lease_owner = %(owner)s)"
+    " AND (lease_until IS NULL OR lease_until < clock_timestamp() OR lease_owner = %(owner)s)"
     " ORDER BY leased_at NULLS FIRST, created_at, key LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
     f" RETURNING {COLUMNS}"
 )
+# The fence: the owner column is the token. Another replica becomes owner only through
+# _LEASE, which takes expired leases alone, and this UPDATE checks and extends under the
+# row lock, so a key it returns cannot be taken over before the new lease_until.
+_RENEW = (
+    f"UPDATE {TABLE} SET lease_until = GREATEST(lease_until, clock_timestamp() + %(ttl)s)"  # noqa: S608 -- constants
+    f" WHERE key = ANY(%(keys)s) AND lease_owner = %(owner)s AND {_TRACKED}"
+    f" RETURNING {COLUMNS}"
+)
+_HELD_BY = "(%(owner)s::text IS NULL OR t.lease_owner = %(owner)s)"
 
 
-# a lost connection, a server restart or a pool with no free connection in time: hold
-DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, PoolTimeout)
+# every driver error, the pool's too (PoolTimeout is an OperationalError); the SQLSTATE
+# decides whether it holds (postgres_failures)
+DRIVER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error,)
+
+
+def _failures() -> AbstractContextManager[None]:
+    """Driver errors as the store reports them: outages held, bugs unchanged."""
+    return store_failures(*DRIVER_ERRORS, classify=classify_postgres_error)
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def display_url(url: str) -> str:
-    """Return ``url`` without its password, for messages and logs.
-
-    Args:
-        url: a libpq connection URI.
-
-    Returns:
-        The URI with any password replaced by ``***``.
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class PostgresStore:
@@ -112,9 +114,10 @@ class PostgresStore:
 
     Every method is one statement in autocommit (atomic on its own), so the hot path
     costs one round trip per poll for the reads (``get_many``) and two per new key for
-    the writes (``mark_pending``, ``record``). Instants come from the injected clock,
-    not from the server, so replicas' clocks should be NTP-synchronised (as Kafka's
-    own timestamps already assume).
+    the writes (``mark_pending``, ``record``). An entry's instants (creation, retention)
+    come from the injected clock, so replicas' clocks should be NTP-synchronised (as
+    Kafka's own timestamps already assume); tracking leases are timed by the server's
+    clock alone, so a skewed replica never takes a live lease.
     """
 
     def __init__(
@@ -156,8 +159,9 @@ class PostgresStore:
             with psycopg.connect(url, connect_timeout=int(connect_timeout), **kwargs) as conn:
                 apply_schema(conn, self._where)
         except psycopg.Error as exc:
+            said = mask_url_secrets(str(exc), url)  # libpq may quote a value of the URL
             raise ConfigError(
-                f"cannot open idempotency store {self._where} (TRIGGER_CONSUMER_STORE_URL): {exc}"
+                f"cannot open idempotency store {self._where} (TRIGGER_CONSUMER_STORE_URL): {said}"
             ) from exc
         self._pool = ConnectionPool(
             url,
@@ -180,11 +184,11 @@ class PostgresStore:
         return self._where
 
     def _rows(self, sql: LiteralString, params: Mapping[str, Any]) -> list[StoredEntry]:
-        with store_failures(*DRIVER_ERRORS), self._pool.connection() as conn:
+        with _failures(), self._pool.connection() as conn:
             return [entry_from_row(row) for row in conn.execute(sql, params).fetchall()]
 
     def _count(self, sql: LiteralString, params: Mapping[str, Any]) -> int:
-        with store_failures(*DRIVER_ERRORS), self._pool.connection() as conn:
+        with _failures(), self._pool.connection() as conn:
             return conn.execute(sql, params).rowcount
 
     def _cutoff(self) -> datetime:
@@ -305,15 +309,15 @@ class PostgresStore:
 
     def lease_tracked(self, owner: str, ttl: timedelta, limit: int = 1000) -> list[StoredEntry]:
         """Lease up to ``limit`` tracked runs to ``owner`` (``IdempotencyStore.lease_tracked``)."""
-        now = self._clock()
-        params = {
-            "owner": owner,
-            "until": now + ttl,
-            "now": now,
-            "cutoff": now - self._retention,
-            "limit": limit,
-        }
+        params = {"owner": owner, "ttl": ttl, "cutoff": self._cutoff(), "limit": limit}
         return sorted(self._rows(_LEASE, params), key=lambda e: (e.created_at, e.key))
+
+    def renew_leases(self, owner: str, ttl: timedelta, keys: Collection[str]) -> set[str]:
+        """Extend ``owner``'s leases on ``keys``; return those it holds (the publish fence)."""
+        if not keys:
+            return set()
+        params = {"owner": owner, "ttl": ttl, "keys": list(set(keys)), "cutoff": self._cutoff()}
+        return {entry.key for entry in self._rows(_RENEW, params)}
 
     def release_leases(self, owner: str) -> int:
         """Give up every lease ``owner`` holds; return how many."""
@@ -323,25 +327,39 @@ class PostgresStore:
         )
         return self._count(sql, {"owner": owner})
 
-    def mark_completed(self, key: str, run_state: str) -> bool:
-        """Note that the tracked run of ``key`` reached ``run_state``; release its lease."""
+    def mark_completed(self, key: str, run_state: str, *, owner: str | None = None) -> bool:
+        """Note that the tracked run of ``key`` reached ``run_state``; end its lease.
+
+        With ``owner``, only while ``owner`` holds the key's lease.
+        """
         sql = (
             f"UPDATE {TABLE} t SET run_state = %(state)s, completed_at = %(now)s,"  # noqa: S608
             " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL"
-            f" WHERE key = %(key)s AND {_LIVE}"
+            f" WHERE key = %(key)s AND {_LIVE} AND {_HELD_BY}"
         )
         now = self._clock()
-        params = {"state": run_state, "now": now, "key": key, "cutoff": now - self._retention}
+        params = {
+            "state": run_state,
+            "now": now,
+            "key": key,
+            "owner": owner,
+            "cutoff": now - self._retention,
+        }
         return self._count(sql, params) > 0
 
-    def abandon_tracking(self, key: str) -> bool:
-        """Stop tracking the run of ``key`` without it having been seen complete."""
+    def abandon_tracking(self, key: str, *, owner: str | None = None) -> bool:
+        """Stop tracking the run of ``key`` without it being seen complete; end its lease.
+
+        With ``owner``, only while ``owner`` holds the key's lease.
+        """
         sql = (
-            f"UPDATE {TABLE} t SET abandoned_at = %(now)s, updated_at = %(now)s"  # noqa: S608
-            f" WHERE key = %(key)s AND {_LIVE}"
+            f"UPDATE {TABLE} t SET abandoned_at = %(now)s, updated_at = %(now)s,"  # noqa: S608
+            " lease_owner = NULL, lease_until = NULL"
+            f" WHERE key = %(key)s AND {_LIVE} AND {_HELD_BY}"
         )
         now = self._clock()
-        return self._count(sql, {"now": now, "key": key, "cutoff": now - self._retention}) > 0
+        params = {"now": now, "key": key, "owner": owner, "cutoff": now - self._retention}
+        return self._count(sql, params) > 0
 
     def purge(self, older_than: datetime) -> int:
         """Delete entries created before the timezone-aware ``older_than``; return how many."""
@@ -360,7 +378,7 @@ class PostgresStore:
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the database."""
-        with store_failures(*DRIVER_ERRORS), self._pool.connection() as conn:
+        with _failures(), self._pool.connection() as conn:
             row = conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone()  # noqa: S608
         return int(row[0]) if row else 0
 

@@ -1,6 +1,7 @@
 """SqliteStore: the idempotency store in an embedded SQLite file (WAL, thread-safe).
 
-Once open, every SQLite failure is raised as ``StoreUnavailableError`` (``failures``).
+Once open, a SQLite outage (locked, read-only, full, I/O) is raised as
+``StoreUnavailableError``; an error of the statement or its data propagates (``failures``).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ from consumer.store import (
     may_overwrite,
 )
 from consumer.store.failures import store_failures
+from consumer.store.sqlite_failures import classify_sqlite_error
 from consumer.store.sqlite_schema import (
     COLUMNS,
     ORIGIN_COLUMNS,
@@ -37,6 +39,16 @@ MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 10_000
 READ_BATCH = 500  # keys per SELECT: far below SQLite's bound on bound parameters
 _ORIGIN_MARKS = ", ".join("?" * len(ORIGIN_COLUMNS.split(",")))
+_HELD_BY = "(? IS NULL OR lease_owner = ?)"  # the owner twice: None marks whoever holds it
+_STILL_TRACKED = (
+    "track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
+    " AND status != ? AND created_at >= ?"
+)
+
+
+def _failures() -> AbstractContextManager[None]:
+    """SQLite errors as the store reports them: outages held, bugs unchanged."""
+    return store_failures(sqlite3.Error, classify=classify_sqlite_error)
 
 
 def _utc_now() -> datetime:
@@ -121,7 +133,7 @@ class SqliteStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock, store_failures(sqlite3.Error):
+        with self._lock, _failures():
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
@@ -158,7 +170,7 @@ class SqliteStore:
         Returns:
             The entry, or None.
         """
-        with self._lock, store_failures(sqlite3.Error):
+        with self._lock, _failures():
             return self._select_live(self._conn.cursor(), key)
 
     def get_many(self, keys: Collection[str]) -> dict[str, StoredEntry]:
@@ -174,7 +186,7 @@ class SqliteStore:
         """
         unique = list(dict.fromkeys(keys))
         found: dict[str, StoredEntry] = {}
-        with self._lock, store_failures(sqlite3.Error):
+        with self._lock, _failures():
             cur = self._conn.cursor()
             cutoff = self._cutoff()
             for start in range(0, len(unique), READ_BATCH):
@@ -296,25 +308,33 @@ class SqliteStore:
             ).fetchall()
         return [entry_from_row(row) for row in rows]
 
-    def mark_completed(self, key: str, run_state: str) -> bool:
-        """Note that the tracked run of ``key`` reached ``run_state``; release its lease."""
+    def mark_completed(self, key: str, run_state: str, *, owner: str | None = None) -> bool:
+        """Note that the tracked run of ``key`` reached ``run_state``; end its lease.
+
+        With ``owner``, only while ``owner`` holds the key's lease.
+        """
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             updated = cur.execute(
-                "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?,"
-                " lease_owner = NULL, lease_until = NULL WHERE key = ? AND created_at >= ?",
-                (run_state, now, now, key, self._cutoff()),
+                "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?,"  # noqa: S608 -- constants
+                " lease_owner = NULL, lease_until = NULL WHERE key = ? AND created_at >= ?"
+                f" AND {_HELD_BY}",
+                (run_state, now, now, key, self._cutoff(), owner, owner),
             )
             return updated.rowcount > 0
 
-    def abandon_tracking(self, key: str) -> bool:
-        """Stop tracking the run of ``key`` without it having been seen complete."""
+    def abandon_tracking(self, key: str, *, owner: str | None = None) -> bool:
+        """Stop tracking the run of ``key`` without it being seen complete; end its lease.
+
+        With ``owner``, only while ``owner`` holds the key's lease.
+        """
         now = to_epoch(self._clock())
         with self._transaction() as cur:
             updated = cur.execute(
-                "UPDATE idempotency SET abandoned_at = ?, updated_at = ?"
-                " WHERE key = ? AND created_at >= ?",
-                (now, now, key, self._cutoff()),
+                "UPDATE idempotency SET abandoned_at = ?, updated_at = ?,"  # noqa: S608 -- constants
+                " lease_owner = NULL, lease_until = NULL"
+                f" WHERE key = ? AND created_at >= ? AND {_HELD_BY}",
+                (now, now, key, self._cutoff(), owner, owner),
             )
             return updated.rowcount > 0
 
@@ -361,6 +381,36 @@ class SqliteStore:
             ).fetchall()
         return sorted((entry_from_row(row) for row in rows), key=lambda e: (e.created_at, e.key))
 
+    def renew_leases(self, owner: str, ttl: timedelta, keys: Collection[str]) -> set[str]:
+        """Extend ``owner``'s leases on ``keys``; return those it holds (the publish fence).
+
+        One host's file: the local clock times the leases, as in ``lease_tracked``.
+
+        Args:
+            owner: the process id given to ``lease_tracked``.
+            ttl: how long the leases last from now, at least.
+            keys: idempotency keys ``owner`` leased.
+
+        Returns:
+            The keys of ``keys`` that ``owner`` holds, their leases extended.
+        """
+        unique = list(dict.fromkeys(keys))
+        until = to_epoch(self._clock() + ttl)
+        held: set[str] = set()
+        with self._transaction() as cur:
+            cutoff = self._cutoff()
+            for start in range(0, len(unique), READ_BATCH):
+                chunk = unique[start : start + READ_BATCH]
+                marks = ",".join("?" * len(chunk))
+                rows = cur.execute(
+                    "UPDATE idempotency SET lease_until = max(coalesce(lease_until, 0), ?)"  # noqa: S608 -- ? marks
+                    f" WHERE key IN ({marks}) AND lease_owner = ? AND {_STILL_TRACKED}"
+                    " RETURNING key",
+                    (until, *chunk, owner, EntryStatus.PENDING.value, cutoff),
+                ).fetchall()
+                held.update(str(row[0]) for row in rows)
+        return held
+
     def release_leases(self, owner: str) -> int:
         """Give up every lease ``owner`` holds; return how many."""
         with self._transaction() as cur:
@@ -372,7 +422,7 @@ class SqliteStore:
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the database."""
-        with self._lock, store_failures(sqlite3.Error):
+        with self._lock, _failures():
             row = self._conn.execute("SELECT max(version) FROM schema_version").fetchone()
         return int(row[0])
 

@@ -5,8 +5,8 @@ a final state, a second reply with status ``completed`` (error ``run_failed`` wh
 failed). The runs to watch live in the idempotency store, so tracking survives a restart
 and, on a shared store, the replica that made the run::
 
-    store.lease_tracked(owner) ─► EndedRunWindow.ended (one listing) ─► ended?
-        yes ─► publish ─► mark_completed (which ends the lease)
+    store.lease_tracked(owner) ─► EndedRunWindow.ended (one listing) ─► renew ─► ended?
+        yes ─► fence: still the lease holder? ─► publish ─► mark_completed (ends the lease)
         no ──► past the horizon: abandon_tracking (log line, no reply)
                else: look again at the next poll
 
@@ -15,10 +15,11 @@ one (a page per 100 ended runs), whatever the number of tracked runs (``window.p
 Airflow without the list endpoint is asked run by run (``get_run``), each run's checks
 backing off from the poll interval.
 
-Each replica leases the runs it watches for a few poll intervals and renews the lease
-each poll, least recently leased first so that every run gets its turn: a run is watched
-by one live replica at a time, and by another once its holder stops renewing (SIGKILL).
-A clean stop releases the leases at once.
+Each replica leases the runs it watches for a few poll intervals, least recently leased
+first so that every run gets its turn, and renews the leases while a poll works; each
+publish is fenced on its run's lease (``lease.py``). A run is watched by one live replica
+at a time, and by another once its holder stops renewing (SIGKILL, or stalled past its
+lease: the stalled one then publishes nothing for it). A clean stop releases the leases.
 
 Delivery is at least once: an entry is marked completed only after ``publish`` returned
 (the broker acknowledged), so a crash in between sends the reply again, never loses it.
@@ -40,6 +41,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TypeAlias
 
 import structlog
@@ -50,6 +52,7 @@ from consumer.errors import AirflowError, ConfigError
 from consumer.outcome import Outcome, RunView
 from consumer.settings import default_of
 from consumer.store import Clock, IdempotencyStore, RequestOrigin, StoredEntry
+from consumer.tracking.lease import PUBLISH_BOUND, LeaseKeeper
 from consumer.tracking.window import EndedRunWindow
 
 log = structlog.get_logger(__name__)
@@ -106,10 +109,6 @@ def backoff_delay(checks: int, interval: float, max_delay: float) -> float:
     return float(min(interval * BACKOFF_FACTOR**exponent, max_delay))
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class _Due:
     at: float  # time.monotonic() of the next check
@@ -143,6 +142,7 @@ class CompletionTracker:
         clock: Clock | None = None,
         owner: str | None = None,
         lease_ttl: timedelta | None = None,
+        publish_bound: timedelta = PUBLISH_BOUND,
     ) -> None:
         """Prepare the tracker; nothing is read or sent before ``poll_once`` or ``start``.
 
@@ -162,6 +162,8 @@ class CompletionTracker:
             owner: this process's lease owner id; host, pid and a random part by default.
             lease_ttl: how long a lease lasts unless renewed; by default
                 ``LEASE_INTERVALS`` intervals, at least ``MIN_LEASE``.
+            publish_bound: the longest ``publish`` takes before it returns or raises
+                (the sink's ack timeout): the fence before it holds the run's lease longer.
 
         Raises:
             ValueError: ``interval``, ``horizon``, ``concurrency`` or ``batch`` is not positive.
@@ -182,9 +184,10 @@ class CompletionTracker:
             max_delay if max_delay is not None else interval * DEFAULT_MAX_DELAY_FACTOR
         )
         self._batch = batch
-        self._clock = clock or _utc_now
+        self._clock = clock or partial(datetime.now, UTC)
         self._owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._lease_ttl = lease_ttl or max(timedelta(seconds=interval * LEASE_INTERVALS), MIN_LEASE)
+        lease = lease_ttl or max(timedelta(seconds=interval * LEASE_INTERVALS), MIN_LEASE)
+        self._leases = LeaseKeeper(store, self._owner, lease, publish_bound=publish_bound)
         self._lock = threading.Lock()
         self._due: dict[str, _Due] = {}
         self._window = EndedRunWindow(airflow, self._clock)
@@ -243,20 +246,12 @@ class CompletionTracker:
                 self._fatal = exc
                 log.critical("tracking_stopped_configuration_error", error=str(exc))
                 return
-            except (
-                Exception
-            ):  # the loop's boundary: a store hiccup or a bug waits for the next poll
+            except Exception:  # the loop's boundary: a store or code fault waits a poll
                 log.exception("tracking_poll_failed")
             if self._stop.wait(self._interval):
                 break
-        self._release_leases()
+        self._leases.release_all()
         log.info("tracking_stopped")
-
-    def _release_leases(self) -> None:
-        try:
-            self._store.release_leases(self._owner)
-        except Exception:  # leases then expire by themselves; stopping must not fail
-            log.exception("tracking_release_failed")
 
     def poll_once(self) -> int:
         """Look at every leased tracked run once; publish and mark those that reached a final state.
@@ -268,7 +263,7 @@ class CompletionTracker:
             ConfigError: Airflow refused the credentials or TLS failed.
         """
         now = self._clock()
-        leased = self._store.lease_tracked(self._owner, self._lease_ttl, self._batch)
+        leased = self._leases.take(self._batch)
         if self._listable:
             try:
                 ended = self._window.ended(leased)
@@ -276,6 +271,7 @@ class CompletionTracker:
                 log.warning("tracking_list_failed", code=str(exc.code), error=exc.message)
                 self._count(errors=1)
                 return 0
+            self._leases.renew_if_due()  # the listing may have outlasted the leases
             if ended is not None:
                 if leased:
                     self._count(checks=1)
@@ -328,6 +324,9 @@ class CompletionTracker:
     def _check_entry(
         self, entry: StoredEntry, *, last: bool, ended: dict[str, DagRun] | None
     ) -> int:
+        self._leases.renew_if_due()
+        if not self._leases.holds(entry.key):  # another replica took it over: it is theirs
+            return self._lost(entry.key, "check")
         run: RunView | None
         if ended is not None:  # the window of ended runs answered for every leased run
             run = ended.get(entry.key)
@@ -340,19 +339,22 @@ class CompletionTracker:
             else:
                 self._postpone(entry.key)
             return 0
+        if not self._leases.fence(entry.key):  # taken over while this poll worked: no reply
+            return self._lost(entry.key, "publish")
         self._publish(completed_outcome(entry, run), entry.origin)
         # spec §3 Delivery: marked only once the reply is acknowledged; a crash re-sends it
-        self._store.mark_completed(entry.key, run.state)
-        with self._lock:
-            self._due.pop(entry.key, None)
+        if not self._leases.mark_completed(entry.key, run.state):
+            log.warning("tracking_lease_lost_during_publish", dag_run_id=run.dag_run_id)
+        self._forget(entry.key)
         self._count(completed=1)
         log.info("tracked_run_completed", dag_run_id=run.dag_run_id, run_state=run.state)
         return 1
 
     def _abandon(self, entry: StoredEntry) -> None:
-        self._store.abandon_tracking(entry.key)
-        with self._lock:
-            self._due.pop(entry.key, None)
+        if not self._leases.abandon(entry.key):  # another replica holds it now and decides
+            self._lost(entry.key, "abandon")
+            return
+        self._forget(entry.key)
         self._count(abandoned=1)
         log.warning(
             "tracking_abandoned",
@@ -362,6 +364,15 @@ class CompletionTracker:
             run_state=entry.run_state,
             horizon_seconds=self._horizon.total_seconds(),
         )
+
+    def _lost(self, key: str, stage: str) -> int:
+        log.info("tracking_lease_lost", stage=stage)
+        self._forget(key)
+        return 0
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            self._due.pop(key, None)
 
     def _is_due(self, key: str) -> bool:
         with self._lock:

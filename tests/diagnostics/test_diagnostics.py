@@ -68,3 +68,24 @@ def test_a_secret_in_a_detail_is_masked(
     results = {result.name: result for result in diagnose(settings, timeout=TIMEOUT)}
     assert results["request topic"].detail == "*** exists with 1 partition(s)"
     assert all(topic not in f"{result.detail}{result.remedy}" for result in results.values())
+
+
+def test_a_password_in_the_store_urls_query_string_never_shows(
+    kafka: KafkaCluster, new_topic: Callable[..., str], new_database: str
+) -> None:
+    """``STORE_URL=postgresql://…?password=…``: no check's text or repr carries the password."""
+    secret = "s3cret-" + unique_name("pw")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = load_settings(
+        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        request_topic=new_topic(prefix="doctor-store-url"),
+        airflow_url=f"http://127.0.0.1:{port}",
+        store_url=f"{new_database}?sslmode=disable&password={secret}",
+    )
+    results = {result.name: result for result in diagnose(settings, timeout=TIMEOUT)}
+    assert results["store"].ok, results["store"]
+    assert "sslmode=disable&password=*** is writable" in results["store"].detail
+    assert secret not in repr(list(results.values()))
+    assert secret not in repr(settings)

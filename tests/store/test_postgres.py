@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from consumer.errors import ConfigError
-from consumer.store import open_store
+from consumer.store import EntryStatus, open_store
 from consumer.store.postgres import PostgresStore, display_url
 from consumer.store.postgres_schema import SCHEMA_VERSION, TABLE, VERSION_TABLE
 from tests.store.origins import assert_upgrade_kept_old_origin_and_stores_route_and_trace
@@ -134,3 +135,60 @@ def test_claims_from_two_pools_have_one_winner(new_database: str) -> None:
     finally:
         for opened in stores:
             opened.close()
+
+
+def _skewed(offset: timedelta) -> Callable[[], datetime]:
+    """A replica's wall clock, ``offset`` away from the true time."""
+    return lambda: datetime.now(UTC) + offset
+
+
+@pytest.mark.parametrize(
+    ("holder_skew", "taker_skew"),
+    [(timedelta(0), timedelta(minutes=10)), (timedelta(minutes=-10), timedelta(0))],
+    ids=["taker-clock-ahead", "holder-clock-behind"],
+)
+def test_a_replica_with_a_skewed_clock_never_takes_a_live_lease(
+    new_database: str, holder_skew: timedelta, taker_skew: timedelta
+) -> None:
+    """Leases are timed by the database's clock: minutes of skew between replicas steal nothing."""
+    ttl = timedelta(seconds=60)
+    with (
+        PostgresStore(new_database, RETENTION, clock=_skewed(holder_skew)) as holder,
+        PostgresStore(new_database, RETENTION, clock=_skewed(taker_skew)) as taker,
+    ):
+        holder.record(
+            "k1",
+            fingerprint="fp",
+            dag_id="etl",
+            dag_run_id="run-k1",
+            status=EntryStatus.TRIGGERED,
+            track=True,
+        )
+        assert [e.key for e in holder.lease_tracked("holder", ttl)] == ["k1"]
+
+        assert taker.lease_tracked("taker", ttl) == []
+        assert taker.renew_leases("taker", ttl, ["k1"]) == set()
+        assert taker.mark_completed("k1", "success", owner="taker") is False
+        assert holder.renew_leases("holder", ttl, ["k1"]) == {"k1"}
+
+
+def test_a_renewal_never_shortens_the_fence_before_a_publish(new_database: str) -> None:
+    """A short renewal after a long fence leaves the lease ending where the fence put it."""
+    with PostgresStore(new_database, RETENTION) as store:
+        store.record(
+            "k1",
+            fingerprint="fp",
+            dag_id="etl",
+            dag_run_id="r",
+            status=EntryStatus.TRIGGERED,
+            track=True,
+        )
+        store.lease_tracked("a", timedelta(seconds=10))
+        assert store.renew_leases("a", timedelta(minutes=5), ["k1"]) == {"k1"}
+        assert store.renew_leases("a", timedelta(seconds=10), ["k1"]) == {"k1"}
+
+        with psycopg.connect(new_database) as conn:
+            row = conn.execute(f"SELECT lease_until - now() FROM {TABLE}").fetchone()  # noqa: S608
+
+    assert row is not None
+    assert row[0] > timedelta(minutes=4)

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import replace
@@ -24,6 +25,7 @@ from consumer.store.postgres import PostgresStore
 from consumer.store.sqlite import READ_BATCH, SqliteStore
 from consumer.trace import TraceContext
 from tests.store.origins import TRACE
+from tests.waiting import wait_until
 
 RETENTION = timedelta(days=7)
 START = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -515,17 +517,29 @@ def test_duplicate_never_overwrites_another_requests_entry(store: IdempotencySto
     assert own.status is EntryStatus.TRIGGERED
 
 
+def let_leases_expire(store: IdempotencyStore, clock: ManualClock, ttl: timedelta) -> None:
+    """Move past ``ttl`` on the clock the store times leases by.
+
+    SQLite times them by the injected clock, moved at once; PostgreSQL by the server's
+    clock, so that a replica's own clock plays no part: there real time has to pass.
+    """
+    clock.advance(ttl + timedelta(seconds=1))
+    if isinstance(store, PostgresStore):
+        deadline = time.monotonic() + ttl.total_seconds() + 0.2
+        wait_until(lambda: time.monotonic() > deadline, timeout=ttl.total_seconds() + 5)
+
+
 def test_lease_gives_each_tracked_run_to_one_owner_until_it_expires(
     store: IdempotencyStore, clock: ManualClock
 ) -> None:
     """A leased run is not leased to another owner until the lease ends; the holder renews it."""
     trigger(store, "k1", track=True)
-    ttl = timedelta(seconds=30)
+    ttl = timedelta(seconds=2)
 
     assert [e.key for e in store.lease_tracked("a", ttl)] == ["k1"]
     assert store.lease_tracked("b", ttl) == []
     assert [e.key for e in store.lease_tracked("a", ttl)] == ["k1"]
-    clock.advance(ttl + timedelta(seconds=1))
+    let_leases_expire(store, clock, ttl)
     assert [e.key for e in store.lease_tracked("b", ttl)] == ["k1"]
     assert store.lease_tracked("a", ttl) == []
 
@@ -542,8 +556,71 @@ def test_released_or_completed_runs_leave_their_lease(
     assert store.release_leases("a") == 2
     assert [e.key for e in store.lease_tracked("b", ttl)] == ["k1", "k2"]
     store.mark_completed("k1", "success")
-    clock.advance(ttl * 2)
+    store.release_leases("b")
     assert [e.key for e in store.lease_tracked("a", ttl)] == ["k2"]
+
+
+def test_renew_extends_only_the_leases_the_owner_still_holds(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
+    """renew_leases returns the owner's live tracked keys; taken-over or completed ones are out."""
+    for key in ("k1", "k2", "k3"):
+        trigger(store, key, track=True)
+    ttl = timedelta(minutes=5)
+    store.lease_tracked("a", ttl, limit=2)
+
+    assert store.renew_leases("a", ttl, ["k1", "k2", "k3", "unknown"]) == {"k1", "k2"}
+    assert store.renew_leases("b", ttl, ["k1", "k2"]) == set()
+    store.release_leases("a")
+    assert [e.key for e in store.lease_tracked("b", ttl)] == ["k1", "k2", "k3"]
+    assert store.renew_leases("a", ttl, ["k1", "k2"]) == set()
+    assert store.mark_completed("k1", "success", owner="b") is True
+    assert store.renew_leases("b", ttl, ["k1", "k2"]) == {"k2"}
+    assert store.renew_leases("b", ttl, []) == set()
+
+
+def test_an_expired_lease_nobody_took_is_still_its_owners_to_renew(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
+    """The owner column is the fence: a lapsed lease no other owner took is renewed, not lost."""
+    trigger(store, "k1", track=True)
+    ttl = timedelta(seconds=1)
+    store.lease_tracked("a", ttl)
+    let_leases_expire(store, clock, ttl)
+
+    assert store.renew_leases("a", timedelta(minutes=5), ["k1"]) == {"k1"}
+    assert store.lease_tracked("b", ttl) == []
+
+
+def test_only_the_lease_holder_marks_or_abandons_a_tracked_run(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
+    """mark_completed and abandon_tracking with an owner succeed for the holder alone."""
+    trigger(store, "k1", track=True)
+    trigger(store, "k2", track=True)
+    store.lease_tracked("a", timedelta(minutes=5))
+
+    assert store.mark_completed("k1", "success", owner="b") is False
+    assert store.abandon_tracking("k2", owner="b") is False
+    assert [e.key for e in store.tracked_runs()] == ["k1", "k2"]
+    assert store.mark_completed("k1", "success", owner="a") is True
+    assert store.abandon_tracking("k2", owner="a") is True
+    assert store.tracked_runs() == []
+    assert store.renew_leases("a", timedelta(minutes=5), ["k1", "k2"]) == set()
+
+
+def test_a_renewal_never_shortens_a_longer_lease(
+    sqlite_store: SqliteStore, clock: ManualClock
+) -> None:
+    """A short renewal after the long fence before a publish keeps the fence's end."""
+    trigger(sqlite_store, "k1", track=True)
+    sqlite_store.lease_tracked("a", timedelta(seconds=10))
+    assert sqlite_store.renew_leases("a", timedelta(minutes=5), ["k1"]) == {"k1"}
+    assert sqlite_store.renew_leases("a", timedelta(seconds=10), ["k1"]) == {"k1"}
+
+    clock.advance(timedelta(minutes=1))
+
+    assert sqlite_store.lease_tracked("b", timedelta(seconds=10)) == []
 
 
 def test_lease_rotates_through_more_runs_than_one_batch(
