@@ -148,7 +148,8 @@ class Metrics:
         )
         self._unrouted = Counter(
             "trigger_consumer_unrouted_events_total",
-            "Events on route topics that no route matched, by topic and what was done.",
+            "Records on route topics that derived nothing, by topic and what was done "
+            "(dead_lettered or ignored: no route matched; tombstone: a null value, skipped).",
             ["topic", "action"],
             registry=self.registry,
         )
@@ -283,7 +284,7 @@ class Metrics:
         self._reply_topic_refused.inc()
 
     def count_unrouted(self, topic: str, action: str) -> None:
-        """Count an event no route matched (``action``: dead_lettered or ignored)."""
+        """Count a route-topic record that derived nothing (dead_lettered, ignored, tombstone)."""
         self._unrouted.labels(topic=topic, action=action).inc()
 
     def count_purged(self, n: int) -> None:

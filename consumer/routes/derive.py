@@ -29,7 +29,8 @@ KEPT_KEY_CHARS = 215  # + "~sha256:" + 32 hex digits = 255, within the key's 256
 OPTIONAL_TEXT_FIELDS = ("logical_date", "note", "reply_topic", "correlation_id")
 
 OnUnmatched = Callable[[str, str], None]
-"""Told (topic, "dead_lettered" | "ignored") of every event no route matches."""
+"""Told (topic, "dead_lettered" | "ignored" | "tombstone") of every record that derives nothing."""
+TOMBSTONE = "tombstone"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class Router:
         Returns:
             The expansion; never raises ``Rejected``.
         """
+        if record.value is None:  # a tombstone (a compacted topic's delete) is not an event
+            if self.on_unmatched is not None:
+                self.on_unmatched(record.topic, TOMBSTONE)
+            return Expansion()
         routes = self.table.for_topic(record.topic)
         event = attempt(read_event, record, limits)
         if isinstance(event, Rejected):

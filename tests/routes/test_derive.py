@@ -67,6 +67,18 @@ def test_unmatched_events_are_refused_or_ignored_per_topic_and_counted() -> None
     assert seen == [("ev", "dead_lettered"), ("ev", "ignored")]
 
 
+def test_a_tombstone_on_a_route_topic_derives_nothing_and_is_counted() -> None:
+    """A null value is no event: no refusal (whatever ``unmatched`` says), counted as such."""
+    seen: list[tuple[str, str]] = []
+    tombstone = InboundRecord("ev", 0, 6, None, b"row-1", None)
+    expansion = Router(ROUTES, on_unmatched=lambda *a: seen.append(a)).expand(
+        tombstone, DEFAULT_LIMITS, POLICY
+    )
+    assert expansion.refusal is None
+    assert expansion.derived == ()
+    assert seen == [("ev", "tombstone")]
+
+
 def test_policy_still_applies_and_cloudevents_default_to_source_and_id() -> None:
     """A derived DAG outside the allow-list is dag_not_allowed; a CloudEvent keys by source#id."""
     headers = [

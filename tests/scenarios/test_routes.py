@@ -13,11 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from consumer.run_id import run_id_for
 from devstack.airflow import AirflowServer
+from devstack.procs import free_port
 from tests.conftest import KafkaCluster, unique_name
-from tests.scenarios.harness import Topics, WorkerProcess, produce, read_all, running
+from tests.scenarios.harness import (
+    Topics,
+    WorkerProcess,
+    committed,
+    end_offsets,
+    produce,
+    read_all,
+    running,
+)
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -304,3 +315,57 @@ def test_completed_reply_of_a_tracked_route_request_names_the_route_and_carries_
         assert {k: v for k, v in headers.items() if k in ("route", *traced)} == expected
     conf = _run_conf(airflow3, first["idempotency_key"], TRACKED_DAG)
     assert (TRACE_KEY in conf) is (trace_context == "true")
+
+
+def test_debezium_deletes_and_their_tombstones_are_skipped_not_dead_lettered(
+    kafka: KafkaCluster,
+    topics: Topics,
+    new_topic: Callable[..., str],
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """A delete (unmatched, ignored) and its tombstone derive nothing; a create is triggered.
+
+    Debezium writes a delete event and then a tombstone (same key, null value); before, every
+    tombstone was rejected ``invalid_json`` and dead-lettered even with ``unmatched = ignore``.
+    """
+    changes = new_topic(prefix="cdc")
+    routes = [
+        {
+            "name": "created",
+            "topics": [changes],
+            "match": "op == 'c'",
+            "dag_id": DAG,
+            "idempotency_key": "{after.id}",
+        }
+    ]
+    row = unique_name("row")
+    port = free_port()
+    worker = _worker(
+        make_worker,
+        routes,
+        route_topics=json.dumps({changes: {"unmatched": "ignore"}}),
+        http_port=str(port),
+    )
+    with running(worker):
+        produce(
+            kafka.bootstrap_servers,
+            changes,
+            [
+                (row.encode(), json.dumps({"op": "d", "before": {"id": row}}).encode(), []),
+                (row.encode(), None, []),
+                (row.encode(), json.dumps({"op": "c", "after": {"id": row}}).encode(), []),
+            ],
+        )
+        replies = _replies(kafka, topics, at_least=1)
+        wait_until(
+            lambda: committed(kafka.bootstrap_servers, topics.group, changes) == {0: 3},
+            timeout=60,
+            what="the change topic committed to its end",
+        )
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert [
+        (json.loads(r.value)["status"], json.loads(r.value)["idempotency_key"]) for r in replies
+    ] == [("triggered", f"created:{row}")]
+    assert sum(end_offsets(kafka.bootstrap_servers, topics.dlq).values()) == 0
+    assert f'action="tombstone",topic="{changes}"}} 1.0' in metrics
+    assert f'action="ignored",topic="{changes}"}} 1.0' in metrics
