@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import replace
+from typing import Protocol
 
 import structlog
 
@@ -46,8 +46,17 @@ PUBLISH_RETRY_DELAY = 1.0  # seconds between attempts to publish a reply the bro
 REPLY_TOPIC_REFUSED_HEADER = "reply-topic-refused"
 ROUTE_HEADER = "route"  # on the reply and dead letter of a route's request (spec §8 Routes)
 
-OnDone = Callable[[InboundRecord], None]
-"""Called once a request's answer is acknowledged: its offset may be committed."""
+
+class Claim(Protocol):
+    """A request's claim on its offset (``checkpoint.Ticket``): ended once, either way."""
+
+    def done(self) -> None:
+        """The answer was acknowledged: the offset may be committed."""
+        ...
+
+    def abandon(self) -> None:
+        """No answer was published: the partition's owner processes the request again."""
+        ...
 
 
 class Answerer:
@@ -158,16 +167,19 @@ class Answerer:
         self,
         record: InboundRecord,
         outcome: Outcome,
-        done: OnDone,
+        claim: Claim,
         *,
         airflow_seconds: float | None = None,
     ) -> None:
-        """Send the answer without waiting; ``done(record)`` runs once the broker acked it.
+        """Send the answer without waiting; ``claim`` ends once the broker answered.
+
+        Never raises: whatever happens, ``claim`` ends (done once acknowledged, abandoned
+        when the worker stops before that).
 
         Args:
             record: the request record.
             outcome: what processing it produced.
-            done: called on the producer's (or a re-send) thread once acknowledged.
+            claim: done on the producer's (or a re-send) thread once acknowledged.
             airflow_seconds: how long its Airflow calls took, when it made any.
         """
         if airflow_seconds is not None and outcome.attempts:
@@ -180,9 +192,15 @@ class Answerer:
             with bind_message(record, outcome.idempotency_key, outcome.dag_id):
                 log.exception("internal_error")
             outcome = Outcome.internal_error(record, exc)
-            records = self.records(outcome, record)
+            try:
+                records = self.records(outcome, record)
+            except Exception:  # a bug on a bug: no answer can be built; never stop the loop
+                log.critical("answer_unbuildable", exc_info=True, **message_fields(record))
+                claim.abandon()
+                self._settle_one()
+                return
         delivery = self._sink.send(records)  # never raises: refusals settle as failures
-        delivery.on_settled(lambda error: self._settled(record, outcome, done, error))
+        delivery.on_settled(lambda error: self._settled(record, outcome, claim, error))
 
     def publish_completed(self, outcome: Outcome, origin: RequestOrigin | None = None) -> None:
         """Publish a tracked run's ``completed`` reply; returns once acknowledged.
@@ -211,27 +229,34 @@ class Answerer:
         self._sink.close()
 
     def _settled(
-        self, record: InboundRecord, outcome: Outcome, done: OnDone, error: SinkError | None
+        self, record: InboundRecord, outcome: Outcome, claim: Claim, error: SinkError | None
     ) -> None:
         """The broker answered: done, or send again from a thread of its own."""
         if error is None:
-            self._done(record, outcome, done)
+            self._done(record, outcome, claim)
             return
         # never wait on the producer's own thread: it is the one that delivers
         threading.Thread(
             target=self._send_again,
-            args=(record, outcome, done, error),
+            args=(record, outcome, claim, error),
             name="send-again",
             daemon=True,
         ).start()
 
     def _send_again(
-        self, record: InboundRecord, outcome: Outcome, done: OnDone, error: SinkError
+        self, record: InboundRecord, outcome: Outcome, claim: Claim, error: SinkError
     ) -> None:
-        with bind_message(record, outcome.idempotency_key, outcome.dag_id):
-            if self._publish(outcome, record, error):
-                self._done(record, outcome, done)
-                return
+        try:
+            with bind_message(record, outcome.idempotency_key, outcome.dag_id):
+                sent = self._publish(outcome, record, error)
+        except BaseException:
+            claim.abandon()  # a bug re-sending: the offset stays for the next owner
+            self._settle_one()
+            raise
+        if sent:
+            self._done(record, outcome, claim)
+            return
+        claim.abandon()  # stopping before it was acknowledged: no commit
         self._settle_one()
 
     def _publish(self, outcome: Outcome, record: InboundRecord, error: SinkError) -> bool:
@@ -273,11 +298,11 @@ class Answerer:
             if new.omit > old.omit:
                 log.warning("dead_letter_shrunk", omitted=new.omit.name.lower())
 
-    def _done(self, record: InboundRecord, outcome: Outcome, done: OnDone) -> None:
-        """The answer is acked: observe it once, then let the offset be committed."""
+    def _done(self, record: InboundRecord, outcome: Outcome, claim: Claim) -> None:
+        """The answer is acked: let the offset be committed, then observe it once."""
         try:
             crash_here("after_reply", self._crash_at)  # acked, not committed
-            done(record)
+            claim.done()
             self._observe(outcome, record)
             # a replay is thousands of duplicates a second, each already in its reply and
             # the dedup-hit metric: a line apiece at info would cost a third of the rate

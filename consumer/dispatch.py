@@ -1,9 +1,9 @@
 """Dispatcher: bounded concurrency with per-key ordering (spec §3, Ordering and concurrency).
 
 Tasks that share a key run one at a time in submission order; tasks of different keys
-run in parallel on ``max_in_flight`` threads. ``submit`` waits while ``2 * max_in_flight``
-tasks are accepted but unfinished, so the worker never holds more fetched messages than
-that.
+run in parallel on ``max_in_flight`` threads. ``submit`` never waits: the worker loop calls
+it and must only ever wait on its poll. The backlog is bounded by the caller, which admits
+at most ``MAX_IN_FLIGHT`` records (each a task, or one per route for a fanned-out event).
 
 Per task::
 
@@ -65,13 +65,10 @@ class Dispatcher:
         """
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
-        # twice the threads, so that a few hot keys queueing behind themselves do not
-        # starve the pool
-        self._capacity = 2 * max_in_flight
         self._lock = threading.Lock()
         # workers wait here for a runnable key
         self._work = threading.Condition(self._lock)
-        # submitters and shutdown wait here for accepted tasks to finish
+        # shutdown waits here for accepted tasks to finish
         self._finished = threading.Condition(self._lock)
         self._queues: dict[str, deque[_Queued]] = {}
         self._ready: deque[str] = deque()
@@ -98,7 +95,7 @@ class Dispatcher:
             return key in self._queues
 
     def submit(self, key: str, fn: Task) -> None:
-        """Queue ``fn`` behind the earlier tasks of ``key``, waiting for capacity if needed.
+        """Queue ``fn`` behind the earlier tasks of ``key``; never waits.
 
         ``fn`` runs once the key's earlier tasks finished and a thread is free.
 
@@ -111,7 +108,6 @@ class Dispatcher:
         """
         task = _Queued(fn, contextvars.copy_context())
         with self._lock:
-            self._finished.wait_for(lambda: self._closing or self._accepted < self._capacity)
             if self._closing:
                 raise DispatcherClosedError("the dispatcher is shutting down; no new tasks")
             self._accepted += 1
@@ -139,7 +135,6 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         with self._lock:
             self._closing = True
-            self._finished.notify_all()
             drained = self._finished.wait_for(lambda: self._accepted == 0, timeout)
             if not drained:
                 self._drop_queued()

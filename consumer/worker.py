@@ -27,15 +27,14 @@ from functools import partial
 from types import FrameType
 
 import structlog
-from kafka.errors import KafkaError
 
-from consumer.answering import Answerer, OnDone
-from consumer.countdown import Countdown
+from consumer.answering import Answerer
+from consumer.checkpoint import Checkpoint, Ticket
 from consumer.dispatch import Dispatcher
 from consumer.errors import ConfigError, StoppingError
 from consumer.health import Readiness
 from consumer.kafka_io.lag import LagMeter
-from consumer.kafka_io.offsets import OffsetTracker, Partition
+from consumer.kafka_io.offsets import Partition
 from consumer.kafka_io.source import RequestSource
 from consumer.logs import bind_message
 from consumer.metrics import Metrics
@@ -52,18 +51,9 @@ SourceFactory = Callable[[PartitionsCallback, PartitionsCallback], RequestSource
 
 LAG_INTERVAL = 10.0  # seconds between consumer-lag measurements (one broker round trip)
 POLL_TIMEOUT = 0.2  # seconds: how quickly the loop notices a stop
-# seconds between routine commits: each is a broker round trip, and a crash re-reads at most
-# this much answered work (answered again from the store, as duplicates)
-COMMIT_INTERVAL = 1.0
-# a full loop waits until this share of its slots is free, so that a poll fetches (and the
-# store reads) a batch instead of one record per freed slot
-REFILL_SHARE = 4
 # /readyz says Kafka is unreachable once the group coordinator has not answered a heartbeat
 # (sent every 3 s) for this long
 KAFKA_SILENCE_LIMIT = 20.0
-
-Token = tuple[Partition, int]
-"""A record's partition and the epoch of its assignment when it was fetched."""
 
 
 class StopReason(enum.Enum):
@@ -104,7 +94,6 @@ class Worker:
             readiness: what /readyz reports; updated every loop iteration.
             metrics: the Prometheus metrics this worker updates.
         """
-        self.offsets = OffsetTracker()
         self.readiness = readiness
         self._metrics = metrics
         self._pipeline = pipeline
@@ -116,16 +105,10 @@ class Worker:
         self._stop = stop
         self._fatal: ConfigError | None = None
         self._next_lag = 0.0
-        self._next_commit = 0.0
         self._lag_meter = lag_meter
-        self._room = threading.Event()  # set once in flight is down to the refill mark
-        self._in_flight = 0  # records fetched whose work has not ended (the MAX_IN_FLIGHT bound)
-        # a full loop waits until in flight drops to this, so that a poll fetches a batch
-        self._refill_at = max_in_flight - max(1, max_in_flight // REFILL_SHARE)
-        self._in_flight_lock = threading.Lock()
-        self._epochs: dict[Partition, int] = {}  # bumped at every assignment change
         self._paused = False
         self._source = source_factory(self._on_assigned, self._on_revoked)
+        self.checkpoint = Checkpoint(self._source, max_in_flight, metrics)
 
     # -- signals and control ----------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -152,11 +135,12 @@ class Worker:
         self._tracker.start()
         try:
             while not self._stop.is_set() and self._fatal is None:
-                self._commit_due()
-                self._wait_for_room()
+                self.checkpoint.commit_due()
+                self.checkpoint.wait_for_room(POLL_TIMEOUT)
                 self._apply_backpressure()
-                room = self._max_in_flight - self.in_flight()
-                records = self._source.poll(max_records=max(room, 1), timeout=POLL_TIMEOUT)
+                records = self._source.poll(
+                    max_records=self.checkpoint.room(), timeout=POLL_TIMEOUT
+                )
                 self._handle(records)
                 self._observe_loop()
         finally:
@@ -168,129 +152,66 @@ class Worker:
 
         Rejections and keys the store already maps to a run are answered on the loop's
         thread: handing them to a worker thread would cost more than answering them, and
-        a duplicate replay is all such records.
+        a duplicate replay is all such records. Nothing here waits: ``submit`` never blocks.
         """
-        tokens = [self._start(record) for record in records]
+        tickets = [self.checkpoint.ticket(record) for record in records]
         triaged = self._pipeline.triage(records, self._dispatcher.busy)
-        for record, token, item in zip(records, tokens, triaged, strict=True):
-            if isinstance(item, Fanout):
-                self._fan_out(record, token, item)
-            elif isinstance(item, Outcome):
-                self._answerer.answer(record, item, partial(self._done, token))
+        for record, ticket, item in zip(records, tickets, triaged, strict=True):
+            if isinstance(item, Fanout):  # spec §8: done once every derived request is
+                shares = ticket.split(len(item.items))
+                for derived, sub, share in zip(item.records, item.items, shares, strict=True):
+                    self._route(derived, sub, share)
             else:
-                task = partial(self._execute, item, token)
-                self._dispatcher.submit(item.request.idempotency_key, task)
+                self._route(record, item, ticket)
 
-    def _fan_out(self, record: InboundRecord, token: Token, fanout: Fanout) -> None:
-        """An event's derived requests: its offset is done once all are answered (spec §8)."""
-        countdown = Countdown(record, len(fanout.items), partial(self._done, token), self._end)
-        for derived, item in zip(fanout.records, fanout.items, strict=True):
-            if isinstance(item, Outcome):
-                self._answerer.answer(derived, item, countdown.answered)
-            else:
-                task = partial(self._execute, item, token, countdown.answered, countdown.abandoned)
-                self._dispatcher.submit(item.request.idempotency_key, task)
+    def _route(self, record: InboundRecord, item: Outcome | Admitted, ticket: Ticket) -> None:
+        """Answer an outcome now, or queue an admitted request behind its key's earlier ones."""
+        if isinstance(item, Outcome):
+            self._answerer.answer(record, item, ticket)
+        else:
+            task = partial(self._execute, item, ticket)
+            self._dispatcher.submit(item.request.idempotency_key, task)
 
-    def _start(self, record: InboundRecord) -> Token:
-        """Count ``record`` in flight and track its offset; returns its token."""
-        partition = Partition(record.topic, record.partition)
-        with self._in_flight_lock:
-            self._in_flight += 1
-        try:
-            self.offsets.started(partition, record.offset)
-        except ValueError:  # the position moved back: topic re-created, truncated, or reset
-            log.warning("offset_reset", partition=str(partition), offset=record.offset)
-            self._new_epoch([partition])
-            self.offsets.revoke([partition])
-            self.offsets.started(partition, record.offset)
-        return partition, self._epochs.get(partition, 0)
-
-    def _current(self, token: Token) -> bool:
-        """Whether the record's partition is still owned under the epoch it was fetched in."""
-        partition, epoch = token
-        return self._epochs.get(partition, 0) == epoch
-
-    def _execute(
-        self,
-        admitted: Admitted,
-        token: Token,
-        on_done: OnDone | None = None,
-        on_abandoned: Callable[[], None] | None = None,
-    ) -> None:
-        """Run in a dispatcher thread: execute, then answer (the per-message boundary).
-
-        ``on_done`` and ``on_abandoned`` replace marking the offset done and freeing the
-        slot, for one of an event's derived requests.
-        """
-        done = on_done or partial(self._done, token)
-        end = on_abandoned or self._end
+    def _execute(self, admitted: Admitted, ticket: Ticket) -> None:
+        """Run in a dispatcher thread: execute, then answer (the per-message boundary)."""
         record, request = admitted.record, admitted.request
-        with bind_message(record, request.idempotency_key, request.dag_id):
-            began = time.monotonic()
-            try:
-                if not self._current(token):
-                    raise StoppingError("partition revoked before the request started")
-                outcome = self._pipeline.execute(admitted, owned=partial(self._current, token))
-            except StoppingError as exc:
-                log.info("request_abandoned", reason=str(exc))
-                end()  # no reply, no commit: the owner processes it again
-                return
-            except ConfigError as exc:
-                self._fail(exc)
-                return
-            except Exception as exc:  # the per-message boundary: a bug never stops the loop
-                log.exception("internal_error")
-                outcome = Outcome.internal_error(record, exc, request=request)
-            seconds = time.monotonic() - began
-            if not self._current(token):  # revoked meanwhile: the new owner answers it
-                log.info("request_abandoned", reason="partition revoked before the reply")
-                end()
-                return
-        self._answerer.answer(record, outcome, done, airflow_seconds=seconds)
-
-    def _done(self, token: Token, record: InboundRecord) -> None:
-        """The answer is acknowledged: the offset may be committed, a slot is free."""
-        if self._current(token):
-            self.offsets.done(token[0], record.offset)
-        self._end()
-
-    def _end(self) -> None:
-        """The record's work ended (answered or abandoned): its in-flight slot is free.
-
-        The loop is woken only once there is room for a batch: waking it at every freed
-        slot cost a thread wake-up per request for nothing.
-        """
-        with self._in_flight_lock:
-            self._in_flight -= 1
-            room = self._in_flight <= self._refill_at
-        if room:
-            self._room.set()
+        try:
+            with bind_message(record, request.idempotency_key, request.dag_id):
+                began = time.monotonic()
+                try:
+                    if not ticket.owned():
+                        raise StoppingError("partition revoked before the request started")
+                    outcome = self._pipeline.execute(admitted, owned=ticket.owned)
+                except StoppingError as exc:
+                    log.info("request_abandoned", reason=str(exc))
+                    ticket.abandon()  # no reply, no commit: the owner processes it again
+                    return
+                except ConfigError as exc:
+                    self._fail(exc)
+                    ticket.abandon()
+                    return
+                except Exception as exc:  # the per-message boundary: a bug never stops the loop
+                    log.exception("internal_error")
+                    outcome = Outcome.internal_error(record, exc, request=request)
+                seconds = time.monotonic() - began
+                if not ticket.owned():  # revoked meanwhile: the new owner answers it
+                    log.info("request_abandoned", reason="partition revoked before the reply")
+                    ticket.abandon()
+                    return
+            self._answerer.answer(record, outcome, ticket, airflow_seconds=seconds)
+        except BaseException:
+            ticket.abandon()  # no path may keep a record's slot (a no-op once it ended)
+            raise
 
     def in_flight(self) -> int:
         """Records fetched whose work has not ended."""
-        with self._in_flight_lock:
-            return self._in_flight
-
-    def _wait_for_room(self) -> None:
-        """While every in-flight slot is taken, wait (at most one poll timeout) for room.
-
-        Room is a ``REFILL_SHARE`` of the slots, so the next poll fetches a batch. Waking as
-        soon as that much is done keeps fast work (duplicates answered from the store)
-        fetching without pausing: a paused poll cannot be woken early, and kafka-python
-        drops the records it buffered for a paused partition.
-        """
-        if self.in_flight() < self._max_in_flight:
-            return
-        # only this thread adds work, so once in flight is down to the refill mark it stays
-        self._room.clear()
-        if self.in_flight() > self._refill_at:
-            self._room.wait(POLL_TIMEOUT)
+        return self.checkpoint.in_flight()
 
     def _apply_backpressure(self) -> None:
         """Pause fetching while the in-flight bound is reached or Airflow or the store is held."""
         airflow_up = self._pipeline.airflow_available()
         store_up = self._pipeline.store_available()
-        paused = self.in_flight() >= self._max_in_flight or not airflow_up or not store_up
+        paused = self.checkpoint.full() or not airflow_up or not store_up
         if paused:
             self._source.pause()
         else:
@@ -326,33 +247,9 @@ class Worker:
         self._fatal = exc
         self.readiness.set_fatal(str(exc))
 
-    # -- offsets and rebalance --------------------------------------------------------------
-    def _commit_due(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_commit:
-            self._next_commit = now + COMMIT_INTERVAL
-            self._commit_done()
-
-    def _commit_done(self) -> None:
-        """Commit every partition's done prefix; a failure is logged and retried next loop."""
-        self.offsets.skip_to(self._source.positions())
-        offsets = self.offsets.committable()
-        if not offsets:
-            return
-        try:
-            self._source.commit(offsets)
-        except KafkaError as exc:  # rebalance, coordinator moved, member expelled: rejoin
-            log.warning("commit_failed", error=str(exc))
-            self._metrics.count_commit_failure()
-            return
-        self.offsets.committed(offsets)
-
-    def _new_epoch(self, partitions: set[Partition] | list[Partition]) -> None:
-        for partition in partitions:
-            self._epochs[partition] = self._epochs.get(partition, 0) + 1
-
+    # -- rebalance ----------------------------------------------------------------------------
     def _on_assigned(self, partitions: set[Partition]) -> None:
-        self._new_epoch(partitions)
+        self.checkpoint.assigned(partitions)
         if self._paused:  # backpressure holds for new partitions too
             self._source.pause(partitions)
         self.readiness.assign(partitions)
@@ -360,9 +257,7 @@ class Worker:
 
     def _on_revoked(self, partitions: set[Partition]) -> None:
         # spec §3: finished work is committed now; unfinished work is left to the new owner
-        self._commit_done()
-        self._new_epoch(partitions)
-        self.offsets.revoke(partitions)
+        self.checkpoint.revoked(partitions)
         self.readiness.revoke(partitions)
         log.info("partitions_revoked", partitions=sorted(map(str, partitions)))
 
@@ -375,7 +270,7 @@ class Worker:
         drained = settled and drained
         if not drained:
             log.warning("drain_timed_out", in_flight=self.in_flight())
-        self._commit_done()
+        self.checkpoint.commit()
         self._source.close()
         self._lag_meter.close()
         self._stop.set()  # also ends the tracker's wait, after a fatal error

@@ -144,28 +144,32 @@ def test_raising_task_is_logged_and_the_next_task_of_its_key_still_runs(
     assert {entry["log_level"] for entry in logs} == {"error"}
 
 
-def test_submit_blocks_while_the_backlog_is_full_and_resumes_when_a_task_finishes(
+def test_submit_never_waits_however_many_tasks_are_queued(
     make_dispatcher: Callable[[int], Dispatcher],
 ) -> None:
-    """With one thread, two accepted tasks fill the backlog; a third submit waits for one to end."""
+    """With one thread blocked, ten more submits return at once and all run once it frees.
+
+    The worker loop calls ``submit`` and must never block on it (a fanned-out event is
+    several tasks per fetched record).
+    """
     dispatcher = make_dispatcher(1)
     gate = threading.Event()
     counter = Concurrency()
-    ran: list[str] = []
-    for key in ("first", "second"):
-        dispatcher.submit(key, blocked_until(gate, counter))
-    submitter = threading.Thread(target=dispatcher.submit, args=("third", lambda: ran.append("in")))
+    ran: list[int] = []
+    dispatcher.submit("first", blocked_until(gate, counter))
+    wait_until(lambda: counter.current == 1, timeout=TIMEOUT, what="the first task running")
+    submitter = threading.Thread(
+        target=lambda: [dispatcher.submit(f"k{n}", partial(ran.append, n)) for n in range(10)]
+    )
 
     submitter.start()
-    submitter.join(timeout=0.2)
-    assert submitter.is_alive()
-    assert dispatcher.in_flight() == 2
-    gate.set()
     submitter.join(timeout=TIMEOUT)
 
     assert not submitter.is_alive()
+    assert dispatcher.in_flight() == 11
+    gate.set()
     drained(dispatcher)
-    assert ran == ["in"]
+    assert sorted(ran) == list(range(10))
 
 
 def test_constructor_rejects_no_threads() -> None:

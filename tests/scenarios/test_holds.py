@@ -6,6 +6,7 @@ Airflow 3, so only the trigger POST fails while ``GET /version`` still answers.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -218,3 +219,56 @@ def test_definite_refusal_of_the_held_request_lifts_the_hold(
         assert replies[gone][0]["error"]["code"] == "dag_not_found"
         assert [r["status"] for r in replies[after]] == ["triggered"]
         wait_until(lambda: readiness(port)[0] == 200, timeout=60, what="/readyz ready again")
+
+
+def test_fanned_out_events_held_never_block_the_loop(
+    kafka: KafkaCluster,
+    topics: Topics,
+    new_topic: Callable[..., str],
+    make_worker: Callable[..., WorkerProcess],
+    proxy: FaultProxy,
+) -> None:
+    """Events fanned out to three routes while held: the loop goes on and SIGTERM stops it.
+
+    ``MAX_IN_FLIGHT`` counts records while the dispatcher's bound counted tasks, so a few
+    fanned-out events filled it and ``submit`` blocked the loop thread: no poll, no stop.
+    """
+    events = new_topic(prefix="ev-held")
+    routes = [
+        {
+            "name": f"r{n}",
+            "topics": [events],
+            "dag_id": DAG,
+            "idempotency_key": "{id}",
+        }
+        for n in range(3)
+    ]
+    port = free_port()
+    proxy.fail_triggers(503)
+    worker = make_worker(
+        airflow_url=proxy.url,
+        airflow_retry_budget=BUDGET,
+        http_port=str(port),
+        max_in_flight="2",
+        shutdown_timeout="5s",
+        routes=json.dumps(routes),
+    )
+    worker.start()
+    produce(
+        kafka.bootstrap_servers,
+        events,
+        [(None, json.dumps({"id": unique_name("e")}).encode(), []) for _ in range(4)],
+    )
+    wait_until(
+        lambda: events_named(worker, "airflow_unavailable_holding_requests"),
+        timeout=60,
+        what="the derived requests held",
+    )
+    # the loop still runs its iterations: it reports the hold (a blocked loop never would)
+    wait_until(
+        lambda: unready_because(port, "no DAG run could be created"),
+        timeout=30,
+        what="/readyz unready while trigger POSTs fail",
+    )
+    # and a loop blocked in submit never sees the stop flag: the worker would not exit
+    assert worker.terminate(timeout=60) == 0, worker.tail()
