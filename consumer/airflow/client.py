@@ -256,8 +256,7 @@ class AirflowClient:
                 raise self._refusal(response, state)
             existing, state = self._fetch_run(state, dag_id, run_id)
             if existing is not None:
-                # ours only if one of our POSTs may have made it; a failed GET made nothing
-                return self._result(existing, created=state.may_have_reached, state=state)
+                return self._result(existing, created=False, state=state)
             if when is not None:
                 raise AirflowError(
                     ErrorCode.LOGICAL_DATE_CONFLICT,
@@ -293,6 +292,7 @@ class AirflowClient:
             created=created,
             dag_paused=self._dag_paused(run.dag_id),
             attempts=state.attempts,
+            may_have_reached=state.may_have_reached,  # only POSTs: a failed GET made nothing
         )
 
     def _dag_run(self, dag_id: str, body: Any) -> DagRun:

@@ -33,16 +33,19 @@ class TriggerResult(DagRun):
     """The outcome of ``trigger``: the run, and what this call did to it.
 
     Attributes:
-        created: True when this call made the run (including a retried POST whose earlier
-            attempt may have reached Airflow); False when the run already existed (duplicate).
+        created: True when a POST of this call was answered with the new run.
         dag_paused: whether the DAG was paused (its run stays queued); None when unknown.
         attempts: HTTP calls this trigger made to the runs endpoints (POSTs and the GET that
             resolves a 409); token, detection and DAG look-ups are not counted.
+        may_have_reached: a POST of this call got no answer (a read timeout, 502, 504)
+            before the run was found: that POST may have made it (spec §3). Whether the
+            request made the run is decided from this (``pipeline.dedup.made_the_run``).
     """
 
     created: bool
     dag_paused: bool | None
     attempts: int
+    may_have_reached: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,15 @@ from consumer.limits import Limits
 from consumer.logs import bind_message
 from consumer.outcome import Outcome
 from consumer.pipeline.decode import decode
-from consumer.pipeline.dedup import ANSWERED, Seen, judge, stored_outcome
+from consumer.pipeline.dedup import (
+    ANSWERED,
+    Seen,
+    claimed,
+    judge,
+    made_the_run,
+    releases_key,
+    stored_outcome,
+)
 from consumer.pipeline.policy import Policy, check_policy
 from consumer.pipeline.trigger import trigger
 from consumer.pipeline.validate import validate
@@ -262,8 +270,7 @@ class Pipeline:
                 )
             )
             # another process (replica) may have claimed the key since the read
-            claimed = judge(entry, admitted.fingerprint, at)
-            seen = Seen.NEW if claimed is Seen.RESUMED else claimed
+            seen = claimed(entry, admitted.fingerprint, at)
         if entry is not None and seen in ANSWERED:
             return stored_outcome(record, request, entry, seen)
         if not owned():  # the pending mark stays: the new owner resumes the request
@@ -275,12 +282,11 @@ class Pipeline:
             # keep the pending mark: the POST may have been accepted (spec §3)
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
         except AirflowError as exc:
-            if seen is not Seen.CLAIMED:  # another request's pending mark is not ours to drop
-                hold(lambda: self.store.release(key))  # no run: a corrected retry may reuse it
+            if releases_key(seen):  # no run: a corrected retry may reuse the key
+                hold(lambda: self.store.release(key))
             return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
-        # a run found under our run id is ours if an earlier attempt of this request was pending
-        made_here = result.created or seen is Seen.RESUMED
+        made_here = made_the_run(seen, result)
         hold(lambda: self._record(admitted, result, made_here=made_here))  # the run exists
         build = Outcome.triggered if made_here else Outcome.duplicate
         return build(record, request, result, attempts=result.attempts)

@@ -12,6 +12,18 @@ the entries (one query per poll) and writes the marks::
 
 "This very request" is the record at the same (topic, partition, offset): re-delivered
 after a crash, a drain timeout or a rebalance, on this replica or another one.
+
+Whether the request made the run is decided here, once, from that judgement and what the
+trigger reported (``made_the_run``)::
+
+    created (its POST answered with the run) ─────────────────────► made it: triggered
+    RESUMED (its own earlier attempt may have POSTed) ─────────────► made it: triggered
+    found after a POST of its own that got no answer ──────────────► made it: triggered
+    found otherwise (NEW or CLAIMED) ──────────────────────────────► another did: duplicate
+
+and whether a definite refusal (no run) releases the key (``releases_key``): its own mark
+(NEW, RESUMED) is released so that a corrected retry may reuse the key; another request's
+(CLAIMED) is not its to drop.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import Enum
 
-from consumer.airflow import DagRun
+from consumer.airflow import DagRun, TriggerResult
 from consumer.contract import TriggerRequest
 from consumer.errors import ErrorCode, Rejected
 from consumer.outcome import Outcome
@@ -64,6 +76,48 @@ def judge(entry: StoredEntry | None, fingerprint: str, at: Coordinates | None = 
         mine = at is None or stored_at is None or stored_at == at
         return Seen.RESUMED if mine else Seen.CLAIMED
     return Seen.OWN if at is not None and stored_at == at else Seen.KNOWN
+
+
+def claimed(entry: StoredEntry | None, fingerprint: str, at: Coordinates) -> Seen:
+    """Judge the entry ``mark_pending`` returned: this request's own new mark is NEW.
+
+    Args:
+        entry: the key's holder after the claim: the mark just written, or the entry of
+            another process (replica) that claimed the key since it was read.
+        fingerprint: the request's fingerprint.
+        at: the request record's (topic, partition, offset).
+
+    Returns:
+        NEW for the mark just written; otherwise as ``judge``.
+    """
+    seen = judge(entry, fingerprint, at)
+    return Seen.NEW if seen is Seen.RESUMED else seen
+
+
+def made_the_run(seen: Seen, result: TriggerResult) -> bool:
+    """Whether the request judged ``seen`` made the run ``result`` reports (the table above).
+
+    Args:
+        seen: NEW, RESUMED or CLAIMED: how the request held its key when it triggered.
+        result: what the trigger reported, across its retries and holds.
+
+    Returns:
+        True when the answer is ``triggered`` (and the store records it so); False for
+        ``duplicate``.
+    """
+    return result.created or seen is Seen.RESUMED or result.may_have_reached
+
+
+def releases_key(seen: Seen) -> bool:
+    """Whether a definite refusal (no run made) releases the key's pending mark.
+
+    Args:
+        seen: NEW, RESUMED or CLAIMED: how the request held its key when it triggered.
+
+    Returns:
+        True for the request's own mark; False for another request's (CLAIMED).
+    """
+    return seen is not Seen.CLAIMED
 
 
 def key_reused(entry: StoredEntry) -> Rejected:

@@ -64,7 +64,7 @@ def _trigger_held(
     request fails on the second such budget in a row (one started after Airflow was seen
     making runs, so a recovery racing the first budget's end fails nothing). Otherwise the
     request is held and retries after a backoff. A POST that may have reached Airflow in an
-    earlier budget makes a later 409 read as this request's run (spec §3).
+    earlier budget is carried into the result (``may_have_reached``).
     """
     reached = False  # an earlier POST may have reached Airflow although no answer came
     attempts = 0
@@ -106,9 +106,12 @@ def _trigger_held(
 
 
 def _across_holds(result: TriggerResult, *, reached: bool, attempts: int) -> TriggerResult:
-    """The result as one call: a 409 after a POST that may have reached Airflow is ours."""
-    created = result.created or reached
-    return replace(result, created=created, attempts=result.attempts + attempts)
+    """The result as one call: a POST of an earlier budget may have reached Airflow too."""
+    return replace(
+        result,
+        may_have_reached=result.may_have_reached or reached,
+        attempts=result.attempts + attempts,
+    )
 
 
 def _answered(exc: AirflowError) -> bool:

@@ -140,6 +140,7 @@ def test_a_failed_look_up_after_409_does_not_claim_another_requests_run(
     finally:
         proxy.close()
     assert not result.created
+    assert not result.may_have_reached
     assert result.attempts == 3  # POST 409, GET 504, GET 200
     run_calls = [method for method, path in proxy.requests if "/dagRuns" in path]
     assert run_calls == ["POST", "GET", "GET"]

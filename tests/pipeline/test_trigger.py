@@ -80,4 +80,5 @@ def test_a_look_up_budget_spent_after_409_does_not_make_the_run_ours(
     caller.join(timeout=60)
     result: TriggerResult = outcome["result"]
     assert not result.created
+    assert not result.may_have_reached
     assert result.dag_run_id == run_id

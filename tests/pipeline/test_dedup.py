@@ -1,0 +1,119 @@
+"""Tests of consumer/pipeline/dedup.py: what an entry means, and who made the run (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from consumer.airflow import TriggerResult
+from consumer.pipeline.dedup import Seen, claimed, judge, made_the_run, releases_key
+from consumer.store import EntryStatus, RequestOrigin, StoredEntry
+
+HERE = ("requests", 0, 7)
+ELSEWHERE = ("requests", 1, 3)
+NOW = datetime(2026, 12, 7, tzinfo=UTC)
+
+
+def entry(
+    status: EntryStatus, at: tuple[str, int, int] | None, fingerprint: str = "f"
+) -> StoredEntry:
+    """A live entry of ``status`` written by the request at ``at`` (None: store schema 1)."""
+    origin = None
+    if at is not None:
+        origin = RequestOrigin(
+            topic=at[0],
+            partition=at[1],
+            offset=at[2],
+            timestamp_ms=None,
+            correlation_id=None,
+            reply_topic=None,
+            route=None,
+            trace=None,
+        )
+    return StoredEntry(
+        key="k",
+        fingerprint=fingerprint,
+        dag_id="d",
+        dag_run_id="kafka__k",
+        status=status,
+        run_state=None,
+        logical_date=None,
+        run_url=None,
+        track=False,
+        completed_at=None,
+        created_at=NOW,
+        updated_at=NOW,
+        origin=origin,
+    )
+
+
+def result(*, created: bool, may_have_reached: bool) -> TriggerResult:
+    """What a trigger reported."""
+    return TriggerResult(
+        dag_id="d",
+        dag_run_id="kafka__k",
+        state="queued",
+        logical_date=None,
+        run_url="",
+        created=created,
+        dag_paused=None,
+        attempts=1,
+        may_have_reached=may_have_reached,
+    )
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (None, Seen.NEW),
+        (entry(EntryStatus.PENDING, HERE, fingerprint="other"), Seen.REUSED),
+        (entry(EntryStatus.PENDING, HERE), Seen.RESUMED),
+        (entry(EntryStatus.PENDING, None), Seen.RESUMED),  # schema 1: taken for this request
+        (entry(EntryStatus.PENDING, ELSEWHERE), Seen.CLAIMED),
+        (entry(EntryStatus.TRIGGERED, HERE), Seen.OWN),
+        (entry(EntryStatus.TRIGGERED, ELSEWHERE), Seen.KNOWN),
+        (entry(EntryStatus.DUPLICATE, None), Seen.KNOWN),
+    ],
+)
+def test_judge_reads_each_kind_of_entry(stored: StoredEntry | None, expected: Seen) -> None:
+    """Each row of the module docstring's table."""
+    assert judge(stored, "f", HERE) is expected
+
+
+def test_the_mark_just_written_is_new_and_another_claim_is_not() -> None:
+    """After mark_pending, the request's own mark is NEW; a replica's claim stays CLAIMED."""
+    assert claimed(entry(EntryStatus.PENDING, HERE), "f", HERE) is Seen.NEW
+    assert claimed(entry(EntryStatus.PENDING, ELSEWHERE), "f", HERE) is Seen.CLAIMED
+    assert claimed(entry(EntryStatus.TRIGGERED, ELSEWHERE), "f", HERE) is Seen.KNOWN
+
+
+@pytest.mark.parametrize(
+    ("seen", "created", "may_have_reached", "made"),
+    [
+        (Seen.NEW, True, False, True),
+        (Seen.NEW, True, True, True),
+        (Seen.NEW, False, False, False),  # another request's run: duplicate
+        (Seen.NEW, False, True, True),  # its own lost POST may have made it
+        (Seen.RESUMED, True, False, True),
+        (Seen.RESUMED, False, False, True),  # its earlier attempt (before a crash) made it
+        (Seen.RESUMED, False, True, True),
+        (Seen.CLAIMED, True, False, True),
+        (Seen.CLAIMED, False, False, False),  # the claimant's run
+        (Seen.CLAIMED, False, True, True),
+    ],
+)
+def test_made_the_run_for_every_combination(
+    seen: Seen, created: bool, may_have_reached: bool, made: bool
+) -> None:
+    """Every combination of claim and trigger report: triggered (True) or duplicate."""
+    reported = result(created=created, may_have_reached=may_have_reached)
+    assert made_the_run(seen, reported) is made
+
+
+@pytest.mark.parametrize(
+    ("seen", "releases"), [(Seen.NEW, True), (Seen.RESUMED, True), (Seen.CLAIMED, False)]
+)
+def test_a_refusal_releases_only_the_requests_own_mark(seen: Seen, releases: bool) -> None:
+    """A definite refusal drops this request's pending mark, never another request's."""
+    assert releases_key(seen) is releases
