@@ -20,7 +20,7 @@ from consumer.kafka_io.sink import RecordSink
 from consumer.kafka_io.source import RequestSource
 from consumer.limits import Limits
 from consumer.metrics import Metrics
-from consumer.pipeline import Pipeline
+from consumer.pipeline.pipeline import Pipeline
 from consumer.pipeline.policy import Policy
 from consumer.retention import RetentionPurger
 from consumer.routes.derive import Router

@@ -39,7 +39,7 @@ from consumer.kafka_io.source import RequestSource
 from consumer.logs import bind_message
 from consumer.metrics import Metrics
 from consumer.outcome import Outcome
-from consumer.pipeline import Admitted, Fanout, Pipeline
+from consumer.pipeline.pipeline import Admitted, Fanout, Pipeline
 from consumer.record import InboundRecord
 from consumer.tracking import CompletionTracker
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from consumer.errors import ConfigError
 from consumer.limits import Limits
 from consumer.pipeline.policy import Policy
-from consumer.record import InboundRecord
+from consumer.pipeline.screen import Refusal, screen
+from consumer.record import Headers, InboundRecord
 from consumer.routes.config import TopicOptions
 from consumer.routes.derive import Router, RouteVerdict
 from consumer.run_id import run_id_for
@@ -66,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     topic = args.topic or settings.routes.routes[0].topics[0]
     record = InboundRecord(topic, 0, 0, None, None, value, headers)
     router = Router(settings.routes, settings.route_topics)
-    verdicts, refusal = router.explain(
-        record, _limits(settings), _policy(settings), any_topic=args.topic is None
-    )
+    limits, policy = _limits(settings), _policy(settings)
+    verdicts, refusal = router.explain(record, limits, any_topic=args.topic is None)
+    verdicts = [_screened(verdict, limits, policy, headers) for verdict in verdicts]
     if refusal is not None:
         _print(args, {"event": "refused", "code": refusal.code.value, "message": refusal.message})
         return EXIT_FAILURE
@@ -80,6 +82,19 @@ def run(args: argparse.Namespace) -> int:
         _print(args, {"event": "unmatched", "code": fate, "message": "no route matches this event"})
     ok = any(verdict.matched and verdict.error is None for verdict in verdicts)
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _screened(
+    verdict: RouteVerdict, limits: Limits, policy: Policy, headers: Headers
+) -> RouteVerdict:
+    """The verdict once its request is screened as the pipeline screens it (validate, policy)."""
+    payload = verdict.payload
+    if payload is None or verdict.error is not None:
+        return verdict
+    screened = screen(None, limits, policy, headers, read=lambda: payload)
+    if isinstance(screened, Refusal):
+        return replace(verdict, error=screened.rejected)
+    return verdict
 
 
 def _describe_verdict(verdict: RouteVerdict) -> dict[str, Any]:

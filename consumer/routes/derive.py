@@ -1,7 +1,8 @@
 """Derive: an event and the routes of its topic → one ordinary v1 trigger request per match.
 
-Each derived request is then screened as a native one (validate → policy; the DAG
-allow-list still applies) and goes on through dedup → trigger → reply/DLQ. Its key is the
+Each derived request is built here unscreened; the pipeline then screens it as a native one
+(validate → policy; the DAG allow-list still applies) and it goes on through dedup →
+trigger → reply/DLQ. Its key is the
 route's name, a colon and the route's ``idempotency_key`` template (a CloudEvent's
 ``source`` and ``id`` by default), so that one event matched by two routes is two requests;
 a key over 256 characters keeps its first 215 and a hash of the whole.
@@ -15,11 +16,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from consumer.contract import MAX_IDEMPOTENCY_KEY_CHARS, TriggerRequest
+from consumer.contract import MAX_IDEMPOTENCY_KEY_CHARS
 from consumer.errors import ErrorCode, Rejected
 from consumer.limits import Limits
-from consumer.pipeline import Refusal, attempt, screen
-from consumer.pipeline.policy import Policy
+from consumer.pipeline.screen import attempt
 from consumer.record import DerivedRecord, InboundRecord
 from consumer.routes.config import ConfSpec, Route, RouteTable, TopicOptions
 from consumer.routes.event import Event, read_event
@@ -33,17 +33,22 @@ OnUnmatched = Callable[[str, str], None]
 TOMBSTONE = "tombstone"
 
 
+Build = Callable[[], dict[str, Any]]
+"""Builds a derived request's payload (raises ``Rejected`` naming the route and field)."""
+
+
 @dataclass(frozen=True)
 class Expansion:
     """What one event record became.
 
     Attributes:
-        derived: per matching route, its record and the screened request (or refusal).
+        derived: per matching route, its record and how to build its request (or why its
+            ``match`` failed on the event); the pipeline screens what is built.
         refusal: why the record itself was refused (unreadable, not a valid CloudEvent,
             no route matched it); None otherwise. Neither: an ignored unmatched event.
     """
 
-    derived: tuple[tuple[DerivedRecord, TriggerRequest | Refusal], ...] = ()
+    derived: tuple[tuple[DerivedRecord, Build | Rejected], ...] = ()
     refusal: Rejected | None = None
 
 
@@ -54,8 +59,10 @@ class RouteVerdict:
     Attributes:
         route: the route's name.
         matched: whether its ``match`` took the event.
-        payload: the trigger request it built, when it matched and building worked.
-        error: why it failed (a bad expression result, validation, policy), or None.
+        payload: the trigger request it built (unscreened), when it matched and building
+            worked.
+        error: why it failed (its match or a field's expression; validation or policy once
+            ``routes check`` screened the payload), or None.
     """
 
     route: str
@@ -77,13 +84,12 @@ class Router:
         """Whether ``topic`` is a route topic."""
         return bool(self.table.for_topic(topic))
 
-    def expand(self, record: InboundRecord, limits: Limits, policy: Policy) -> Expansion:
-        """Every request the record's event derives, each screened like a native request.
+    def expand(self, record: InboundRecord, limits: Limits) -> Expansion:
+        """Every request the record's event derives, unscreened.
 
         Args:
             record: a record of a route topic.
-            limits: size and depth bounds.
-            policy: the allow-lists.
+            limits: size and depth bounds of the event.
 
         Returns:
             The expansion; never raises ``Rejected``.
@@ -97,27 +103,24 @@ class Router:
         if isinstance(event, Rejected):
             return Expansion(refusal=event)
         trace = event.trace if self.trace_context else None
-        derived: list[tuple[DerivedRecord, TriggerRequest | Refusal]] = []
+        derived: list[tuple[DerivedRecord, Build | Rejected]] = []
         for route in routes:
             matched = _match(route, event)
             if matched is False:
                 continue
             view = DerivedRecord(**_fields(record), route=route.name, trace=trace)
-            if isinstance(matched, Rejected):
-                derived.append((view, Refusal(matched, None, None)))
-                continue
-            screened = screen(
-                None, limits, policy, record.headers, read=partial(derive, route, event)
-            )
-            derived.append((view, screened))
+            built = matched if isinstance(matched, Rejected) else partial(derive, route, event)
+            derived.append((view, built))
         if not derived:
             return self._unmatched(record.topic, routes)
         return Expansion(derived=tuple(derived))
 
     def explain(
-        self, record: InboundRecord, limits: Limits, policy: Policy, *, any_topic: bool = False
+        self, record: InboundRecord, limits: Limits, *, any_topic: bool = False
     ) -> tuple[list[RouteVerdict], Rejected | None]:
         """What every route of the record's topic (or of any topic) makes of its event.
+
+        The payloads are unscreened: ``routes check`` screens them as the pipeline does.
 
         Returns:
             One verdict per route considered, and why the event itself was refused.
@@ -135,15 +138,11 @@ class Router:
             if not matched:
                 verdicts.append(RouteVerdict(route.name, matched=False))
                 continue
-            built: dict[str, Any] = {}
-
-            def build(route: Route = route, built: dict[str, Any] = built) -> dict[str, Any]:
-                built.update(derive(route, event))
-                return built
-
-            screened = screen(None, limits, policy, read=build)
-            error = screened.rejected if isinstance(screened, Refusal) else None
-            verdicts.append(RouteVerdict(route.name, True, built or None, error))
+            built = attempt(derive, route, event)
+            if isinstance(built, Rejected):
+                verdicts.append(RouteVerdict(route.name, True, error=built))
+            else:
+                verdicts.append(RouteVerdict(route.name, True, built))
         return verdicts, None
 
     def _unmatched(self, topic: str, routes: tuple[Route, ...]) -> Expansion:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from consumer.contract import TriggerRequest
-from consumer.errors import ErrorCode
+from consumer.errors import ErrorCode, Rejected
 from consumer.limits import DEFAULT_LIMITS
-from consumer.pipeline import Refusal
+from consumer.pipeline import Refusal, screen
 from consumer.pipeline.policy import Policy
 from consumer.record import InboundRecord
 from consumer.routes.config import RouteTable, TopicOptions
-from consumer.routes.derive import Router
+from consumer.routes.derive import Expansion, Router
 
 POLICY = Policy.from_lists("etl_*")
 ROUTES = RouteTable.parse(
@@ -40,10 +40,20 @@ def _record(topic: str, value: object, *headers: tuple[str, bytes]) -> InboundRe
     return InboundRecord(topic, 0, 5, None, None, json.dumps(value).encode(), tuple(headers))
 
 
+def screened(expansion: Expansion, policy: Policy = POLICY) -> list[TriggerRequest | Refusal]:
+    """Each derived request screened as the pipeline screens it."""
+    return [
+        Refusal(built, None, None)
+        if isinstance(built, Rejected)
+        else screen(None, DEFAULT_LIMITS, policy, read=built)
+        for _, built in expansion.derived
+    ]
+
+
 def test_an_event_matched_by_two_routes_gives_two_keyed_requests() -> None:
     """Each matching route builds its own request, its key prefixed by the route name."""
-    expansion = Router(ROUTES).expand(_record("ev", {"k": "x", "id": 7}), DEFAULT_LIMITS, POLICY)
-    requests = [screened for _, screened in expansion.derived]
+    expansion = Router(ROUTES).expand(_record("ev", {"k": "x", "id": 7}), DEFAULT_LIMITS)
+    requests = screened(expansion)
     assert all(isinstance(r, TriggerRequest) for r in requests)
     assert [(r.idempotency_key, r.dag_id) for r in requests if isinstance(r, TriggerRequest)] == [
         ("a:7", "etl_a"),
@@ -56,14 +66,12 @@ def test_unmatched_events_are_refused_or_ignored_per_topic_and_counted() -> None
     """no_route_matched by default; ignored (no items) with unmatched = ignore."""
     seen: list[tuple[str, str]] = []
     record = _record("ev", {"k": "y"})
-    refused = Router(ROUTES, on_unmatched=lambda *a: seen.append(a)).expand(
-        record, DEFAULT_LIMITS, POLICY
-    )
+    refused = Router(ROUTES, on_unmatched=lambda *a: seen.append(a)).expand(record, DEFAULT_LIMITS)
     assert refused.refusal is not None and refused.refusal.code is ErrorCode.NO_ROUTE_MATCHED
     ignoring = Router(
         ROUTES, {"ev": TopicOptions(unmatched="ignore")}, on_unmatched=lambda *a: seen.append(a)
     )
-    assert ignoring.expand(record, DEFAULT_LIMITS, POLICY).derived == ()
+    assert ignoring.expand(record, DEFAULT_LIMITS).derived == ()
     assert seen == [("ev", "dead_lettered"), ("ev", "ignored")]
 
 
@@ -72,7 +80,7 @@ def test_a_tombstone_on_a_route_topic_derives_nothing_and_is_counted() -> None:
     seen: list[tuple[str, str]] = []
     tombstone = InboundRecord("ev", 0, 6, None, b"row-1", None)
     expansion = Router(ROUTES, on_unmatched=lambda *a: seen.append(a)).expand(
-        tombstone, DEFAULT_LIMITS, POLICY
+        tombstone, DEFAULT_LIMITS
     )
     assert expansion.refusal is None
     assert expansion.derived == ()
@@ -87,24 +95,17 @@ def test_policy_still_applies_and_cloudevents_default_to_source_and_id() -> None
         ("ce_source", b"/a#b"),
         ("ce_type", b"t"),
     ]
-    ((_, screened),) = (
-        Router(ROUTES).expand(_record("ce", {}, *headers), DEFAULT_LIMITS, POLICY).derived
-    )
-    assert isinstance(screened, Refusal) and screened.rejected.code is ErrorCode.DAG_NOT_ALLOWED
-    ((_, allowed),) = (
-        Router(ROUTES)
-        .expand(_record("ce", {}, *headers), DEFAULT_LIMITS, Policy.from_lists("*"))
-        .derived
-    )
+    expansion = Router(ROUTES).expand(_record("ce", {}, *headers), DEFAULT_LIMITS)
+    (refused,) = screened(expansion)
+    assert isinstance(refused, Refusal) and refused.rejected.code is ErrorCode.DAG_NOT_ALLOWED
+    (allowed,) = screened(expansion, Policy.from_lists("*"))
     assert isinstance(allowed, TriggerRequest) and allowed.idempotency_key == "ce:/a%23b#9"
 
 
 def test_a_field_that_fails_on_one_event_is_route_expression_failed() -> None:
     """A null required field is refused naming the route and the field."""
-    ((_, screened), _) = (
-        Router(ROUTES).expand(_record("ev", {"k": "x"}), DEFAULT_LIMITS, POLICY).derived
-    )
-    assert isinstance(screened, Refusal)
-    assert screened.rejected.code is ErrorCode.ROUTE_EXPRESSION_FAILED
-    assert screened.rejected.details["route"] == "a"
-    assert screened.rejected.details["field"] == "idempotency_key"
+    (refused, _) = screened(Router(ROUTES).expand(_record("ev", {"k": "x"}), DEFAULT_LIMITS))
+    assert isinstance(refused, Refusal)
+    assert refused.rejected.code is ErrorCode.ROUTE_EXPRESSION_FAILED
+    assert refused.rejected.details["route"] == "a"
+    assert refused.rejected.details["field"] == "idempotency_key"

@@ -1,4 +1,4 @@
-"""attempt and screen (consumer/pipeline/__init__.py): the one place a Rejected is caught."""
+"""Tests of consumer/pipeline/screen.py: attempt (the one place a Rejected is caught) and screen."""
 
 from __future__ import annotations
 
@@ -85,4 +85,4 @@ def test_rejected_is_caught_in_exactly_one_place() -> None:
         if re.search(r"except\s*\(?[^:]*\bRejected\b", line)
     ]
     assert len(catches) == 1, catches
-    assert catches[0].startswith("consumer/pipeline/__init__.py:")
+    assert catches[0].startswith("consumer/pipeline/screen.py:")

@@ -1,0 +1,338 @@
+"""The request pipeline: decode → validate → policy → dedup → trigger, in spec §1 order.
+
+One message travels in two steps::
+
+    triage(records) ── per record: decode → validate → policy → fingerprint ──┐
+        one store read for the whole poll (get_many) ──► judge each key ◄─────┘
+        ├─► Outcome     rejected, internal_error, or duplicate / key reused from the store
+        └─► Admitted    new or resumed key (or one whose earlier request is still running)
+    execute(admitted) ── pending mark → trigger (within the Airflow call limit) → record
+        └─► Outcome     triggered, duplicate, rejected (key reused) or error
+
+``triage`` runs on the worker loop's thread and needs no Airflow call; ``execute`` runs
+on a dispatcher thread. A record of a route topic (spec §8 Routes) becomes a ``Fanout``:
+one item per request its event derives (the routes build them unscreened), each screened
+here and judged like a native request. Each stage is its own module; the pure ones run
+through ``screen`` (``pipeline/screen.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from consumer.airflow import AirflowApi, TriggerResult
+from consumer.airflow.gate import AirflowGate
+from consumer.airflow.limit import ConcurrencyLimit
+from consumer.contract import TriggerRequest
+from consumer.crash import CrashPoint, crash_here
+from consumer.errors import AirflowError, AirflowUnavailableError, Rejected, StoppingError
+from consumer.fingerprint import fingerprint
+from consumer.holds import StoreHold
+from consumer.limits import Limits
+from consumer.logs import bind_message
+from consumer.outcome import Outcome
+from consumer.pipeline.dedup import (
+    ANSWERED,
+    Seen,
+    claimed,
+    judge,
+    made_the_run,
+    releases_key,
+    stored_outcome,
+)
+from consumer.pipeline.policy import Policy
+from consumer.pipeline.screen import Refusal, screen
+from consumer.pipeline.trigger import trigger
+from consumer.record import DerivedRecord, InboundRecord
+from consumer.run_id import run_id_for
+from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
+from consumer.trace import TraceContext, trace_of, with_trace
+
+if TYPE_CHECKING:
+    from consumer.routes.derive import Expansion
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A request that needs Airflow, or a store look-up after its key's earlier requests.
+
+    Attributes:
+        record: the request record.
+        request: the valid, allowed request.
+        fingerprint: the request's fingerprint, computed once.
+        entry: the key's store entry as triage read it (None: unknown).
+        current: whether ``entry`` is still true when ``execute`` runs; False when an
+            earlier request of the key was in flight (or the read failed), so ``execute``
+            reads the store again.
+    """
+
+    record: InboundRecord
+    request: TriggerRequest
+    fingerprint: str
+    entry: StoredEntry | None
+    current: bool
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """The items of one event record: one per request its routes derived (maybe none).
+
+    Its offset is done once every item is answered; none: an ignored unmatched event.
+
+    Attributes:
+        items: the derived requests' items.
+        records: each item's record (the event as its route read it), in the same order.
+    """
+
+    items: tuple[Outcome | Admitted, ...]
+    records: tuple[InboundRecord, ...]
+
+
+class EventRouter(Protocol):
+    """Expands records of route topics (``consumer.routes.Router`` fits)."""
+
+    def reads(self, topic: str) -> bool:
+        """Whether ``topic`` is a route topic."""
+
+    def expand(self, record: InboundRecord, limits: Limits) -> Expansion:
+        """The requests the record's event derives, unscreened; never raises ``Rejected``."""
+
+
+Busy = Callable[[str], bool]
+"""Tells whether a key has an admitted request still queued or running."""
+Owned = Callable[[], bool]
+"""Tells whether this worker still owns the partition of the request being executed."""
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Turns Kafka records into ``Outcome``s; never raises ``Rejected``."""
+
+    limits: Limits
+    policy: Policy
+    store: IdempotencyStore
+    airflow: AirflowApi
+    gate: AirflowGate
+    # bounds concurrent Airflow calls below MAX_IN_FLIGHT: Airflow 3's API collapses past
+    # ~24 concurrent triggers (notes §6), while requests answered from the store need no slot
+    airflow_limit: ConcurrencyLimit
+    crash_at: CrashPoint | None = None  # test-only fault hook (consumer/crash.py)
+    # spec §3: a store outage holds requests (retried with backoff), it never fails them
+    store_hold: StoreHold = field(default_factory=StoreHold)
+    router: EventRouter | None = None  # spec §8 Routes: None when no route is configured
+    trace_context: bool = True  # pass a message's W3C trace context into the run's conf
+
+    def triage(
+        self, records: Sequence[InboundRecord], busy: Busy
+    ) -> list[Outcome | Admitted | Fanout]:
+        """Answer what needs no Airflow call; admit the rest (one store read per poll).
+
+        A key whose earlier request is still in flight (``busy``, or admitted earlier in
+        this poll) is admitted whatever the store says now: its answer must follow that
+        request's (per-key order, spec §3).
+
+        Args:
+            records: one poll's records.
+            busy: whether a key has an admitted request still queued or running.
+
+        Returns:
+            One item per record, in order (a ``Fanout`` for a record of a route topic).
+        """
+        screened = [self._screen(record) for record in records]
+        flat = [
+            sub
+            for item in screened
+            for sub in (item.items if isinstance(item, Fanout) else (item,))
+        ]
+        entries = self._read_entries(
+            {item.request.idempotency_key for item in flat if isinstance(item, Admitted)}
+        )
+        waiting: set[str] = set()  # keys admitted earlier in this poll
+
+        def judged(item: Outcome | Admitted) -> Outcome | Admitted:
+            if not isinstance(item, Admitted):
+                return item
+            key = item.request.idempotency_key
+            current = entries is not None and key not in waiting and not busy(key)
+            result = self._judge(item, entries.get(key) if entries else None, current=current)
+            if isinstance(result, Admitted):
+                waiting.add(key)
+            return result
+
+        return [
+            Fanout(tuple(map(judged, item.items)), item.records)
+            if isinstance(item, Fanout)
+            else judged(item)
+            for item in screened
+        ]
+
+    def execute(self, admitted: Admitted, owned: Owned = _always) -> Outcome:
+        """Claim the key, trigger the run and record it (spec §3: pending mark before POST).
+
+        Args:
+            admitted: the request ``triage`` admitted.
+            owned: whether this worker still owns the record's partition; asked right
+                before the Airflow call, so a revoked partition's work starts none.
+
+        Raises:
+            ConfigError: credentials or TLS are wrong: the worker must stop.
+            StoppingError: the worker stopped while the request waited on Airflow or the
+                store, or the partition was revoked (no reply: its owner processes it again).
+        """
+        record, request = admitted.record, admitted.request
+        key = request.idempotency_key
+        hold = self.store_hold.call
+        entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key))
+        at = (record.topic, record.partition, record.offset)
+        seen = judge(entry, admitted.fingerprint, at)
+        if seen is Seen.NEW:
+            entry = hold(
+                lambda: self.store.mark_pending(
+                    key,
+                    fingerprint=admitted.fingerprint,
+                    dag_id=request.dag_id,
+                    dag_run_id=run_id_for(key),
+                    origin=self._origin(record, request),
+                )
+            )
+            # another process (replica) may have claimed the key since the read
+            seen = claimed(entry, admitted.fingerprint, at)
+        if entry is not None and seen in ANSWERED:
+            return stored_outcome(record, request, entry, seen)
+        if not owned():  # the pending mark stays: the new owner resumes the request
+            raise StoppingError("partition revoked before the Airflow call")
+        try:
+            traced = self._traced(request, record)
+            result = trigger(traced, run_id_for(key), self.airflow, self.gate, self.airflow_limit)
+        except AirflowUnavailableError as exc:
+            # keep the pending mark: the POST may have been accepted (spec §3)
+            return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
+        except AirflowError as exc:
+            if releases_key(seen):  # no run: a corrected retry may reuse the key
+                hold(lambda: self.store.release(key))
+            return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
+        crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
+        made_here = made_the_run(seen, result)
+        hold(lambda: self._record(admitted, result, made_here=made_here))  # the run exists
+        build = Outcome.triggered if made_here else Outcome.duplicate
+        return build(record, request, result, attempts=result.attempts)
+
+    def airflow_available(self) -> bool:
+        """False while an Airflow outage is waited out (the loop stops fetching)."""
+        return self.gate.available
+
+    def store_available(self) -> bool:
+        """False while a store outage is waited out (the loop stops fetching)."""
+        return self.store_hold.available
+
+    def _traced(self, request: TriggerRequest, record: InboundRecord) -> TriggerRequest:
+        """The request as sent to Airflow: with the message's trace context in its conf.
+
+        Only the Airflow call sees it: the fingerprint was taken without it (a replay with
+        a new trace is the same request).
+        """
+        trace = self._trace(record)
+        if trace is None:
+            return request
+        return request.model_copy(update={"conf": with_trace(request.conf, trace)})
+
+    def _trace(self, record: InboundRecord) -> TraceContext | None:
+        """The record's trace context; None when there is none or trace context is off."""
+        return trace_of(record) if self.trace_context else None
+
+    def _origin(self, record: InboundRecord, request: TriggerRequest) -> RequestOrigin:
+        """What the store keeps of the request, for the ``completed`` reply of its run."""
+        return RequestOrigin(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp_ms,
+            correlation_id=request.correlation_id,
+            reply_topic=request.reply_topic,
+            route=record.route if isinstance(record, DerivedRecord) else None,
+            trace=self._trace(record),
+        )
+
+    def _screen(self, record: InboundRecord) -> Outcome | Admitted | Fanout:
+        """The pure stages and the fingerprint of one record (the per-message boundary)."""
+        try:
+            if self.router is not None and self.router.reads(record.topic):
+                return self._fan_out(record, self.router.expand(record, self.limits))
+            screened = screen(record.value, self.limits, self.policy, record.headers)
+            return _admit(record, screened)
+        except Exception as exc:  # the per-message boundary: a bug never stops the loop
+            with bind_message(record):
+                log.exception("internal_error")
+            return Outcome.internal_error(record, exc)
+
+    def _fan_out(self, record: InboundRecord, expansion: Expansion) -> Outcome | Fanout:
+        """An event record's items: its own refusal, or one per derived request, screened."""
+        if expansion.refusal is not None:
+            return Outcome.rejected(record, expansion.refusal)
+        items: list[Outcome | Admitted] = []
+        for derived, built in expansion.derived:
+            if isinstance(built, Rejected):  # its route's match failed on the event
+                items.append(Outcome.rejected(derived, built))
+                continue
+            screened = screen(None, self.limits, self.policy, record.headers, read=built)
+            items.append(_admit(derived, screened))
+        return Fanout(tuple(items), tuple(derived for derived, _ in expansion.derived))
+
+    def _read_entries(self, keys: set[str]) -> dict[str, StoredEntry] | None:
+        """The store's entries of ``keys`` in one read; None when the read failed."""
+        if not keys:
+            return {}
+        try:
+            return self.store.get_many(keys)
+        except Exception:  # a store hiccup: each request then reads the store in ``execute``
+            log.exception("store_read_failed")
+            return None
+
+    def _judge(
+        self, admitted: Admitted, entry: StoredEntry | None, *, current: bool
+    ) -> Outcome | Admitted:
+        """Answer a key the store maps to a run; admit the rest with what was read."""
+        record = admitted.record
+        seen = judge(entry, admitted.fingerprint, (record.topic, record.partition, record.offset))
+        if current and entry is not None and seen in ANSWERED:
+            return stored_outcome(admitted.record, admitted.request, entry, seen)
+        return Admitted(admitted.record, admitted.request, admitted.fingerprint, entry, current)
+
+    def _record(self, admitted: Admitted, result: TriggerResult, *, made_here: bool) -> None:
+        record, request = admitted.record, admitted.request
+        self.store.record(
+            request.idempotency_key,
+            fingerprint=admitted.fingerprint,
+            dag_id=request.dag_id,
+            dag_run_id=result.dag_run_id,
+            status=EntryStatus.TRIGGERED if made_here else EntryStatus.DUPLICATE,
+            run_state=result.state,
+            logical_date=result.logical_date.isoformat() if result.logical_date else None,
+            run_url=result.run_url,
+            track=request.track,
+            origin=self._origin(record, request),
+        )
+
+
+def _admit(record: InboundRecord, screened: TriggerRequest | Refusal) -> Outcome | Admitted:
+    """A screened request admitted with its fingerprint, or its refusal answered."""
+    if isinstance(screened, Refusal):
+        return Outcome.rejected(
+            record, screened.rejected, request=screened.request, payload=screened.payload
+        )
+    return Admitted(record, screened, fingerprint(screened), entry=None, current=False)
+
+
+def _attempts(error: AirflowError) -> int:
+    attempts = error.details.get("attempts", 1)
+    return attempts if isinstance(attempts, int) else 1
