@@ -38,7 +38,7 @@ from consumer.pipeline.reply import reply_record
 from consumer.record import DerivedRecord, Headers, InboundRecord, OutboundRecord
 from consumer.resend import Outgoing, Role, after_failure, first_send, pending
 from consumer.store import RequestOrigin
-from consumer.trace import TraceContext, trace_of
+from consumer.trace import TraceContext
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +131,7 @@ class Answerer:
             request_key=record.key,
         )
         route = record.route if isinstance(record, DerivedRecord) else None
-        reply = self._echoing(reply, route, trace_of(record))
+        reply = self._echoing(reply, route, record.trace_context())
         if state.redirected and reply.topic != self._reply_topic:
             refused = (REPLY_TOPIC_REFUSED_HEADER, reply.topic.encode("utf-8"))
             reply = replace(reply, topic=self._reply_topic, headers=(*reply.headers, refused))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from consumer.trace import TraceContext
+from consumer.trace import TraceContext, trace_from_headers
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -48,6 +46,10 @@ class InboundRecord:
                 found = value
         return found
 
+    def trace_context(self) -> TraceContext | None:
+        """The request's W3C trace context, from its ``traceparent``/``tracestate`` headers."""
+        return trace_from_headers(self.headers)
+
 
 @dataclass(frozen=True)
 class DerivedRecord(InboundRecord):
@@ -64,6 +66,10 @@ class DerivedRecord(InboundRecord):
 
     route: str = ""
     trace: TraceContext | None = None
+
+    def trace_context(self) -> TraceContext | None:
+        """The event's trace context as its route read it (header or CloudEvents extension)."""
+        return self.trace
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from consumer.record import DerivedRecord, Headers, InboundRecord
+if TYPE_CHECKING:
+    from consumer.record import Headers
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -95,20 +96,6 @@ def trace_from_headers(headers: Headers) -> TraceContext | None:
     if TRACEPARENT not in found:
         return None
     return parse_trace(found[TRACEPARENT], found.get(TRACESTATE))
-
-
-def trace_of(record: InboundRecord) -> TraceContext | None:
-    """The trace context of a request record: a route's (header or CloudEvent), else headers.
-
-    Args:
-        record: a request record, or a route's derived record.
-
-    Returns:
-        The context, or None.
-    """
-    if isinstance(record, DerivedRecord):
-        return record.trace
-    return trace_from_headers(record.headers)
 
 
 def with_trace(conf: Mapping[str, Any], trace: TraceContext) -> dict[str, Any]:

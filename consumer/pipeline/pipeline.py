@@ -50,7 +50,7 @@ from consumer.pipeline.trigger import trigger
 from consumer.record import DerivedRecord, InboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
-from consumer.trace import TraceContext, trace_of, with_trace
+from consumer.trace import TraceContext, with_trace
 
 if TYPE_CHECKING:
     from consumer.routes.derive import Expansion
@@ -248,7 +248,7 @@ class Pipeline:
 
     def _trace(self, record: InboundRecord) -> TraceContext | None:
         """The record's trace context; None when there is none or trace context is off."""
-        return trace_of(record) if self.trace_context else None
+        return record.trace_context() if self.trace_context else None
 
     def _origin(self, record: InboundRecord, request: TriggerRequest) -> RequestOrigin:
         """What the store keeps of the request, for the ``completed`` reply of its run."""
