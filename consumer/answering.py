@@ -128,7 +128,7 @@ class Answerer:
             outcome,
             default_topic=self._reply_topic,
             worker=self._worker,
-            request_key=record.key,
+            request_key=None if state.keyless else record.key,
         )
         route = record.route if isinstance(record, DerivedRecord) else None
         reply = self._echoing(reply, route, record.trace_context())

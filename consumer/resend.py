@@ -6,6 +6,7 @@ changed by what the broker said of it::
 
     acknowledged ─────────────────────────► never sent again
     dead letter too large / unsendable ───► shrunk (Omit), sent again at once
+    reply too large ──────────────────────► without the request's key, sent again at once
     reply, its topic refused ─────────────► counted; after REPLY_TOPIC_ATTEMPTS refusals
                                             sent to the default reply topic instead
     anything else ────────────────────────► sent again after a delay
@@ -43,6 +44,7 @@ class Outgoing:
         omit: what the dead letter leaves out of the original record.
         refusals: how often the broker refused the reply's own topic.
         redirected: the reply goes to the default reply topic instead of its own.
+        keyless: the reply is sent without a key (the request's own key was too large).
     """
 
     role: Role
@@ -50,6 +52,7 @@ class Outgoing:
     omit: Omit = Omit.NOTHING
     refusals: int = 0
     redirected: bool = False
+    keyless: bool = False
 
 
 def first_send(dead_letter: bool) -> tuple[Outgoing, ...]:
@@ -89,11 +92,14 @@ def after_failure(
         if index not in unacked:
             changed[index] = replace(state, acked=True)
         elif state.role is Role.DEAD_LETTER and index in unsendable:
-            at_once = at_once or state.omit < Omit.VALUE_AND_HEADERS
-            changed[index] = replace(state, omit=Omit.VALUE_AND_HEADERS)
+            at_once = at_once or state.omit < Omit.ALL
+            changed[index] = replace(state, omit=Omit.ALL)
         elif state.role is Role.DEAD_LETTER and index in too_large:
-            at_once = at_once or state.omit < Omit.VALUE_AND_HEADERS
-            changed[index] = replace(state, omit=Omit(min(state.omit + 1, Omit.VALUE_AND_HEADERS)))
+            at_once = at_once or state.omit < Omit.ALL
+            changed[index] = replace(state, omit=Omit(min(state.omit + 1, Omit.ALL)))
+        elif state.role is Role.REPLY and index in too_large and not state.keyless:
+            at_once = True
+            changed[index] = replace(state, keyless=True)
         elif state.role is Role.REPLY and index in refused and not state.redirected:
             refusals = state.refusals + 1
             redirect = refusals >= REPLY_TOPIC_ATTEMPTS

@@ -53,13 +53,19 @@ def test_first_send_is_the_reply_then_its_dead_letter() -> None:
             (Outgoing(Role.REPLY, acked=True), Outgoing(Role.DEAD_LETTER, omit=Omit.VALUE)),
             True,
         ),
-        # the producer refused the dead letter (a keyless tombstone): shrunk to the bare record
+        # the producer refused the dead letter: shrunk to the bare record
         (
             refused(1, unsendable=(1,)),
             (
                 Outgoing(Role.REPLY, acked=True),
-                Outgoing(Role.DEAD_LETTER, omit=Omit.VALUE_AND_HEADERS),
+                Outgoing(Role.DEAD_LETTER, omit=Omit.ALL),
             ),
+            True,
+        ),
+        # the reply too large (keyed by a huge request key): sent without it, at once
+        (
+            refused(0, too_large=(0,)),
+            (Outgoing(Role.REPLY, keyless=True), Outgoing(Role.DEAD_LETTER, acked=True)),
             True,
         ),
         # the reply's topic refused: counted, not yet redirected; wait
@@ -102,9 +108,24 @@ def test_a_reply_topic_refused_often_enough_is_redirected_once() -> None:
     assert states[0].refusals == REPLY_TOPIC_ATTEMPTS
 
 
+def test_a_dead_letter_too_large_shrinks_one_step_at_a_time_down_to_its_key() -> None:
+    """Value, then the original headers, then the key: each refusal takes one more away."""
+    states: tuple[Outgoing, ...] = (LETTER,)
+    seen = []
+    for _ in range(4):
+        states, at_once = after_failure(states, refused(0, too_large=(0,)))
+        seen.append((states[0].omit, at_once))
+    assert seen == [
+        (Omit.VALUE, True),
+        (Omit.VALUE_AND_HEADERS, True),
+        (Omit.ALL, True),
+        (Omit.ALL, False),
+    ]
+
+
 def test_a_bare_dead_letter_refused_again_waits_instead_of_spinning() -> None:
-    """A dead letter already without value and headers is not shrunk further: no busy loop."""
-    bare = Outgoing(Role.DEAD_LETTER, omit=Omit.VALUE_AND_HEADERS)
+    """A dead letter already without value, headers and key is not shrunk further: no busy loop."""
+    bare = Outgoing(Role.DEAD_LETTER, omit=Omit.ALL)
     changed, at_once = after_failure((bare,), refused(0, too_large=(0,), unsendable=(0,)))
     assert changed == (bare,)
     assert not at_once

@@ -5,9 +5,10 @@ The original key, value bytes and headers travel unchanged; five headers are app
 ``source-offset``. Every ``rejected`` and ``error`` outcome is dead-lettered.
 
 A record the broker refuses as too large (a dead-letter topic whose ``max.message.bytes``
-is below the request topic's) is sent again without its value, then also without the
-original headers, each step named in a header, so a huge request can never stall its
-partition; the original stays readable at ``source-topic``/``-partition``/``-offset``.
+is below the request topic's, or a huge key that arrived compressed) is sent again without
+its value, then also without the original headers, then without its key, each step named
+in a header, so a huge request can never stall its partition; the original stays
+readable at ``source-topic``/``-partition``/``-offset``.
 A record with neither key nor value (a keyless tombstone) is copied with an empty key and
 header ``key-null``: Kafka clients send no record without one of the two.
 """
@@ -31,6 +32,8 @@ VALUE_OMITTED_HEADER = "value-omitted-bytes"
 VALUE_SHA256_HEADER = "value-sha256"
 # only on a record sent without the original headers: how many were left out
 HEADERS_OMITTED_HEADER = "headers-omitted"
+# only on a record sent without its key: the key's size in bytes
+KEY_OMITTED_HEADER = "key-omitted-bytes"
 # only on the copy of a record with neither key nor value: sent with an empty key instead,
 # as a Kafka client must send one of the two (kafka-python asserts it)
 KEY_NULL_HEADER = "key-null"
@@ -43,6 +46,7 @@ DEAD_LETTER_HEADERS = (
     VALUE_OMITTED_HEADER,
     VALUE_SHA256_HEADER,
     HEADERS_OMITTED_HEADER,
+    KEY_OMITTED_HEADER,
     KEY_NULL_HEADER,
 )
 DEAD_LETTER_STATUSES = frozenset({Status.REJECTED, Status.ERROR})
@@ -55,6 +59,7 @@ class Omit(enum.IntEnum):
     NOTHING = 0
     VALUE = 1
     VALUE_AND_HEADERS = 2
+    ALL = 3  # the key too: a compressed request's huge key can outgrow any uncompressed copy
 
 
 def needs_dead_letter(outcome: Outcome) -> bool:
@@ -110,6 +115,9 @@ def dead_letter_record(
         added += ((HEADERS_OMITTED_HEADER, str(len(original)).encode("ascii")),)
         original = ()
     key = record.key
+    if omit >= Omit.ALL and key is not None:
+        added += ((KEY_OMITTED_HEADER, str(len(key)).encode("ascii")),)
+        key = None
     if key is None and value is None:  # a record must carry a key or a value to be sent
         key, added = b"", (*added, (KEY_NULL_HEADER, b"true"))
     return OutboundRecord(topic=topic, key=key, value=value, headers=original + added)

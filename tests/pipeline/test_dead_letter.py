@@ -12,6 +12,7 @@ from consumer.errors import AirflowError, ErrorCode, Rejected
 from consumer.outcome import Outcome
 from consumer.pipeline.dead_letter import (
     KEY_NULL_HEADER,
+    KEY_OMITTED_HEADER,
     Omit,
     dead_letter_record,
     needs_dead_letter,
@@ -137,3 +138,11 @@ def test_outcome_without_error_cannot_be_dead_lettered() -> None:
     assert not needs_dead_letter(triggered)
     with pytest.raises(ValueError, match="without an error"):
         dead_letter_record(triggered, RECORD, topic="dlq")
+
+
+def test_the_smallest_copy_leaves_out_the_key_too_and_says_how_large_it_was() -> None:
+    """Omit.ALL: no value, no original headers, no key; the key's size in a header."""
+    outcome = Outcome.rejected(RECORD, Rejected(ErrorCode.INVALID_JSON, "bad"))
+    bare = dead_letter_record(outcome, RECORD, topic="dlq", omit=Omit.ALL)
+    assert (bare.key, bare.value) == (None, b"")
+    assert dict(bare.headers)[KEY_OMITTED_HEADER] == str(len(RECORD.key or b"")).encode()

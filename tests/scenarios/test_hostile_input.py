@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from consumer.pipeline.dead_letter import KEY_NULL_HEADER
+from consumer.pipeline.dead_letter import KEY_NULL_HEADER, KEY_OMITTED_HEADER
 from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import (
     Headers,
@@ -378,3 +378,41 @@ def test_a_keyless_tombstone_is_rejected_dead_lettered_and_committed_past(
     assert headers[KEY_NULL_HEADER] == b"true"
     boundary = {"internal_error", "publish_failed"}
     assert [e for e in worker.events() if e.get("event") in boundary] == []
+
+
+def test_a_huge_compressed_key_is_answered_and_committed_past(
+    kafka: KafkaCluster, topics: Topics, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A 2 MiB key that arrived gzip-compressed: answered, dead-lettered without it, committed.
+
+    The broker's size limit applies to the compressed batch, so such a request gets in; its
+    reply (keyed by it, the value being unreadable) and its dead letter, uncompressed, were
+    refused as too large for ever, and nothing after it on its partition was committed.
+    """
+    bootstrap = kafka.bootstrap_servers
+    huge = b"k" * (2 * MIB)
+    after = unique_name("after-huge")
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, compression_type="gzip", max_request_size=64 * MIB
+    )
+    try:
+        producer.send(topics.requests, key=huge, value=b"not json", partition=0).get(timeout=30)
+        producer.send(topics.requests, key=after.encode(), value=request(after), partition=0).get(
+            timeout=30
+        )
+    finally:
+        producer.close()
+    worker = make_worker()
+    with running(worker):
+        replies = read_all(bootstrap, topics.replies, at_least=2)
+        wait_until(
+            lambda: committed(bootstrap, topics.group, topics.requests).get(0) == 2,
+            timeout=60,
+            what="partition 0 committed past the huge key",
+        )
+        (dead,) = read_all(bootstrap, topics.dlq, at_least=1)
+    answers = sorted(json.loads(r.value)["status"] for r in replies)
+    assert answers == ["rejected", "triggered"]
+    assert dead.key is None
+    assert dict(dead.headers)[KEY_OMITTED_HEADER] == str(2 * MIB).encode()
+    assert dict(dead.headers)["error-code"] == b"invalid_json"
