@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +36,14 @@ OnSettled = Callable[[SinkError | None], None]
 """Called once every record of a delivery is settled: None when all were acknowledged."""
 
 
+AnsweredSince = Callable[[float], bool]
+"""Whether the broker answered a metadata request at or after a monotonic time."""
+
+
+def _never(_since: float) -> bool:
+    return False
+
+
 class Delivery:
     """The broker's answers for the records of one ``RecordSink.send``.
 
@@ -42,12 +51,23 @@ class Delivery:
     there: they must be quick and must never wait for another delivery.
     """
 
-    def __init__(self, futures: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        futures: Sequence[Any],
+        *,
+        sent_at: float | None = None,
+        answered_since: AnsweredSince = _never,
+    ) -> None:
         """Watch what ``KafkaProducer.send`` gave per record, in publish order.
 
         Args:
             futures: per record, the future it returned or the ``KafkaError`` it raised.
+            sent_at: the monotonic time the send began (now when omitted).
+            answered_since: whether the broker answered a metadata request since a time: a
+                topic whose metadata did not come in time is refused only if it did.
         """
+        self._sent_at = time.monotonic() if sent_at is None else sent_at
+        self._answered_since = answered_since
         self._lock = threading.Lock()
         # per record: None while unanswered, _ACKED, or the error the producer reported
         self._states: list[str | BaseException | None] = [None] * len(futures)
@@ -95,7 +115,15 @@ class Delivery:
         if not unacked:
             return None
         too_large = [p for p in unacked if isinstance(states[p], MessageSizeTooLargeError)]
-        refused = [p for p in unacked if isinstance(states[p], TOPIC_REFUSALS)]
+        # no metadata in time is the topic's refusal only if the broker answered metadata
+        # meanwhile (it lacks the topic); otherwise it is an outage, and the reply keeps its topic
+        broker_up = self._answered_since(self._sent_at)
+        refused = [
+            p
+            for p in unacked
+            if isinstance(states[p], TOPIC_REFUSALS)
+            or (broker_up and isinstance(states[p], KafkaTimeoutError))
+        ]
         unsendable = [p for p in unacked if isinstance(states[p], Unsendable)]
         reasons = {
             type(states[p]).__name__ if states[p] is not None else "no answer in time"
@@ -120,13 +148,13 @@ class Unsendable(Exception):  # noqa: N818 -- a settled state, named for what th
     """
 
 
-# the broker refused the record's topic (missing, not authorised, invalid), or no metadata
-# for it came in time (a missing topic with auto-creation off), rather than the record
+# the broker refused the record's topic (missing, not authorised, invalid) rather than the
+# record; a KafkaTimeoutError (no metadata in time: a missing topic with auto-creation off,
+# or a broker outage) counts only if the broker answered a metadata request meanwhile
 TOPIC_REFUSALS = (
     UnknownTopicOrPartitionError,
     TopicAuthorizationFailedError,
     InvalidTopicError,
-    KafkaTimeoutError,
 )
 
 
@@ -140,12 +168,17 @@ class RecordSink:
             connection: the settings, or ``security.connection_options(settings)``.
             client_id: names this worker in broker logs.
         """
+        # monotonic time of the broker's last metadata answer (kafka-python's listener)
+        self._metadata_at: float | None = None
         self._producer = open_acked_producer(
             connection,
             client_id=client_id,
             max_request_size=MAX_REQUEST_SIZE,
             max_block_ms=MAX_BLOCK_MS,
         )
+        # kafka-python exposes no public hook for "the broker answered metadata": its
+        # cluster's listeners run after every successful metadata response
+        self._producer._metadata.add_listener(self._metadata_answered)
 
     def send(self, records: Sequence[OutboundRecord]) -> Delivery:
         """Hand ``records`` to the producer without waiting for the broker.
@@ -153,6 +186,7 @@ class RecordSink:
         Every record is settled within the producer's delivery timeout (two minutes),
         acknowledged or failed.
         """
+        began = time.monotonic()
         futures: list[Any] = []
         for record in records:
             try:
@@ -170,7 +204,14 @@ class RecordSink:
             # as failed: an exception here would leave the request's offset unfinished
             except Exception as exc:  # noqa: BLE001 -- kept as the record's failure
                 futures.append(Unsendable(f"{type(exc).__name__}: {exc}"))
-        return Delivery(futures)
+        return Delivery(futures, sent_at=began, answered_since=self._answered_since)
+
+    def _metadata_answered(self, _cluster: object) -> None:
+        self._metadata_at = time.monotonic()
+
+    def _answered_since(self, since: float) -> bool:
+        last = self._metadata_at
+        return last is not None and last >= since
 
     def publish(
         self, records: Sequence[OutboundRecord], *, timeout: float = DEFAULT_ACK_TIMEOUT

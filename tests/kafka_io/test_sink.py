@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from consumer.errors import SinkError
-from consumer.kafka_io.sink import MAX_REQUEST_SIZE, RecordSink
+from consumer.kafka_io.sink import MAX_REQUEST_SIZE, Delivery, RecordSink
 from consumer.record import OutboundRecord
 from tests.conftest import KafkaCluster
 from tests.scenarios.harness import read_all
@@ -90,3 +92,27 @@ def test_a_record_the_producer_refuses_settles_as_unsendable(
     assert error is not None
     assert error.unacked == (0,)
     assert error.unsendable == frozenset({0})
+
+
+def test_a_metadata_timeout_is_a_topic_refusal_only_if_the_broker_answered_meanwhile() -> None:
+    """No metadata in time during an outage keeps the reply's topic; a missing topic does not.
+
+    A timeout counted as a refusal sent replies of valid reply topics to the default one
+    after ~30 s of a broker outage (adversarial review).
+    """
+    timeout = KafkaTimeoutError("Failed to update metadata after 5.0 secs.")
+    outage = Delivery([timeout], sent_at=0.0, answered_since=lambda _since: False).wait(1)
+    missing = Delivery([timeout], sent_at=0.0, answered_since=lambda _since: True).wait(1)
+    assert outage is not None and missing is not None
+    assert outage.topic_refused == frozenset()
+    assert missing.topic_refused == frozenset({0})
+
+
+def test_the_sink_learns_when_the_broker_answers_metadata(
+    sink: RecordSink, new_topic: Callable[..., str]
+) -> None:
+    """A publish makes the broker answer metadata: answered since before it, not since after."""
+    before = time.monotonic()
+    sink.publish([OutboundRecord(new_topic(), b"k", b"v", ())])
+    assert sink._answered_since(before)
+    assert not sink._answered_since(time.monotonic() + 1)
