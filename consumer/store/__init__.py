@@ -83,27 +83,6 @@ def coordinates(origin: RequestOrigin | None) -> Coordinates | None:
     return None if origin is None else (origin.topic, origin.partition, origin.offset)
 
 
-def may_overwrite(existing: StoredEntry, status: EntryStatus, origin: RequestOrigin | None) -> bool:
-    """Whether ``record(status, origin)`` may replace the live ``existing`` entry.
-
-    The request that made the run (``triggered``) always writes. A ``duplicate`` never
-    replaces what another request wrote, neither its pending mark (it may have made the
-    run, and its re-delivery must still be answered ``triggered``) nor its final outcome.
-    An unknown origin on either side (entries of store schema 1) matches any.
-
-    Args:
-        existing: the key's live entry.
-        status: the status being recorded.
-        origin: the recording request's origin.
-
-    Returns:
-        True when the entry may be overwritten.
-    """
-    if status is EntryStatus.TRIGGERED or existing.origin is None or origin is None:
-        return True
-    return coordinates(existing.origin) == coordinates(origin)
-
-
 @dataclass(frozen=True, slots=True)
 class StoredEntry:
     """One key's record, as read from the store.
@@ -215,10 +194,12 @@ class IdempotencyStore(Protocol):
     ) -> StoredEntry:
         """Record the final outcome for ``key``: the run it maps to.
 
-        An upsert: it overwrites a live entry's fields (clearing ``completed_at``,
-        ``abandoned_at`` and any tracking lease) but keeps its ``created_at``, and creates
-        the entry if none is live (a lost or purged pending mark). A ``duplicate`` leaves
-        an entry another request wrote unchanged (see ``may_overwrite``).
+        An upsert: it overwrites a live entry's fields but keeps its ``created_at``, and
+        creates the entry if none is live (a lost or purged pending mark). A ``duplicate``
+        leaves an entry another request wrote unchanged. A run already recorded under the
+        key keeps what belongs to the run: its tracking (``completed_at``,
+        ``abandoned_at``, lease), the final state seen by the tracker and a ``triggered``
+        status (``consumer.store.recording``); a new run starts untracked-so-far.
 
         Args:
             key: the idempotency key.
@@ -234,7 +215,7 @@ class IdempotencyStore(Protocol):
                 trace context, which the ``completed`` reply of a tracked run echoes.
 
         Returns:
-            The entry as stored (the unchanged one when ``may_overwrite`` refused).
+            The entry as stored (the unchanged one when ``recording.may_overwrite`` refused).
         """
         ...
 

@@ -26,9 +26,10 @@ from consumer.store.postgres_schema import (
     ENTRY_COLUMNS,
     TABLE,
     VERSION_TABLE,
-    apply_schema,
     entry_from_row,
+    open_schema,
 )
+from consumer.store.recording import RUN_TRACKING
 from consumer.store.redaction import display_url, mask_url_secrets
 
 DEFAULT_POOL_SIZE = 16  # connections per replica; the dispatcher's threads share them
@@ -50,15 +51,25 @@ _MARK_PENDING = (
     f" ON CONFLICT (key) DO UPDATE SET {_KEEP_LIVE} RETURNING {COLUMNS}"
 )
 
-# record(): see consumer.store.may_overwrite, which this WHERE-less CASE mirrors
+# record(): see consumer.store.recording, whose may_overwrite this WHERE-less CASE mirrors
 _OVERWRITE = (
     f"(NOT {_LIVE} OR %(status)s::text = 'triggered' OR t.source_topic IS NULL"
     " OR EXCLUDED.source_topic IS NULL OR (t.source_topic = EXCLUDED.source_topic"
     " AND t.source_partition = EXCLUDED.source_partition"
     " AND t.source_offset = EXCLUDED.source_offset))"
 )
+# ... and whose records_run and kept_for_run these mirror: a run recorded again keeps its
+# tracking, the completed run's final state and a triggered status
+_SAME_RUN = f"({_LIVE} AND t.status <> 'pending' AND t.dag_run_id = EXCLUDED.dag_run_id)"
+_KEPT_FOR_RUN = {
+    **dict.fromkeys(RUN_TRACKING, _SAME_RUN),
+    "run_state": f"({_SAME_RUN} AND t.completed_at IS NOT NULL)",
+    "status": f"({_SAME_RUN} AND t.status = 'triggered')",
+}
 _RECORD_SET = ", ".join(
-    f"{name} = CASE WHEN {_OVERWRITE} THEN EXCLUDED.{name} ELSE t.{name} END"
+    f"{name} = CASE WHEN {_OVERWRITE}"
+    + (f" AND NOT {_KEPT_FOR_RUN[name]}" if name in _KEPT_FOR_RUN else "")
+    + f" THEN EXCLUDED.{name} ELSE t.{name} END"
     for name in _ALL[1:]
     if name != "created_at"
 )
@@ -155,9 +166,9 @@ class PostgresStore:
             kwargs["password"] = password
         try:
             # one direct connection first: its error is libpq's own, at once (the pool
-            # would retry until its timeout), and it runs the schema upgrade
+            # would retry until its timeout), and it checks (maybe upgrades) the schema
             with psycopg.connect(url, connect_timeout=int(connect_timeout), **kwargs) as conn:
-                apply_schema(conn, self._where)
+                open_schema(conn, self._where)
         except psycopg.Error as exc:
             said = mask_url_secrets(str(exc), url)  # libpq may quote a value of the URL
             raise ConfigError(

@@ -90,6 +90,44 @@ COLUMNS = ", ".join(ENTRY_COLUMNS)
 """The entry columns in row order, for SELECT and RETURNING (leases are not entry fields)."""
 
 
+def open_schema(conn: psycopg.Connection[Any], where: str) -> int:
+    """Check the schema at start-up; create or upgrade it only when it is not current.
+
+    A current schema is only read (no lock, no DDL), so a replica starts against a
+    read-only primary and holds its writes like a running one (``postgres_failures``).
+
+    Args:
+        conn: an autocommit connection.
+        where: the database as shown in errors (no password).
+
+    Returns:
+        The schema version found (0 for an empty database).
+
+    Raises:
+        ConfigError: the database holds a schema newer than ``SCHEMA_VERSION``.
+        psycopg.Error: the database failed; a read-only one when DDL is due (SQLSTATE 25006).
+    """
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,)).fetchone()
+    if row is not None and row[0]:
+        found = _version(conn.execute(f"SELECT max(version) FROM {VERSION_TABLE}").fetchone())  # noqa: S608 -- constant name
+        _refuse_newer(found, where)
+        if found == SCHEMA_VERSION:
+            return found
+    return apply_schema(conn, where)
+
+
+def _version(row: tuple[Any, ...] | None) -> int:
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _refuse_newer(found: int, where: str) -> None:
+    if found > SCHEMA_VERSION:
+        raise ConfigError(
+            f"idempotency store {where} has schema version {found}, newer than this "
+            f"release's {SCHEMA_VERSION}. Operator action: upgrade the worker"
+        )
+
+
 def apply_schema(conn: psycopg.Connection[Any], where: str) -> int:
     """Create or upgrade the schema to ``SCHEMA_VERSION``; safe when replicas race.
 
@@ -108,13 +146,8 @@ def apply_schema(conn: psycopg.Connection[Any], where: str) -> int:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (UPGRADE_LOCK,))
         cur.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer NOT NULL)")
         cur.execute(f"SELECT max(version) FROM {VERSION_TABLE}")  # noqa: S608 -- constant name
-        row = cur.fetchone()
-        found = int(row[0]) if row and row[0] is not None else 0
-        if found > SCHEMA_VERSION:
-            raise ConfigError(
-                f"idempotency store {where} has schema version {found}, newer than this "
-                f"release's {SCHEMA_VERSION}. Operator action: upgrade the worker"
-            )
+        found = _version(cur.fetchone())
+        _refuse_newer(found, where)
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for statement in _STEPS[version]:
                 cur.execute(statement)

@@ -21,29 +21,28 @@ from consumer.store import (
     EntryStatus,
     RequestOrigin,
     StoredEntry,
-    may_overwrite,
+    sqlite_leases,
 )
 from consumer.store.failures import store_failures
+from consumer.store.recording import kept_for_run, may_overwrite, records_run
 from consumer.store.sqlite_failures import classify_sqlite_error
+from consumer.store.sqlite_leases import READ_BATCH
 from consumer.store.sqlite_schema import (
     COLUMNS,
     ORIGIN_COLUMNS,
-    TRACKED_DUE,
+    RECORD_REPLACE,
+    RECORD_SAME_RUN,
     apply_schema,
     entry_from_row,
     origin_values,
+    schema_is_current,
     to_epoch,
 )
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 10_000
-READ_BATCH = 500  # keys per SELECT: far below SQLite's bound on bound parameters
 _ORIGIN_MARKS = ", ".join("?" * len(ORIGIN_COLUMNS.split(",")))
 _HELD_BY = "(? IS NULL OR lease_owner = ?)"  # the owner twice: None marks whoever holds it
-_STILL_TRACKED = (
-    "track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
-    " AND status != ? AND created_at >= ?"
-)
 
 
 def _failures() -> AbstractContextManager[None]:
@@ -128,6 +127,8 @@ class SqliteStore:
         if self._path != MEMORY:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        if schema_is_current(conn.cursor(), self._path):
+            return
         with self._transaction() as cur:
             apply_schema(cur, self._path)
 
@@ -258,14 +259,12 @@ class SqliteStore:
             if existing is not None and not may_overwrite(existing, status, origin):
                 return existing
             created = now if existing is None else to_epoch(existing.created_at)
-            # a full-row replace: completed_at, abandoned_at and the lease start empty
+            same_run = existing is not None and records_run(existing, dag_run_id)
+            if existing is not None and same_run:
+                status, run_state = kept_for_run(existing, status, run_state)
             cur.execute(
-                "INSERT OR REPLACE INTO idempotency"  # noqa: S608 -- constant column list
-                " (key, fingerprint, dag_id, dag_run_id, status, run_state, logical_date,"
-                f" run_url, track, created_at, updated_at, {ORIGIN_COLUMNS})"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_ORIGIN_MARKS})",
+                RECORD_SAME_RUN if same_run else RECORD_REPLACE,
                 (
-                    key,
                     fingerprint,
                     dag_id,
                     dag_run_id,
@@ -274,9 +273,10 @@ class SqliteStore:
                     logical_date,
                     run_url,
                     int(track),
-                    created,
                     now,
                     *origin_values(origin),
+                    created,
+                    key,
                 ),
             )
             stored = self._select_live(cur, key)
@@ -365,51 +365,24 @@ class SqliteStore:
         """Lease up to ``limit`` tracked runs to ``owner`` (``IdempotencyStore.lease_tracked``)."""
         now = self._clock()
         with self._transaction() as cur:
-            rows = cur.execute(
-                f"UPDATE idempotency SET lease_owner = ?, lease_until = ?, leased_at = ?"  # noqa: S608 -- constant columns
-                f" WHERE key IN ({TRACKED_DUE}) RETURNING {COLUMNS}",
-                (
-                    owner,
-                    to_epoch(now + ttl),
-                    to_epoch(now),
-                    EntryStatus.PENDING.value,
-                    self._cutoff(),
-                    to_epoch(now),
-                    owner,
-                    limit,
-                ),
-            ).fetchall()
-        return sorted((entry_from_row(row) for row in rows), key=lambda e: (e.created_at, e.key))
+            return sqlite_leases.lease(
+                cur,
+                owner,
+                now=to_epoch(now),
+                until=to_epoch(now + ttl),
+                cutoff=self._cutoff(),
+                limit=limit,
+            )
 
     def renew_leases(self, owner: str, ttl: timedelta, keys: Collection[str]) -> set[str]:
         """Extend ``owner``'s leases on ``keys``; return those it holds (the publish fence).
 
         One host's file: the local clock times the leases, as in ``lease_tracked``.
-
-        Args:
-            owner: the process id given to ``lease_tracked``.
-            ttl: how long the leases last from now, at least.
-            keys: idempotency keys ``owner`` leased.
-
-        Returns:
-            The keys of ``keys`` that ``owner`` holds, their leases extended.
         """
-        unique = list(dict.fromkeys(keys))
         until = to_epoch(self._clock() + ttl)
-        held: set[str] = set()
         with self._transaction() as cur:
-            cutoff = self._cutoff()
-            for start in range(0, len(unique), READ_BATCH):
-                chunk = unique[start : start + READ_BATCH]
-                marks = ",".join("?" * len(chunk))
-                rows = cur.execute(
-                    "UPDATE idempotency SET lease_until = max(coalesce(lease_until, 0), ?)"  # noqa: S608 -- ? marks
-                    f" WHERE key IN ({marks}) AND lease_owner = ? AND {_STILL_TRACKED}"
-                    " RETURNING key",
-                    (until, *chunk, owner, EntryStatus.PENDING.value, cutoff),
-                ).fetchall()
-                held.update(str(row[0]) for row in rows)
-        return held
+            unique = list(dict.fromkeys(keys))
+            return sqlite_leases.renew(cur, owner, unique, until=until, cutoff=self._cutoff())
 
     def release_leases(self, owner: str) -> int:
         """Give up every lease ``owner`` holds; return how many."""

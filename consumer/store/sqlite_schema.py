@@ -135,6 +135,61 @@ TRACKED_DUE = (
 )
 
 
+_RECORDED = (
+    "fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url, track,"
+    f" updated_at, {ORIGIN_COLUMNS}, created_at"
+)
+RECORD_REPLACE = (
+    f"INSERT OR REPLACE INTO idempotency ({_RECORDED}, key)"  # noqa: S608 -- constant columns
+    f" VALUES ({', '.join('?' * (len(_RECORDED.split(',')) + 1))})"
+)
+"""``record`` of a new run: a full-row replace, so tracking and the lease start empty.
+
+Its parameters, like ``RECORD_SAME_RUN``'s: the fingerprint, DAG, run, status, run state,
+logical date, run URL, track, updated_at, ``origin_values``, created_at, then the key.
+"""
+RECORD_SAME_RUN = (
+    f"UPDATE idempotency SET {', '.join(f'{c.strip()} = ?' for c in _RECORDED.split(','))}"  # noqa: S608 -- constant columns
+    " WHERE key = ?"
+)
+"""``record`` of the run the entry already records: tracking and the lease are left as they are."""
+
+
+def schema_is_current(cur: sqlite3.Cursor, path: str) -> bool:
+    """Whether the file's schema is ``SCHEMA_VERSION``, read without a write lock.
+
+    A current file is opened without ``apply_schema``'s write transaction, so a worker
+    starts on a read-only or locked file and holds its writes like a running one.
+
+    Args:
+        cur: a cursor outside any transaction.
+        path: the database path, named in the error.
+
+    Returns:
+        True when nothing needs creating or migrating.
+
+    Raises:
+        ConfigError: the file holds a schema newer than ``SCHEMA_VERSION``.
+    """
+    exists = cur.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if exists is None:
+        return False
+    found = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    _refuse_newer(found, path)
+    return bool(found == SCHEMA_VERSION)
+
+
+def _refuse_newer(found: int | None, path: str) -> None:
+    if found is not None and found > SCHEMA_VERSION:
+        raise ConfigError(
+            f"idempotency store {path!r} has schema version {found}, newer than "
+            f"this release's {SCHEMA_VERSION}. Operator action: upgrade the worker "
+            "or point TRIGGER_CONSUMER_STORE_URL at another file"
+        )
+
+
 def apply_schema(cur: sqlite3.Cursor, path: str) -> None:
     """Create the tables if missing, stamp a new file, migrate an old one.
 
@@ -152,12 +207,7 @@ def apply_schema(cur: sqlite3.Cursor, path: str) -> None:
         if statement.strip():
             cur.execute(statement)
     found = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-    if found is not None and found > SCHEMA_VERSION:
-        raise ConfigError(
-            f"idempotency store {path!r} has schema version {found}, newer than "
-            f"this release's {SCHEMA_VERSION}. Operator action: upgrade the worker "
-            "or point TRIGGER_CONSUMER_STORE_URL at another file"
-        )
+    _refuse_newer(found, path)
     if found is None:
         cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     else:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
+from consumer.store.postgres import PostgresStore
 from devstack.airflow import AirflowServer
 from devstack.procs import free_port
 from tests.conftest import KafkaCluster, unique_name
@@ -79,3 +81,43 @@ def test_read_only_postgres_holds_requests_then_triggers_all(
         assert_all_triggered_once(kafka, topics, [warm, *keys], airflow3)
         assert not events_named(worker, "internal_error")
         wait_until(lambda: readiness(port)[0] == 200, timeout=60, what="/readyz ready again")
+
+
+def test_worker_started_on_a_read_only_postgres_holds_then_triggers_all(
+    kafka: KafkaCluster,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+    airflow3: AirflowServer,
+    new_database: str,
+) -> None:
+    """A replica started on a read-only primary (schema current) runs unready, then all run."""
+    PostgresStore(new_database, timedelta(days=7)).close()  # the schema is current
+    port = free_port()
+    keys = [unique_name("starts-read-only") for _ in range(3)]
+    worker = make_worker(store_url=new_database, http_port=str(port))
+    set_read_only(new_database, True)
+    try:
+        with running(worker):
+            produce(
+                kafka.bootstrap_servers,
+                topics.requests,
+                [(k.encode(), request(k), []) for k in keys],
+            )
+            wait_until(
+                lambda: unready_because(port, "read-only transaction"),
+                timeout=60,
+                what="/readyz unready while the database is read-only",
+            )
+            held_at = time.monotonic()
+            wait_until(lambda: time.monotonic() > held_at + 5, timeout=30, what="5 s read-only")
+            assert worker.process is not None and worker.process.poll() is None
+            assert unready_because(port, "store unavailable")
+            assert sum(end_offsets(kafka.bootstrap_servers, topics.replies).values()) == 0
+            assert sum(end_offsets(kafka.bootstrap_servers, topics.dlq).values()) == 0
+            set_read_only(new_database, False)
+            assert_all_triggered_once(kafka, topics, keys, airflow3)
+            assert not events_named(worker, "internal_error")
+            assert not events_named(worker, "configuration_error")
+            wait_until(lambda: readiness(port)[0] == 200, timeout=60, what="/readyz ready again")
+    finally:
+        set_read_only(new_database, False)

@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, StoreUnavailableError
 from consumer.store import EntryStatus, open_store
 from consumer.store.postgres import PostgresStore, display_url
 from consumer.store.postgres_schema import SCHEMA_VERSION, TABLE, VERSION_TABLE
+from tests.store.faults import read_only
 from tests.store.origins import assert_upgrade_kept_old_origin_and_stores_route_and_trace
 
 RETENTION = timedelta(days=7)
@@ -88,6 +89,30 @@ def test_newer_schema_version_is_a_config_error(new_database: str) -> None:
         conn.execute(f"UPDATE {VERSION_TABLE} SET version = %s", (SCHEMA_VERSION + 1,))  # noqa: S608
 
     with pytest.raises(ConfigError, match="Operator action"):
+        PostgresStore(new_database, RETENTION)
+
+
+def test_read_only_database_with_a_current_schema_opens_reads_and_holds_writes(
+    new_database: str,
+) -> None:
+    """A replica starting on a read-only primary opens: reads answer, writes are held."""
+    with PostgresStore(new_database, RETENTION) as first:
+        first.mark_pending("k1", fingerprint="fp", dag_id="etl", dag_run_id="r")
+
+    with read_only(new_database), PostgresStore(new_database, RETENTION) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert (entry := store.get("k1")) is not None and entry.status is EntryStatus.PENDING
+        with pytest.raises(StoreUnavailableError, match="read-only transaction"):
+            store.mark_pending("k2", fingerprint="fp", dag_id="etl", dag_run_id="r2")
+        with pytest.raises(StoreUnavailableError, match="read-only transaction"):
+            store.record(
+                "k1", fingerprint="fp", dag_id="etl", dag_run_id="r", status=EntryStatus.TRIGGERED
+            )
+
+
+def test_read_only_database_without_the_schema_is_a_config_error(new_database: str) -> None:
+    """An empty read-only database cannot get its schema: a start-up error naming the setting."""
+    with read_only(new_database), pytest.raises(ConfigError, match=r"STORE_URL.*read-only"):
         PostgresStore(new_database, RETENTION)
 
 

@@ -325,7 +325,7 @@ def test_record_replaces_route_and_trace_with_the_recording_requests(
 def test_abandon_tracking_removes_run_from_tracking_until_recorded_again(
     store: IdempotencyStore, clock: ManualClock
 ) -> None:
-    """An abandoned run leaves the tracking list, keeps its state, and returns when re-recorded."""
+    """An abandoned run leaves the tracking list for good; only another run recorded returns."""
     trigger(store, "k1", track=True)
     clock.advance(timedelta(hours=25))
 
@@ -337,7 +337,17 @@ def test_abandon_tracking_removes_run_from_tracking_until_recorded_again(
     assert (entry.abandoned_at, entry.completed_at, entry.run_state) == (clock.now, None, "queued")
     assert entry.track is True
     assert store.tracked_runs() == []
-    assert trigger(store, "k1", track=True).abandoned_at is None
+    assert trigger(store, "k1", track=True).abandoned_at == clock.now
+    assert store.tracked_runs() == []
+    again = store.record(
+        "k1",
+        fingerprint="fp-1",
+        dag_id="etl",
+        dag_run_id="run-k1-new",
+        status=EntryStatus.TRIGGERED,
+        track=True,
+    )
+    assert again.abandoned_at is None
     assert [e.key for e in store.tracked_runs()] == ["k1"]
 
 
@@ -652,3 +662,49 @@ def test_purge_expired_deletes_in_bounded_batches(
 
     assert [store.purge_expired(batch=2) for _ in range(4)] == [2, 2, 1, 0]
     assert store.get("young") is not None
+
+
+def test_recording_a_completed_run_again_keeps_it_completed(store: IdempotencyStore) -> None:
+    """A second record of the same run (a rebalance's RESUMED attempt) never re-tracks it."""
+    origin = RequestOrigin("requests", 0, 7, None, "corr-1")
+    store.mark_pending("k1", fingerprint="fp-1", dag_id="etl", dag_run_id="run-k1", origin=origin)
+
+    def record(status: EntryStatus, run_state: str) -> StoredEntry:
+        return store.record(
+            "k1",
+            fingerprint="fp-1",
+            dag_id="etl",
+            dag_run_id="run-k1",
+            status=status,
+            run_state=run_state,
+            track=True,
+            origin=origin,
+        )
+
+    record(EntryStatus.TRIGGERED, "queued")
+    assert store.mark_completed("k1", "success") is True
+    completed = store.get("k1")
+    assert completed is not None and completed.completed_at is not None
+
+    again = record(EntryStatus.TRIGGERED, "running")
+    demoted = record(EntryStatus.DUPLICATE, "running")
+
+    for entry in (again, demoted, store.get("k1")):
+        assert entry is not None
+        assert (entry.status, entry.run_state) == (EntryStatus.TRIGGERED, "success")
+        assert entry.completed_at == completed.completed_at
+    assert store.tracked_runs() == []
+    assert store.lease_tracked("b", timedelta(minutes=5)) == []
+
+
+def test_recording_a_tracked_run_again_keeps_its_lease(store: IdempotencyStore) -> None:
+    """A second record of a leased run leaves the lease with its holder (the publish fence)."""
+    trigger(store, "k1", track=True)
+    ttl = timedelta(minutes=5)
+    assert [e.key for e in store.lease_tracked("a", ttl)] == ["k1"]
+
+    trigger(store, "k1", track=True)
+
+    assert store.lease_tracked("b", ttl) == []
+    assert store.renew_leases("a", ttl, ["k1"]) == {"k1"}
+    assert store.mark_completed("k1", "success", owner="a") is True

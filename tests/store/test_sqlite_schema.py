@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.errors import ConfigError
+from consumer.errors import ConfigError, StoreUnavailableError
 from consumer.store.sqlite import SqliteStore
 from consumer.store.sqlite_schema import SCHEMA_VERSION
 from tests.store.origins import assert_upgrade_kept_old_origin_and_stores_route_and_trace
@@ -102,3 +102,18 @@ def test_newer_schema_version_is_a_config_error(db_path: Path) -> None:
         raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     with pytest.raises(ConfigError, match="Operator action"):
         SqliteStore(db_path, RETENTION)
+
+
+def test_current_file_opens_while_another_process_holds_the_write_lock(db_path: Path) -> None:
+    """A current schema is only read at start-up: a locked file opens, its writes are held."""
+    with SqliteStore(db_path, RETENTION) as first:
+        first.mark_pending("k1", fingerprint="fp", dag_id="etl", dag_run_id="r")
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+
+        with SqliteStore(db_path, RETENTION, busy_timeout_ms=100) as store:
+            assert store.get("k1") is not None
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                store.mark_pending("k2", fingerprint="fp", dag_id="etl", dag_run_id="r2")
+
+        other.execute("ROLLBACK")
