@@ -155,20 +155,21 @@ class Checkpoint:
         with self._lock:
             self._in_flight += 1
         try:
-            self.offsets.started(partition, record.offset)
+            generation = self.offsets.started(partition, record.offset)
         except ValueError:  # the position moved back: topic re-created, truncated, or reset
             log.warning("offset_reset", partition=str(partition), offset=record.offset)
             self._new_epoch([partition])
             self.offsets.revoke([partition])
-            self.offsets.started(partition, record.offset)
+            generation = self.offsets.started(partition, record.offset)
         epoch = self._epochs.get(partition, 0)
 
         def owned() -> bool:
             return self._epochs.get(partition, 0) == epoch
 
         def finish(answered: bool) -> None:
+            # the generation makes it atomic: ignored once the partition's state was replaced
             if answered and owned():
-                self.offsets.done(partition, record.offset)
+                self.offsets.done(partition, record.offset, generation)
             self._free_slot()
 
         return Ticket(owned, finish)

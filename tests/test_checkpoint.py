@@ -155,3 +155,34 @@ def test_a_full_checkpoint_waits_for_the_refill_mark(checkpoint: Checkpoint) -> 
     freer.join()
     assert not checkpoint.full()
     assert checkpoint.room() == 1
+
+
+def test_an_old_ack_racing_an_offset_reset_never_commits_the_new_record(
+    source: Source,
+) -> None:
+    """An ack passing owned() just before an offset reset marks only its own record done.
+
+    On the producer's I/O thread the old record at offset 5 is acked: owned() is still True.
+    Before offsets.done(P0, 5) runs, the loop thread polls a *different* record at offset 5
+    (the topic was re-created, or a revoke + re-assign re-fetches from the committed offset)
+    and the offset reset starts a fresh partition state with 5 in it. The old ack then marks
+    the new, unanswered record done: it is committed before it is answered (lost on a crash).
+    """
+    checkpoint2 = Checkpoint(source, max_in_flight=8, metrics=Metrics())
+    checkpoint2.assigned([P0])
+    old5 = checkpoint2.ticket(record(5))
+    real_done2 = checkpoint2.offsets.done
+
+    def interleaved(partition: Partition, offset: int, generation: object = None) -> bool:
+        checkpoint2.ticket(record(5))  # offset reset: a new record at 5, new epoch, unanswered
+        return real_done2(partition, offset, generation)
+
+    checkpoint2.offsets.done = interleaved  # type: ignore[method-assign]
+    old5.done()  # the old record's answer was acked
+    checkpoint2.offsets.done = real_done2  # type: ignore[method-assign]
+
+    source.position = {P0: 6}
+    checkpoint2.commit()
+    assert source.commits == [], (
+        f"committed {source.commits}: the new record at offset 5 was never answered"
+    )

@@ -58,7 +58,7 @@ class OffsetTracker:
         self._partitions: dict[Partition, _PartitionState] = {}
         self._in_flight = 0
 
-    def started(self, partition: Partition, offset: int) -> None:
+    def started(self, partition: Partition, offset: int) -> object:
         """Note that the record at ``offset`` was fetched and its work begins.
 
         A partition unknown so far (newly assigned, or assigned again after a revoke)
@@ -67,6 +67,10 @@ class OffsetTracker:
         Args:
             partition: the record's partition.
             offset: the record's offset; greater than any offset started before on it.
+
+        Returns:
+            The partition's generation: ``done`` with it is ignored once the partition was
+            revoked (and perhaps started again), atomically with the marking.
 
         Raises:
             ValueError: ``offset`` is not greater than the last offset started on the
@@ -83,17 +87,19 @@ class OffsetTracker:
             state.window.append(offset)
             state.working.add(offset)
             self._in_flight += 1
+            return state
 
-    def done(self, partition: Partition, offset: int) -> bool:
+    def done(self, partition: Partition, offset: int, generation: object | None = None) -> bool:
         """Note that the work for ``offset`` is finished: its reply/DLQ records are acked.
 
-        Calls for revoked or unknown partitions, for offsets never started, or repeated
-        calls are ignored, so a task finishing after its partition was revoked cannot
-        make this owner commit it.
+        Calls for revoked or unknown partitions, for offsets never started, of another
+        generation, or repeated calls are ignored, so a task finishing after its partition
+        was revoked cannot make this owner commit it (nor a record fetched again since).
 
         Args:
             partition: the record's partition.
             offset: the record's offset.
+            generation: what ``started`` returned for it; None accepts any.
 
         Returns:
             Whether the call changed anything.
@@ -101,6 +107,8 @@ class OffsetTracker:
         with self._lock:
             state = self._partitions.get(partition)
             if state is None or offset not in state.working:
+                return False
+            if generation is not None and state is not generation:
                 return False
             state.working.remove(offset)
             state.done.add(offset)
