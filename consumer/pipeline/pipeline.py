@@ -301,12 +301,19 @@ class Pipeline:
     def _judge(
         self, admitted: Admitted, entry: StoredEntry | None, *, current: bool
     ) -> Outcome | Admitted:
-        """Answer a key the store maps to a run; admit the rest with what was read."""
-        record = admitted.record
-        seen = judge(entry, admitted.fingerprint, (record.topic, record.partition, record.offset))
-        if current and entry is not None and seen in ANSWERED:
-            return stored_outcome(admitted.record, admitted.request, entry, seen)
-        return Admitted(admitted.record, admitted.request, admitted.fingerprint, entry, current)
+        """Answer a key the store maps to a run; admit the rest (the per-message boundary)."""
+        record, request = admitted.record, admitted.request
+        try:
+            seen = judge(
+                entry, admitted.fingerprint, (record.topic, record.partition, record.offset)
+            )
+            if current and entry is not None and seen in ANSWERED:
+                return stored_outcome(record, request, entry, seen)
+        except Exception as exc:  # a bug (an unreadable stored entry) never stops the loop
+            with bind_message(record, request.idempotency_key, request.dag_id):
+                log.exception("internal_error")
+            return Outcome.internal_error(record, exc, request=request)
+        return Admitted(record, request, admitted.fingerprint, entry, current)
 
     def _record(self, admitted: Admitted, result: TriggerResult, *, made_here: bool) -> None:
         record, request = admitted.record, admitted.request
