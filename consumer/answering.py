@@ -43,6 +43,9 @@ from consumer.trace import TraceContext
 log = structlog.get_logger(__name__)
 
 PUBLISH_RETRY_DELAY = 1.0  # seconds between attempts to publish a reply the broker refused
+# seconds a reply topic the broker refused for good is remembered: later replies naming it go
+# straight to the default topic instead of each spending REPLY_TOPIC_ATTEMPTS refusals
+REFUSED_TOPIC_MEMORY = 300.0
 REPLY_TOPIC_REFUSED_HEADER = "reply-topic-refused"
 ROUTE_HEADER = "route"  # on the reply and dead letter of a route's request (spec §8 Routes)
 
@@ -96,6 +99,7 @@ class Answerer:
         self._trace_context = trace_context
         self._unsettled = 0  # answers sent whose broker acknowledgement is still awaited
         self._settling = threading.Condition()  # guards _unsettled
+        self._refused_until: dict[str, float] = {}  # reply topic -> monotonic time
 
     def records(
         self, outcome: Outcome, record: InboundRecord, states: tuple[Outgoing, ...] | None = None
@@ -112,7 +116,7 @@ class Answerer:
             The records to send, reply first.
         """
         if states is None:
-            states = first_send(needs_dead_letter(outcome))
+            states = self._first_states(outcome)
         built = []
         for state in states:
             if state.acked:
@@ -187,20 +191,31 @@ class Answerer:
         with self._settling:
             self._unsettled += 1
         try:
-            records = self.records(outcome, record)
+            states = self._first_states(outcome)
+            records = self.records(outcome, record, states)
         except Exception as exc:  # a bug building the answer: answered internal_error instead
             with bind_message(record, outcome.idempotency_key, outcome.dag_id):
                 log.exception("internal_error")
             outcome = Outcome.internal_error(record, exc)
             try:
-                records = self.records(outcome, record)
+                states = self._first_states(outcome)
+                records = self.records(outcome, record, states)
             except Exception:  # a bug on a bug: no answer can be built; never stop the loop
                 log.critical("answer_unbuildable", exc_info=True, **message_fields(record))
                 claim.abandon()
                 self._settle_one()
                 return
         delivery = self._sink.send(records)  # never raises: refusals settle as failures
-        delivery.on_settled(lambda error: self._settled(record, outcome, claim, error))
+        delivery.on_settled(lambda error: self._settled(record, outcome, claim, error, states))
+
+    def _first_states(self, outcome: Outcome) -> tuple[Outgoing, ...]:
+        """The answer's records before any send: a remembered refused reply topic redirected."""
+        states = first_send(needs_dead_letter(outcome))
+        topic = outcome.reply_topic
+        if topic is None or self._refused_until.get(topic, 0.0) < time.monotonic():
+            return states
+        self._metrics.count_reply_topic_refused()
+        return (replace(states[0], redirected=True), *states[1:])
 
     def publish_completed(self, outcome: Outcome, origin: RequestOrigin | None = None) -> None:
         """Publish a tracked run's ``completed`` reply; returns once acknowledged.
@@ -229,7 +244,12 @@ class Answerer:
         self._sink.close()
 
     def _settled(
-        self, record: InboundRecord, outcome: Outcome, claim: Claim, error: SinkError | None
+        self,
+        record: InboundRecord,
+        outcome: Outcome,
+        claim: Claim,
+        error: SinkError | None,
+        states: tuple[Outgoing, ...],
     ) -> None:
         """The broker answered: done, or send again from a thread of its own."""
         if error is None:
@@ -238,17 +258,22 @@ class Answerer:
         # never wait on the producer's own thread: it is the one that delivers
         threading.Thread(
             target=self._send_again,
-            args=(record, outcome, claim, error),
+            args=(record, outcome, claim, error, states),
             name="send-again",
             daemon=True,
         ).start()
 
     def _send_again(
-        self, record: InboundRecord, outcome: Outcome, claim: Claim, error: SinkError
+        self,
+        record: InboundRecord,
+        outcome: Outcome,
+        claim: Claim,
+        error: SinkError,
+        states: tuple[Outgoing, ...],
     ) -> None:
         try:
             with bind_message(record, outcome.idempotency_key, outcome.dag_id):
-                sent = self._publish(outcome, record, error)
+                sent = self._publish(outcome, record, error, states)
         except BaseException:
             claim.abandon()  # a bug re-sending: the offset stays for the next owner
             self._settle_one()
@@ -259,14 +284,19 @@ class Answerer:
         claim.abandon()  # stopping before it was acknowledged: no commit
         self._settle_one()
 
-    def _publish(self, outcome: Outcome, record: InboundRecord, error: SinkError) -> bool:
+    def _publish(
+        self,
+        outcome: Outcome,
+        record: InboundRecord,
+        error: SinkError,
+        states: tuple[Outgoing, ...],
+    ) -> bool:
         """After ``error``, publish until acked; False when stopping first (no commit then).
 
         Only the records the broker did not acknowledge are sent again, changed as
         ``resend.after_failure`` says; a dead letter shrunk is sent again at once, so an
         oversize request never stalls its partition.
         """
-        states = first_send(needs_dead_letter(outcome))
         while True:
             log.warning("publish_failed", error=str(error))
             before = states
@@ -295,6 +325,7 @@ class Answerer:
                 refused = self._reply(outcome, record, old).topic
                 log.warning("reply_topic_refused", reply_topic=refused, sent_to=self._reply_topic)
                 self._metrics.count_reply_topic_refused()
+                self._refused_until[refused] = time.monotonic() + REFUSED_TOPIC_MEMORY
             if new.omit > old.omit:
                 log.warning("dead_letter_shrunk", omitted=new.omit.name.lower())
 

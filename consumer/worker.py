@@ -32,7 +32,6 @@ from consumer.answering import Answerer
 from consumer.checkpoint import Checkpoint, Ticket
 from consumer.dispatch import Dispatcher
 from consumer.errors import ConfigError, StoppingError
-from consumer.health import Readiness
 from consumer.kafka_io.lag import LagMeter
 from consumer.kafka_io.offsets import Partition
 from consumer.kafka_io.source import RequestSource
@@ -40,6 +39,7 @@ from consumer.logs import bind_message
 from consumer.metrics import Metrics
 from consumer.outcome import Outcome
 from consumer.pipeline.pipeline import Admitted, Fanout, Pipeline
+from consumer.readiness import Readiness
 from consumer.record import InboundRecord
 from consumer.tracking import CompletionTracker
 
@@ -165,12 +165,28 @@ class Worker:
                 self._route(record, item, ticket)
 
     def _route(self, record: InboundRecord, item: Outcome | Admitted, ticket: Ticket) -> None:
-        """Answer an outcome now, or queue an admitted request behind its key's earlier ones."""
-        if isinstance(item, Outcome):
-            self._answerer.answer(record, item, ticket)
-        else:
+        """Answer an outcome now, or queue an admitted request behind its key's earlier ones.
+
+        An answer on a reply topic of the request's own is queued too: its first send may
+        wait for the topic's metadata (a missing topic: up to the sink's MAX_BLOCK_MS), and
+        the loop thread never waits on anything but its poll.
+        """
+        if isinstance(item, Admitted):
             task = partial(self._execute, item, ticket)
             self._dispatcher.submit(item.request.idempotency_key, task)
+        elif item.reply_topic is not None and item.idempotency_key is not None:
+            task = partial(self._answer, record, item, ticket)
+            self._dispatcher.submit(item.idempotency_key, task)
+        else:
+            self._answerer.answer(record, item, ticket)
+
+    def _answer(self, record: InboundRecord, outcome: Outcome, ticket: Ticket) -> None:
+        """Answer in a dispatcher thread; no path may keep the record's slot."""
+        try:
+            self._answerer.answer(record, outcome, ticket)
+        except BaseException:
+            ticket.abandon()
+            raise
 
     def _execute(self, admitted: Admitted, ticket: Ticket) -> None:
         """Run in a dispatcher thread: execute, then answer (the per-message boundary)."""

@@ -107,3 +107,50 @@ def test_missing_reply_topic_falls_back_to_the_default_and_the_partition_goes_on
     assert [(e["reply_topic"], e["sent_to"]) for e in warned] == [(missing, topics.replies)]
     assert not _topic_exists(bootstrap, missing)
     assert existing_runs(airflow3, DAG, by_key) == set(by_key)
+
+
+def test_a_refused_reply_topic_is_remembered_and_never_stalls_the_loop(
+    strict_broker: KafkaBroker, airflow3: AirflowServer, tmp_path: Path
+) -> None:
+    """Once a reply topic is refused for good, later replies naming it go straight to the default.
+
+    Twenty duplicates naming the missing topic, then a fresh request: all are answered within a
+    minute. Before, each duplicate's answer waited on the loop thread for the topic's metadata
+    (5 s) and spent its own five refusals, so the fresh request waited minutes behind them.
+    """
+    bootstrap = strict_broker.bootstrap_servers
+    topics = topics_on(bootstrap, partitions=1)
+    missing = unique_name("missing-replies")
+    refused, fresh = unique_name("refused-again"), unique_name("fresh")
+    env = worker_env(
+        bootstrap=bootstrap,
+        airflow=airflow3,
+        topics=topics,
+        store=tmp_path / "store.db",
+        extra={"TRIGGER_CONSUMER_REPLY_TOPIC_ALLOWLIST": missing},
+    )
+    worker = WorkerProcess(env=env, log=tmp_path / "worker.log")
+    with running(worker):
+        produce(
+            bootstrap,
+            topics.requests,
+            [(refused.encode(), request(refused, DAG, reply_topic=missing), [])],
+        )
+        read_all(bootstrap, topics.replies, at_least=1, timeout=120)
+        again = request(refused, DAG, reply_topic=missing)
+        produce(
+            bootstrap,
+            topics.requests,
+            [
+                *[(refused.encode(), again, []) for _ in range(20)],
+                (fresh.encode(), request(fresh, DAG), []),
+            ],
+        )
+        replies = read_all(bootstrap, topics.replies, at_least=22, timeout=60)
+        wait_until(lambda: all_committed(bootstrap, topics), timeout=60, what="group lag 0")
+    statuses = sorted(json.loads(r.value)["status"] for r in replies)
+    assert statuses == ["duplicate"] * 20 + ["triggered"] * 2
+    redirected = [r for r in replies if dict(r.headers).get(REPLY_TOPIC_REFUSED_HEADER)]
+    assert len(redirected) == 21
+    warned = [e for e in worker.events() if e.get("event") == "reply_topic_refused"]
+    assert len(warned) == 1
