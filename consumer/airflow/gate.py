@@ -15,6 +15,10 @@ logical-date clash) proves that it serves and lifts the hold (``record_served``)
 request whose own DAG was removed meanwhile must not keep the worker paused. And a hold
 probes by itself (``probe``, every ``PROBE_INTERVAL``), so it ends even when no held
 request is left to prove Airflow is back (one abandoned, one whose DAG answers 500 for good).
+The probe (a trigger for a DAG that cannot exist) proves the endpoint reads its database,
+not that it can write a run: while runs cannot be written (a read-only metadata database),
+holds end and begin again, each probe waiting twice as long as the last, up to five
+minutes; requests still never fail of it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ HOLD_RETRY_INITIAL_DELAY = 1.0  # seconds before a held request tries its trigge
 HOLD_RETRY_MAX_DELAY = 15.0
 WAKE_INTERVAL = 0.5  # seconds: how soon a held request notices another's success
 PROBE_INTERVAL = 5.0  # seconds between a hold's own probes of the trigger endpoint
+# a probe answers after a metadata-database read, so it cannot tell that runs cannot be
+# written (a read-only database): each hold a probe lifted and no run followed doubles the
+# next probe's wait, up to this, so such an outage flaps rarely instead of every 5 s
+PROBE_MAX_INTERVAL = 300.0
 
 Probe = Callable[[], bool]
 """One call of the trigger endpoint: True on a definite answer (``AirflowApi.probe_trigger``)."""
@@ -62,6 +70,7 @@ class AirflowGate:
         self._stop = stop
         self._probe = probe
         self._probe_interval = probe_interval
+        self.probe_delay = probe_interval  # the current wait between probes
         self._probing = threading.Lock()  # held by the one probe thread of a hold
         self._up = threading.Event()
         self._up.set()
@@ -81,6 +90,7 @@ class AirflowGate:
     def record_success(self) -> None:
         """A trigger made or found its run: Airflow creates runs; held requests retry now."""
         self._last_success = time.monotonic()
+        self.probe_delay = self._probe_interval
         self.record_served()
 
     def record_served(self) -> None:
@@ -125,9 +135,11 @@ class AirflowGate:
         """Probe the trigger endpoint until the hold ends or the worker stops."""
         while True:
             try:
-                while not self._up.is_set() and not self._stop.wait(self._probe_interval):
+                while not self._up.is_set() and not self._stop.wait(self.probe_delay):
                     if not self._up.is_set() and self._probe():
                         log.info("airflow_probe_answered")
+                        # until a run is made, the next hold waits longer for its probe
+                        self.probe_delay = min(self.probe_delay * 2, PROBE_MAX_INTERVAL)
                         self.record_served()
             finally:
                 self._probing.release()

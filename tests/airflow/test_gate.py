@@ -99,3 +99,20 @@ def test_a_stopped_worker_stops_probing() -> None:
 
     assert len(calls) <= seen + 1
     assert not gate.available
+
+
+def test_each_hold_a_probe_ended_without_a_run_waits_longer_for_its_probe() -> None:
+    """A read-only Airflow database: probes answer, runs fail; probing slows, a run resets it.
+
+    The probe's 404 comes after a database read, so it cannot tell that runs cannot be
+    written; without the back-off such an outage lifted the hold every probe interval.
+    """
+    gate = AirflowGate(threading.Event(), probe=lambda: True, probe_interval=0.01)
+    delays = []
+    for _ in range(3):
+        gate.hold("500 Internal Server Error")
+        wait_until(lambda: gate.available, timeout=10, what="the probe to lift the hold")
+        delays.append(gate.probe_delay)
+    assert delays == [0.02, 0.04, 0.08]
+    gate.record_success()
+    assert gate.probe_delay == 0.01
