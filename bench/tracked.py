@@ -42,7 +42,7 @@ from bench.rig import PAUSED_DAG, Rig, keys_for
 from bench.run_end import RunEnder
 from bench.traffic import produce_burst
 from bench.worker_run import drive_timeout
-from consumer.tracking import DEFAULT_INTERVAL
+from consumer.tracking.tracker import DEFAULT_INTERVAL
 
 NAME = "tracked runs"
 FAMILY = "tracked"

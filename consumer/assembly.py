@@ -11,7 +11,6 @@ from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
 from consumer.errors import KafkaUnreachableError
-from consumer.health import Readiness
 from consumer.holds import StoreHold
 from consumer.kafka_io.lag import LagMeter
 from consumer.kafka_io.preflight import check_connection
@@ -22,6 +21,7 @@ from consumer.limits import Limits
 from consumer.metrics import Metrics
 from consumer.pipeline.pipeline import Pipeline
 from consumer.pipeline.policy import Policy
+from consumer.readiness import Readiness
 from consumer.retention import RetentionPurger
 from consumer.routes.derive import Router
 from consumer.settings import Settings

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consumer.settings import default_of
-
-DEFAULT_MAX_MESSAGE_BYTES: int = default_of("max_message_bytes")
-DEFAULT_MAX_CONF_BYTES: int = default_of("max_conf_bytes")
-DEFAULT_MAX_CONF_DEPTH: int = default_of("max_conf_depth")
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+DEFAULT_MAX_CONF_BYTES = 64 * 1024
+DEFAULT_MAX_CONF_DEPTH = 32
 
 
 @dataclass(frozen=True)

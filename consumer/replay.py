@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from consumer.durations import parse_duration
 from consumer.pipeline.dead_letter import (
     DEAD_LETTER_HEADERS,
     ERROR_CODE_HEADER,
@@ -29,7 +30,6 @@ from consumer.pipeline.dead_letter import (
     VALUE_OMITTED_HEADER,
 )
 from consumer.record import Headers, InboundRecord, OutboundRecord
-from consumer.settings import parse_duration
 
 REPLAYED_FROM_HEADER = "replayed-from"
 # the worker adds these when dead-lettering; replay strips them (and an older replayed-from)

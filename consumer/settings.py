@@ -8,7 +8,6 @@ named by the ``..._FILE`` variant. Only this module reads ``os.environ``.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +22,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from consumer.durations import parse_duration
 from consumer.errors import ConfigError
+from consumer.health import DEFAULT_HOST
+from consumer.limits import (
+    DEFAULT_MAX_CONF_BYTES,
+    DEFAULT_MAX_CONF_DEPTH,
+    DEFAULT_MAX_MESSAGE_BYTES,
+)
 from consumer.routes.config import RouteTable, TopicOptions
 from consumer.store.redaction import display_url
 
@@ -32,21 +38,6 @@ ENV_PREFIX = "TRIGGER_CONSUMER_"
 # the fault hook TEST_CRASH_AT is a setting, so a typo in its name is still caught.
 RESERVED_PREFIXES = (f"{ENV_PREFIX}TEST_KAFKA_",)
 SECRET_FIELDS = ("kafka_sasl_password", "airflow_password", "airflow_token", "store_password")
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(value: Any) -> Any:
-    """Turn ``"30s"``, ``"5m"``, ``"7d"``, ``"250ms"`` or a number of seconds into a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise ValueError("a duration like 30s, 5m, 2h or 7d")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 def split_commas(value: Any) -> Any:
@@ -124,9 +115,13 @@ class Settings(BaseSettings):
     )
     dedup_retention: Duration = Field(timedelta(days=7), description="how long keys are kept")
     max_in_flight: int = Field(64, ge=1, le=4096, description="concurrent requests in flight")
-    max_message_bytes: int = Field(1024 * 1024, ge=1, description="largest message value")
-    max_conf_bytes: int = Field(64 * 1024, ge=2, description="largest serialized conf")
-    max_conf_depth: int = Field(32, ge=1, le=1000, description="deepest nesting of conf")
+    max_message_bytes: int = Field(
+        DEFAULT_MAX_MESSAGE_BYTES, ge=1, description="largest message value"
+    )
+    max_conf_bytes: int = Field(DEFAULT_MAX_CONF_BYTES, ge=2, description="largest serialized conf")
+    max_conf_depth: int = Field(
+        DEFAULT_MAX_CONF_DEPTH, ge=1, le=1000, description="deepest nesting of conf"
+    )
     shutdown_timeout: Duration = Field(
         timedelta(seconds=30), description="how long SIGTERM waits for in-flight work"
     )
@@ -153,7 +148,7 @@ class Settings(BaseSettings):
     )
     # Operations
     http_port: int = Field(9464, ge=0, le=65535, description="metrics and health (0 = off)")
-    http_host: str = Field("127.0.0.1", description="address of the metrics/health server")
+    http_host: str = Field(DEFAULT_HOST, description="address of the metrics/health server")
     config_file: Path | None = Field(None, description="optional TOML config file")
     log_format: Literal["auto", "json", "console"] = Field("auto", description="log format")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="level")
@@ -333,9 +328,12 @@ def env_name(field: str) -> str:
 
 
 def default_of(field: str) -> Any:
-    """The default of a setting: modules that need one outside Settings read it here.
+    """The default of a setting, for a module that Settings cannot import.
 
-    Settings is the only home of defaults (a literal repeated elsewhere drifts).
+    A default lives in the module it governs, as a ``DEFAULT_…`` constant that Settings
+    uses (``limits``, ``health``). A module that depends on Settings itself (the tracker
+    imports ``consumer.airflow`` and ``kafka_io``, which import Settings) would make that an
+    import cycle: its defaults stay here and it reads them through this function.
 
     Args:
         field: the Settings field name, like ``"max_message_bytes"``.

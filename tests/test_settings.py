@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from consumer.errors import ConfigError
-from consumer.settings import describe_settings, load_settings, parse_duration
+from consumer.settings import describe_settings, load_settings
 
 SECRET = "pw-that-must-never-leak-7f3a"
 
@@ -20,23 +20,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TRIGGER_CONSUMER_") and not name.startswith("TRIGGER_CONSUMER_TEST_"):
             monkeypatch.delenv(name)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("30s", timedelta(seconds=30)),
-        ("5m", timedelta(minutes=5)),
-        ("2h", timedelta(hours=2)),
-        ("7d", timedelta(days=7)),
-        ("250ms", timedelta(milliseconds=250)),
-        ("12", timedelta(seconds=12)),
-        (1.5, timedelta(seconds=1.5)),
-    ],
-)
-def test_durations_accept_units(text: object, expected: timedelta) -> None:
-    """Durations are written with s, m, h, d or ms, or as plain seconds."""
-    assert parse_duration(text) == expected
 
 
 def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,9 +38,10 @@ def run(args: argparse.Namespace) -> int:
     """Start the worker; exit 0 after a clean stop, 2 on a configuration error."""
     from consumer.assembly import build_worker  # noqa: PLC0415 -- keeps --help fast
     from consumer.collector import tune_for_worker  # noqa: PLC0415
-    from consumer.health import HealthServer, Readiness  # noqa: PLC0415
+    from consumer.health import HealthServer  # noqa: PLC0415
     from consumer.logs import configure_logging  # noqa: PLC0415
     from consumer.metrics import Metrics  # noqa: PLC0415
+    from consumer.readiness import Readiness  # noqa: PLC0415
     from consumer.worker import StopReason  # noqa: PLC0415
 
     try:

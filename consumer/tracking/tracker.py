@@ -65,6 +65,7 @@ _Check: TypeAlias = tuple[StoredEntry, bool, dict[str, DagRun] | None]
 """One run to look at: its entry, whether past the horizon, the window's ended runs (None:
 ask Airflow for this run alone)."""
 
+# kept in Settings: it cannot import them from here (tracker → consumer.airflow → Settings)
 DEFAULT_INTERVAL: float = default_of("track_poll_interval").total_seconds()
 DEFAULT_HORIZON: timedelta = default_of("track_horizon")
 DEFAULT_CONCURRENCY: int = default_of("track_concurrency")

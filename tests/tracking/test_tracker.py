@@ -1,4 +1,4 @@
-"""Tests of consumer/tracking/__init__.py: completed replies for runs on real Airflow 3 and 2."""
+"""Tests of consumer/tracking/tracker.py: completed replies for runs on real Airflow 3 and 2."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 
 from consumer.airflow import AirflowApi, TriggerResult
 from consumer.answering import Answerer
-from consumer.completion import UNKNOWN_SOURCE, completed_outcome
 from consumer.contract import Status
 from consumer.errors import ConfigError, ErrorCode
 from consumer.metrics import Metrics
@@ -21,7 +20,8 @@ from consumer.pipeline.reply import reply_record
 from consumer.record import OutboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
-from consumer.tracking import CompletionTracker, backoff_delay
+from consumer.tracking.completion import UNKNOWN_SOURCE, completed_outcome
+from consumer.tracking.tracker import CompletionTracker, backoff_delay
 from devstack.airflow import AirflowServer
 from tests.faults.proxy import FaultProxy
 from tests.tracking.tracked import (
