@@ -3,7 +3,7 @@
 Every request's answer leaves through ``Answerer.answer``::
 
     answer ─► records (reply; dead letter for rejected/error) ─► sink.send, no waiting
-                └─ acked (producer thread) ─► done: metrics, request_done log, on_done
+                └─ acked (producer thread) ─► claim done, then the observers (observers.py)
                 └─ refused ─► own thread: re-send the unacked ones until acked, each
                               changed as ``resend.after_failure`` says (a dead letter
                               shrunk, a refused reply topic replaced by the default one)
@@ -19,10 +19,10 @@ from what the store kept of the request.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import structlog
@@ -32,6 +32,7 @@ from consumer.errors import SinkError
 from consumer.kafka_io.sink import RecordSink
 from consumer.logs import bind_message, message_fields
 from consumer.metrics import Metrics
+from consumer.observers import NO_AIRFLOW, LogObserver, MetricsObserver, Observer, Timing, notify
 from consumer.outcome import Outcome
 from consumer.pipeline.dead_letter import dead_letter_record, needs_dead_letter
 from consumer.pipeline.reply import reply_record
@@ -76,6 +77,7 @@ class Answerer:
         stop: threading.Event,
         crash_at: CrashPoint | None = None,
         trace_context: bool = True,
+        observers: Sequence[Observer] | None = None,
     ) -> None:
         """Prepare the answerer.
 
@@ -88,6 +90,8 @@ class Answerer:
             stop: set when the worker stops; a refused answer is no longer re-sent then.
             crash_at: test-only fault hook (consumer/crash.py).
             trace_context: echo a request's W3C trace context as reply headers.
+            observers: told of each answered request (``observers.py``); by default its
+                metrics and its ``request_done`` log line.
         """
         self._sink = sink
         self._reply_topic = reply_topic
@@ -100,6 +104,9 @@ class Answerer:
         self._unsettled = 0  # answers sent whose broker acknowledgement is still awaited
         self._settling = threading.Condition()  # guards _unsettled
         self._refused_until: dict[str, float] = {}  # reply topic -> monotonic time
+        self._observers = (
+            (MetricsObserver(metrics), LogObserver()) if observers is None else tuple(observers)
+        )
 
     def records(
         self, outcome: Outcome, record: InboundRecord, states: tuple[Outgoing, ...] | None = None
@@ -186,8 +193,7 @@ class Answerer:
             claim: done on the producer's (or a re-send) thread once acknowledged.
             airflow_seconds: how long its Airflow calls took, when it made any.
         """
-        if airflow_seconds is not None and outcome.attempts:
-            self._metrics.observe_airflow_call(str(outcome.status), airflow_seconds)
+        timing = NO_AIRFLOW if airflow_seconds is None else Timing(airflow_seconds)
         with self._settling:
             self._unsettled += 1
         try:
@@ -206,7 +212,8 @@ class Answerer:
                 self._settle_one()
                 return
         delivery = self._sink.send(records)  # never raises: refusals settle as failures
-        delivery.on_settled(lambda error: self._settled(record, outcome, claim, error, states))
+        sent = _Answer(record, outcome, claim, timing)
+        delivery.on_settled(lambda error: self._settled(sent, error, states))
 
     def _first_states(self, outcome: Outcome) -> tuple[Outgoing, ...]:
         """The answer's records before any send: a remembered refused reply topic redirected."""
@@ -244,44 +251,33 @@ class Answerer:
         self._sink.close()
 
     def _settled(
-        self,
-        record: InboundRecord,
-        outcome: Outcome,
-        claim: Claim,
-        error: SinkError | None,
-        states: tuple[Outgoing, ...],
+        self, answer: _Answer, error: SinkError | None, states: tuple[Outgoing, ...]
     ) -> None:
         """The broker answered: done, or send again from a thread of its own."""
         if error is None:
-            self._done(record, outcome, claim)
+            self._done(answer)
             return
         # never wait on the producer's own thread: it is the one that delivers
         threading.Thread(
             target=self._send_again,
-            args=(record, outcome, claim, error, states),
+            args=(answer, error, states),
             name="send-again",
             daemon=True,
         ).start()
 
-    def _send_again(
-        self,
-        record: InboundRecord,
-        outcome: Outcome,
-        claim: Claim,
-        error: SinkError,
-        states: tuple[Outgoing, ...],
-    ) -> None:
+    def _send_again(self, answer: _Answer, error: SinkError, states: tuple[Outgoing, ...]) -> None:
+        record, outcome = answer.record, answer.outcome
         try:
             with bind_message(record, outcome.idempotency_key, outcome.dag_id):
                 sent = self._publish(outcome, record, error, states)
         except BaseException:
-            claim.abandon()  # a bug re-sending: the offset stays for the next owner
+            answer.claim.abandon()  # a bug re-sending: the offset stays for the next owner
             self._settle_one()
             raise
         if sent:
-            self._done(record, outcome, claim)
+            self._done(answer)
             return
-        claim.abandon()  # stopping before it was acknowledged: no commit
+        answer.claim.abandon()  # stopping before it was acknowledged: no commit
         self._settle_one()
 
     def _publish(
@@ -329,23 +325,12 @@ class Answerer:
             if new.omit > old.omit:
                 log.warning("dead_letter_shrunk", omitted=new.omit.name.lower())
 
-    def _done(self, record: InboundRecord, outcome: Outcome, claim: Claim) -> None:
-        """The answer is acked: let the offset be committed, then observe it once."""
+    def _done(self, answer: _Answer) -> None:
+        """The answer is acked: let the offset be committed, then tell the observers once."""
         try:
             crash_here("after_reply", self._crash_at)  # acked, not committed
-            claim.done()
-            self._observe(outcome, record)
-            # a replay is thousands of duplicates a second, each already in its reply and
-            # the dedup-hit metric: a line apiece at info would cost a third of the rate
-            level = logging.DEBUG if outcome.status == "duplicate" else logging.INFO
-            # the identifiers as fields, not bound: binding costs a duplicate 10 % of its CPU
-            log.log(
-                level,
-                "request_done",
-                status=str(outcome.status),
-                code=outcome.error_code,
-                **message_fields(record, outcome.idempotency_key, outcome.dag_id),
-            )
+            answer.claim.done()
+            notify(self._observers, answer.record, answer.outcome, answer.timing)
         finally:
             self._settle_one()
 
@@ -354,17 +339,15 @@ class Answerer:
             self._unsettled -= 1
             self._settling.notify_all()
 
-    def _observe(self, outcome: Outcome, record: InboundRecord) -> None:
-        """Metrics of one answered request (read from the Outcome at one point, STYLE §2)."""
-        e2e = None
-        if record.timestamp_ms is not None:
-            e2e = time.time() - record.timestamp_ms / 1000
-        code = str(outcome.error_code) if outcome.error_code else None
-        self._metrics.observe_outcome(str(outcome.status), code, e2e)
-        if outcome.attempts > 1:
-            self._metrics.count_retry(outcome.attempts - 1)
-        if outcome.status == "duplicate" and outcome.attempts == 0:
-            self._metrics.count_dedup_hit()
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One request's answer in flight: what it answers, with what, and whose offset it ends."""
+
+    record: InboundRecord
+    outcome: Outcome
+    claim: Claim
+    timing: Timing
 
 
 def _route_header(route: str) -> tuple[str, bytes]:
