@@ -27,10 +27,11 @@ from typing import Protocol
 
 import structlog
 
+from consumer.boundary import guarded
 from consumer.crash import CrashPoint, crash_here
 from consumer.errors import SinkError
 from consumer.kafka_io.sink import RecordSink
-from consumer.logs import bind_message, message_fields
+from consumer.logs import bind_message
 from consumer.metrics import Metrics
 from consumer.observers import NO_AIRFLOW, LogObserver, MetricsObserver, Observer, Timing, notify
 from consumer.outcome import Outcome
@@ -196,24 +197,25 @@ class Answerer:
         timing = NO_AIRFLOW if airflow_seconds is None else Timing(airflow_seconds)
         with self._settling:
             self._unsettled += 1
-        try:
-            states = self._first_states(outcome)
-            records = self.records(outcome, record, states)
-        except Exception as exc:  # a bug building the answer: answered internal_error instead
-            with bind_message(record, outcome.idempotency_key, outcome.dag_id):
-                log.exception("internal_error")
-            outcome = Outcome.internal_error(record, exc)
-            try:
-                states = self._first_states(outcome)
-                records = self.records(outcome, record, states)
-            except Exception:  # a bug on a bug: no answer can be built; never stop the loop
-                log.critical("answer_unbuildable", exc_info=True, **message_fields(record))
-                claim.abandon()
-                self._settle_one()
-                return
+        built = guarded(record, None, self._first_send, outcome, record)
+        if isinstance(built, Outcome):  # a bug building the answer: answered internal_error
+            outcome = built
+            built = guarded(record, None, self._first_send, outcome, record)
+        if isinstance(built, Outcome):  # a bug on a bug: nothing can be built; the loop goes on
+            claim.abandon()
+            self._settle_one()
+            return
+        states, records = built
         delivery = self._sink.send(records)  # never raises: refusals settle as failures
         sent = _Answer(record, outcome, claim, timing)
         delivery.on_settled(lambda error: self._settled(sent, error, states))
+
+    def _first_send(
+        self, outcome: Outcome, record: InboundRecord
+    ) -> tuple[tuple[Outgoing, ...], list[OutboundRecord]]:
+        """The answer's records before any send, with their re-send states."""
+        states = self._first_states(outcome)
+        return states, self.records(outcome, record, states)
 
     def _first_states(self, outcome: Outcome) -> tuple[Outgoing, ...]:
         """The answer's records before any send: a remembered refused reply topic redirected."""

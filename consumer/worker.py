@@ -29,6 +29,7 @@ from types import FrameType
 import structlog
 
 from consumer.answering import Answerer
+from consumer.boundary import guarded
 from consumer.checkpoint import Checkpoint, Ticket
 from consumer.dispatch import Dispatcher
 from consumer.errors import ConfigError, StoppingError
@@ -197,7 +198,8 @@ class Worker:
                 try:
                     if not ticket.owned():
                         raise StoppingError("partition revoked before the request started")
-                    outcome = self._pipeline.execute(admitted, owned=ticket.owned)
+                    execute = self._pipeline.execute
+                    outcome = guarded(record, request, execute, admitted, owned=ticket.owned)
                 except StoppingError as exc:
                     log.info("request_abandoned", reason=str(exc))
                     ticket.abandon()  # no reply, no commit: the owner processes it again
@@ -206,9 +208,6 @@ class Worker:
                     self._fail(exc)
                     ticket.abandon()
                     return
-                except Exception as exc:  # the per-message boundary: a bug never stops the loop
-                    log.exception("internal_error")
-                    outcome = Outcome.internal_error(record, exc, request=request)
                 seconds = time.monotonic() - began
                 if not ticket.owned():  # revoked meanwhile: the new owner answers it
                     log.info("request_abandoned", reason="partition revoked before the reply")

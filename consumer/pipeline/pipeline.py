@@ -27,13 +27,12 @@ import structlog
 from consumer.airflow import AirflowApi, TriggerResult
 from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import ConcurrencyLimit
+from consumer.boundary import guarded
 from consumer.contract import TriggerRequest
 from consumer.crash import CrashPoint, crash_here
 from consumer.errors import AirflowError, AirflowUnavailableError, Rejected, StoppingError
 from consumer.fingerprint import fingerprint
-from consumer.holds import StoreHold
 from consumer.limits import Limits
-from consumer.logs import bind_message
 from consumer.outcome import Outcome
 from consumer.pipeline.dedup import (
     ANSWERED,
@@ -50,6 +49,7 @@ from consumer.pipeline.trigger import trigger
 from consumer.record import DerivedRecord, InboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
+from consumer.store.holds import StoreHold
 from consumer.trace import TraceContext, with_trace
 
 if TYPE_CHECKING:
@@ -264,16 +264,14 @@ class Pipeline:
         )
 
     def _screen(self, record: InboundRecord) -> Outcome | Admitted | Fanout:
-        """The pure stages and the fingerprint of one record (the per-message boundary)."""
-        try:
-            if self.router is not None and self.router.reads(record.topic):
-                return self._fan_out(record, self.router.expand(record, self.limits))
-            screened = screen(record.value, self.limits, self.policy, record.headers)
-            return _admit(record, screened)
-        except Exception as exc:  # the per-message boundary: a bug never stops the loop
-            with bind_message(record):
-                log.exception("internal_error")
-            return Outcome.internal_error(record, exc)
+        """The pure stages and the fingerprint of one record (within the boundary)."""
+        return guarded(record, None, self._screen_one, record)
+
+    def _screen_one(self, record: InboundRecord) -> Outcome | Admitted | Fanout:
+        if self.router is not None and self.router.reads(record.topic):
+            return self._fan_out(record, self.router.expand(record, self.limits))
+        screened = screen(record.value, self.limits, self.policy, record.headers)
+        return _admit(record, screened)
 
     def _fan_out(self, record: InboundRecord, expansion: Expansion) -> Outcome | Fanout:
         """An event record's items: its own refusal, or one per derived request, screened."""
@@ -301,19 +299,8 @@ class Pipeline:
     def _judge(
         self, admitted: Admitted, entry: StoredEntry | None, *, current: bool
     ) -> Outcome | Admitted:
-        """Answer a key the store maps to a run; admit the rest (the per-message boundary)."""
-        record, request = admitted.record, admitted.request
-        try:
-            seen = judge(
-                entry, admitted.fingerprint, (record.topic, record.partition, record.offset)
-            )
-            if current and entry is not None and seen in ANSWERED:
-                return stored_outcome(record, request, entry, seen)
-        except Exception as exc:  # a bug (an unreadable stored entry) never stops the loop
-            with bind_message(record, request.idempotency_key, request.dag_id):
-                log.exception("internal_error")
-            return Outcome.internal_error(record, exc, request=request)
-        return Admitted(record, request, admitted.fingerprint, entry, current)
+        """Answer a key the store maps to a run; admit the rest (within the boundary)."""
+        return guarded(admitted.record, admitted.request, _judged, admitted, entry, current)
 
     def _record(self, admitted: Admitted, result: TriggerResult, *, made_here: bool) -> None:
         record, request = admitted.record, admitted.request
@@ -329,6 +316,14 @@ class Pipeline:
             track=request.track,
             origin=self._origin(record, request),
         )
+
+
+def _judged(admitted: Admitted, entry: StoredEntry | None, current: bool) -> Outcome | Admitted:
+    record, request = admitted.record, admitted.request
+    seen = judge(entry, admitted.fingerprint, (record.topic, record.partition, record.offset))
+    if current and entry is not None and seen in ANSWERED:
+        return stored_outcome(record, request, entry, seen)
+    return Admitted(record, request, admitted.fingerprint, entry, current)
 
 
 def _admit(record: InboundRecord, screened: TriggerRequest | Refusal) -> Outcome | Admitted:
