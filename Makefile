@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check format bench stack-up stack-down clean
+.PHONY: demo test check format bench chaos stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: check
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# the nemesis of issue 28 alone: make chaos SEED=42 MINUTES=10 repeats or lengthens a run
+SEED ?= 20261207
+MINUTES ?= 2
+chaos: $(STAMP)
+	CHAOS_SEED=$(SEED) CHAOS_MINUTES=$(MINUTES) $(BIN)/python -m pytest tests/chaos -p no:randomly
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
