@@ -102,8 +102,6 @@ class Answerer:
         self._stop = stop
         self._crash_at = crash_at
         self._trace_context = trace_context
-        self._unsettled = 0  # answers sent whose broker acknowledgement is still awaited
-        self._settling = threading.Condition()  # guards _unsettled
         self._refused_until: dict[str, float] = {}  # reply topic -> monotonic time
         self._observers = (
             (MetricsObserver(metrics), LogObserver()) if observers is None else tuple(observers)
@@ -195,15 +193,12 @@ class Answerer:
             airflow_seconds: how long its Airflow calls took, when it made any.
         """
         timing = NO_AIRFLOW if airflow_seconds is None else Timing(airflow_seconds)
-        with self._settling:
-            self._unsettled += 1
         built = guarded(record, None, self._first_send, outcome, record)
         if isinstance(built, Outcome):  # a bug building the answer: answered internal_error
             outcome = built
             built = guarded(record, None, self._first_send, outcome, record)
         if isinstance(built, Outcome):  # a bug on a bug: nothing can be built; the loop goes on
             claim.abandon()
-            self._settle_one()
             return
         states, records = built
         delivery = self._sink.send(records)  # never raises: refusals settle as failures
@@ -243,11 +238,6 @@ class Answerer:
             reply = self._echoing(reply, origin.route, origin.trace)
         self._sink.publish([reply])
 
-    def wait_settled(self, timeout: float) -> bool:
-        """Wait until every answer sent so far was acknowledged or given up; False on timeout."""
-        with self._settling:
-            return self._settling.wait_for(lambda: self._unsettled == 0, timeout)
-
     def close(self) -> None:
         """Flush and close the producer."""
         self._sink.close()
@@ -274,13 +264,11 @@ class Answerer:
                 sent = self._publish(outcome, record, error, states)
         except BaseException:
             answer.claim.abandon()  # a bug re-sending: the offset stays for the next owner
-            self._settle_one()
             raise
         if sent:
             self._done(answer)
             return
         answer.claim.abandon()  # stopping before it was acknowledged: no commit
-        self._settle_one()
 
     def _publish(
         self,
@@ -329,17 +317,9 @@ class Answerer:
 
     def _done(self, answer: _Answer) -> None:
         """The answer is acked: let the offset be committed, then tell the observers once."""
-        try:
-            crash_here("after_reply", self._crash_at)  # acked, not committed
-            answer.claim.done()
-            notify(self._observers, answer.record, answer.outcome, answer.timing)
-        finally:
-            self._settle_one()
-
-    def _settle_one(self) -> None:
-        with self._settling:
-            self._unsettled -= 1
-            self._settling.notify_all()
+        crash_here("after_reply", self._crash_at)  # acked, not committed
+        answer.claim.done()
+        notify(self._observers, answer.record, answer.outcome, answer.timing)
 
 
 @dataclass(frozen=True, slots=True)

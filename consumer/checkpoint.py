@@ -138,6 +138,7 @@ class Checkpoint:
         self._room = threading.Event()  # set once in flight is down to the refill mark
         self._in_flight = 0
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified as tickets end
         self._epochs: dict[Partition, int] = {}  # bumped at every assignment change
         self._next_commit = 0.0
 
@@ -202,12 +203,19 @@ class Checkpoint:
         if self.in_flight() > self._refill_at:
             self._room.wait(timeout)
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every ticket has ended (a drain: answers acknowledged); False on timeout."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     def _free_slot(self) -> None:
         # the loop is woken only once there is room for a batch: waking it at every freed
         # slot cost a thread wake-up per request for nothing
         with self._lock:
             self._in_flight -= 1
             room = self._in_flight <= self._refill_at
+            if not self._in_flight:
+                self._idle.notify_all()
         if room:
             self._room.set()
 

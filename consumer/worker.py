@@ -281,7 +281,7 @@ class Worker:
         deadline = time.monotonic() + self._shutdown_timeout
         drained = self._dispatcher.shutdown(timeout=self._shutdown_timeout)
         # the last answers' acks, so that the commit covers them
-        settled = self._answerer.wait_settled(max(0.0, deadline - time.monotonic()))
+        settled = self.checkpoint.wait_idle(max(0.0, deadline - time.monotonic()))
         drained = settled and drained
         if not drained:
             log.warning("drain_timed_out", in_flight=self.in_flight())

@@ -186,3 +186,14 @@ def test_an_old_ack_racing_an_offset_reset_never_commits_the_new_record(
     assert source.commits == [], (
         f"committed {source.commits}: the new record at offset 5 was never answered"
     )
+
+
+def test_wait_idle_returns_once_every_ticket_ended(checkpoint: Checkpoint) -> None:
+    """A drain waits for the last ticket to end; with one left open it times out."""
+    first, second = checkpoint.ticket(record(0)), checkpoint.ticket(record(1))
+    first.done()
+    assert not checkpoint.wait_idle(timeout=0.05)
+    ender = threading.Timer(0.05, second.abandon)
+    ender.start()
+    assert checkpoint.wait_idle(timeout=10)
+    ender.join()
