@@ -11,7 +11,6 @@ from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
 from consumer.errors import KafkaUnreachableError
-from consumer.holds import StoreHold
 from consumer.kafka_io.lag import LagMeter
 from consumer.kafka_io.preflight import check_connection
 from consumer.kafka_io.security import connection_options
@@ -22,10 +21,11 @@ from consumer.metrics import Metrics
 from consumer.pipeline.pipeline import Pipeline
 from consumer.pipeline.policy import Policy
 from consumer.readiness import Readiness
-from consumer.retention import RetentionPurger
 from consumer.routes.derive import Router
 from consumer.settings import Settings
 from consumer.store import open_store
+from consumer.store.holds import StoreHold
+from consumer.store.retention import RetentionPurger
 from consumer.tracking import CompletionTracker
 from consumer.worker import PartitionsCallback, Worker
 

@@ -1,9 +1,10 @@
 """Replay: which past records to re-drive, where to, and how (spec §6).
 
 The selection (offset or time window per partition), the filters (``error-code`` header,
-``dag_id``), the destination (``Destinations``: each record back to its ``source-topic``,
-or every record to ``--to-topic``), the header rewrite and the pacing are pure functions
-here, and ``replay`` runs them over any iterable of records. The Kafka side lives in
+``dag_id``), the header rewrite and the pacing are pure functions here; the destination
+(``consumer.replay_destinations``: each record back to its ``source-topic``, or every
+record to ``--to-topic``) and the count (``consumer.replay_tally``) have modules of their
+own, and ``replay`` runs them all over any iterable of records. The Kafka side lives in
 ``consumer.kafka_io``:
 ``reader`` (a group-less reader: assign + seek, bounded by the end offsets captured at
 start) and ``writer`` (an ``acks=all`` producer confirmed at the end). Replayed records
@@ -13,12 +14,10 @@ harmless.
 
 from __future__ import annotations
 
-import enum
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,92 +25,19 @@ from consumer.durations import parse_duration
 from consumer.pipeline.dead_letter import (
     DEAD_LETTER_HEADERS,
     ERROR_CODE_HEADER,
-    SOURCE_TOPIC_HEADER,
     VALUE_OMITTED_HEADER,
 )
 from consumer.record import Headers, InboundRecord, OutboundRecord
+from consumer.replay_destinations import Destination, Destinations, Via
+from consumer.replay_tally import Tally
 
 REPLAYED_FROM_HEADER = "replayed-from"
 # the worker adds these when dead-lettering; replay strips them (and an older replayed-from)
 DROPPED_HEADERS = frozenset((*DEAD_LETTER_HEADERS, REPLAYED_FROM_HEADER))
 NO_ERROR_CODE = "none"
 
-ProgressCallback = Callable[["Tally"], None]
+ProgressCallback = Callable[[Tally], None]
 TopicCheck = Callable[[str], bool]
-
-
-class Via(enum.Enum):
-    """Why a record goes to its destination, or why it is skipped."""
-
-    TO_TOPIC = "to_topic"  # --to-topic names the destination of every record
-    SOURCE_TOPIC = "source_topic"  # its source-topic header, read by this configuration
-    NO_SOURCE_TOPIC = "no_source_topic"  # no source-topic header: the request topic
-    NOT_READ = "source_topic_not_read"  # skipped: no request topic or route reads its source
-    MISSING = "topic_missing"  # skipped: the destination does not exist on the broker
-    VALUE_OMITTED = "value_omitted"  # skipped: dead-lettered without its value
-
-    @property
-    def skipped(self) -> bool:
-        """Whether a record with this verdict is left out."""
-        return self in SKIPPED
-
-
-SKIPPED = frozenset({Via.NOT_READ, Via.MISSING, Via.VALUE_OMITTED})
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where one record is replayed to.
-
-    Attributes:
-        topic: the destination; for a skipped record the topic it would have gone to
-            (``NOT_READ``: its source topic); None only for ``VALUE_OMITTED``.
-        via: why this topic, or why the record is skipped.
-    """
-
-    topic: str | None
-    via: Via
-
-
-@dataclass(frozen=True)
-class Destinations:
-    """Where replayed records go: back where each came from, unless ``to_topic`` says.
-
-    A dead letter names its origin in ``source-topic``: the request topic, or a route
-    topic whose event the worker's routes turn into requests (spec §8). Sending each
-    record back there re-drives it the way it first went; a route event written to the
-    request topic would only be ``unknown_fields``.
-
-    Attributes:
-        request_topic: the configured request topic; also where a record without a
-            ``source-topic`` header goes.
-        route_topics: the topics the configured routes read.
-        to_topic: ``--to-topic``: the destination of every record; None: per record.
-    """
-
-    request_topic: str
-    route_topics: frozenset[str] = frozenset()
-    to_topic: str | None = None
-
-    def choose(self, record: InboundRecord) -> Destination:
-        """The destination of one record (not checked against the broker).
-
-        Args:
-            record: a record of the source topic.
-
-        Returns:
-            ``to_topic`` when set; else its ``source-topic`` when this configuration reads
-            that topic (``NOT_READ`` when it does not); else the request topic.
-        """
-        if self.to_topic is not None:
-            return Destination(self.to_topic, Via.TO_TOPIC)
-        source = source_topic_of(record)
-        if source is None:
-            return Destination(self.request_topic, Via.NO_SOURCE_TOPIC)
-        if source == self.request_topic or source in self.route_topics:
-            return Destination(source, Via.SOURCE_TOPIC)
-        # routes changed or the topic was renamed: nobody would read a record sent there
-        return Destination(source, Via.NOT_READ)
 
 
 @dataclass(frozen=True)
@@ -175,116 +101,6 @@ class OffsetRange:
     def empty(self) -> bool:
         """Whether the range holds no offset."""
         return self.stop <= self.start
-
-
-@dataclass
-class Tally:
-    """What a replay did so far: records read, matched, sent and replayed, per topic.
-
-    Attributes:
-        read: records read from the source topic.
-        matched: records that passed the window and the filters.
-        by_error_code: matched records per ``error-code`` header (``none`` without one).
-        sent: matched records handed to the producer (a dry run: that would be), per
-            destination topic.
-        replayed_by_topic: records the broker acknowledged, per destination topic.
-        without_value: matched records dead-lettered without their value (too large for
-            the dead-letter topic); never replayed, as they would arrive empty.
-        without_source: matched records without a ``source-topic`` header, sent to the
-            request topic (included in ``sent``).
-        not_read: matched records skipped per source topic that neither the request topic
-            nor a route of this configuration reads.
-        missing: matched records skipped per destination topic the broker does not have.
-    """
-
-    read: int = 0
-    matched: int = 0
-    by_error_code: Counter[str] = field(default_factory=Counter)
-    sent: Counter[str] = field(default_factory=Counter)
-    replayed_by_topic: Counter[str] = field(default_factory=Counter)
-    without_value: int = 0
-    without_source: int = 0
-    not_read: Counter[str] = field(default_factory=Counter)
-    missing: Counter[str] = field(default_factory=Counter)
-    # destination of each sent record, in send order: acks are counted in that order
-    _order: list[str] = field(default_factory=list, repr=False)
-
-    @property
-    def replayed(self) -> int:
-        """Records the broker acknowledged, on every destination topic."""
-        return sum(self.replayed_by_topic.values())
-
-    @property
-    def skipped(self) -> int:
-        """Matched records left out, for any reason."""
-        return self.without_value + sum(self.not_read.values()) + sum(self.missing.values())
-
-    def count(self, destination: Destination) -> None:
-        """Count one matched record's verdict (not ``matched`` itself).
-
-        Args:
-            destination: where it goes, or why it is skipped.
-        """
-        topic, via = destination.topic, destination.via
-        if via is Via.VALUE_OMITTED or topic is None:
-            self.without_value += 1
-        elif via is Via.NOT_READ:
-            self.not_read[topic] += 1
-        elif via is Via.MISSING:
-            self.missing[topic] += 1
-        else:
-            self.sent[topic] += 1
-            self._order.append(topic)
-            if via is Via.NO_SOURCE_TOPIC:
-                self.without_source += 1
-
-    def acknowledge(self, acked: int) -> None:
-        """Count as replayed the first ``acked`` records sent (the writer confirms in order).
-
-        Args:
-            acked: how many records the broker acknowledged (``RecordWriter.confirm``).
-        """
-        self.replayed_by_topic = Counter(self._order[:acked])
-
-    def summary(self, *, dry_run: bool) -> str:
-        """Render the one-line summary printed at the end.
-
-        Args:
-            dry_run: say "would replay" (what would be sent) instead of "replayed" (acked).
-
-        Returns:
-            ``read N, matched M, replayed K``, the counts per destination topic and per
-            error code, then what was skipped or fell back, and why.
-        """
-        by_topic = self.sent if dry_run else self.replayed_by_topic
-        done = "would replay" if dry_run else "replayed"
-        line = f"read {self.read}, matched {self.matched}, {done} {sum(by_topic.values())}"
-        if by_topic:
-            line += f"; by topic: {_counts(by_topic)}"
-        if self.by_error_code:
-            line += f"; by error-code: {_counts(self.by_error_code)}"
-        if self.without_source:
-            line += f"; {self.without_source} without a source-topic header: to the request topic"
-        if self.not_read:
-            line += (
-                f"; {sum(self.not_read.values())} skipped, source topic not read by this "
-                f"configuration ({_counts(self.not_read)}): --to-topic replays them anyway"
-            )
-        if self.missing:
-            line += (
-                f"; {sum(self.missing.values())} skipped, topic does not exist "
-                f"({_counts(self.missing)})"
-            )
-        if self.without_value:
-            line += (
-                f"; {self.without_value} skipped: dead-lettered without their value, "
-                "replay them from their source-topic/-partition/-offset headers"
-            )
-        return line
-
-
-def _counts(counter: Counter[str]) -> str:
-    return ", ".join(f"{name}={n}" for name, n in sorted(counter.items()))
 
 
 def parse_point_in_time(text: str, *, now: datetime) -> datetime:
@@ -366,21 +182,6 @@ def error_code_of(record: InboundRecord) -> str | None:
     """
     raw = record.header(ERROR_CODE_HEADER)
     return None if raw is None else raw.decode("utf-8", "replace")
-
-
-def source_topic_of(record: InboundRecord) -> str | None:
-    """Read the ``source-topic`` header the worker wrote when dead-lettering.
-
-    Args:
-        record: a record of the source topic.
-
-    Returns:
-        The decoded header value, or None when the record has none (or an empty one).
-    """
-    raw = record.header(SOURCE_TOPIC_HEADER)
-    if not raw:
-        return None
-    return raw.decode("utf-8", "replace")
 
 
 def matches(record: InboundRecord, filters: Filters) -> bool:

@@ -12,12 +12,8 @@ from consumer.outcome import Outcome
 from consumer.pipeline.dead_letter import dead_letter_record
 from consumer.record import InboundRecord, OutboundRecord
 from consumer.replay import (
-    Destination,
-    Destinations,
     Filters,
     OffsetRange,
-    Tally,
-    Via,
     Window,
     dag_id_of,
     epoch_ms,
@@ -28,8 +24,9 @@ from consumer.replay import (
     replay,
     replay_headers,
     replay_record,
-    source_topic_of,
 )
+from consumer.replay_destinations import Destination, Destinations, Via, source_topic_of
+from consumer.replay_tally import Tally
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TO_REQUESTS = Destinations(request_topic="requests")

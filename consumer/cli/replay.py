@@ -26,10 +26,7 @@ from consumer.kafka_io.security import connection_options
 from consumer.kafka_io.writer import RecordWriter
 from consumer.record import InboundRecord
 from consumer.replay import (
-    Destination,
-    Destinations,
     Filters,
-    Tally,
     Window,
     dag_id_of,
     epoch_ms,
@@ -37,8 +34,9 @@ from consumer.replay import (
     parse_point_in_time,
     replay,
     replayed_from,
-    source_topic_of,
 )
+from consumer.replay_destinations import Destination, Destinations, source_topic_of
+from consumer.replay_tally import Tally
 from consumer.settings import Settings, load_settings
 
 HELP = (

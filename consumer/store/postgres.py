@@ -12,99 +12,32 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from consumer.errors import ConfigError
-from consumer.store import (
-    DEFAULT_PURGE_BATCH,
-    Clock,
-    EntryStatus,
-    RequestOrigin,
-    StoredEntry,
-)
+from consumer.store.entry import EntryStatus, RequestOrigin, StoredEntry
 from consumer.store.failures import store_failures
 from consumer.store.postgres_failures import classify_postgres_error
 from consumer.store.postgres_schema import (
     COLUMNS,
-    ENTRY_COLUMNS,
     TABLE,
     VERSION_TABLE,
     entry_from_row,
     open_schema,
 )
-from consumer.store.recording import RUN_TRACKING
+from consumer.store.postgres_sql import (
+    ALL_COLUMNS,
+    HELD_BY,
+    LEASE,
+    LIVE,
+    MARK_PENDING,
+    RECORD,
+    RENEW,
+    TRACKED,
+)
+from consumer.store.protocol import DEFAULT_PURGE_BATCH, Clock
 from consumer.store.redaction import display_url, mask_url_secrets
 
 DEFAULT_POOL_SIZE = 16  # connections per replica; the dispatcher's threads share them
 CONNECT_TIMEOUT = 10.0  # seconds to reach the database at start-up before giving up
 POOL_TIMEOUT = 30.0  # seconds a call waits for a free connection before raising
-
-_ALL = (*ENTRY_COLUMNS, "lease_owner", "lease_until", "leased_at")
-_VALUES = ", ".join(f"%({name})s" for name in _ALL)
-_LIVE = "t.created_at >= %(cutoff)s"
-
-# One statement claims a key or returns the live holder (never a second round trip):
-# on conflict every column keeps its value unless the holder expired; RETURNING then
-# gives the row that holds the key, also when a concurrent claim won the race.
-_KEEP_LIVE = ", ".join(
-    f"{name} = CASE WHEN {_LIVE} THEN t.{name} ELSE EXCLUDED.{name} END" for name in _ALL[1:]
-)
-_MARK_PENDING = (
-    f"INSERT INTO {TABLE} AS t ({', '.join(_ALL)}) VALUES ({_VALUES})"  # noqa: S608 -- constants
-    f" ON CONFLICT (key) DO UPDATE SET {_KEEP_LIVE} RETURNING {COLUMNS}"
-)
-
-# record(): see consumer.store.recording, whose may_overwrite this WHERE-less CASE mirrors
-_OVERWRITE = (
-    f"(NOT {_LIVE} OR %(status)s::text = 'triggered' OR t.source_topic IS NULL"
-    " OR EXCLUDED.source_topic IS NULL OR (t.source_topic = EXCLUDED.source_topic"
-    " AND t.source_partition = EXCLUDED.source_partition"
-    " AND t.source_offset = EXCLUDED.source_offset))"
-)
-# ... and whose records_run and kept_for_run these mirror: a run recorded again keeps its
-# tracking, the completed run's final state and a triggered status
-_SAME_RUN = f"({_LIVE} AND t.status <> 'pending' AND t.dag_run_id = EXCLUDED.dag_run_id)"
-_KEPT_FOR_RUN = {
-    **dict.fromkeys(RUN_TRACKING, _SAME_RUN),
-    "run_state": f"({_SAME_RUN} AND t.completed_at IS NOT NULL)",
-    "status": f"({_SAME_RUN} AND t.status = 'triggered')",
-}
-_RECORD_SET = ", ".join(
-    f"{name} = CASE WHEN {_OVERWRITE}"
-    + (f" AND NOT {_KEPT_FOR_RUN[name]}" if name in _KEPT_FOR_RUN else "")
-    + f" THEN EXCLUDED.{name} ELSE t.{name} END"
-    for name in _ALL[1:]
-    if name != "created_at"
-)
-_RECORD = (
-    f"INSERT INTO {TABLE} AS t ({', '.join(_ALL)}) VALUES ({_VALUES})"  # noqa: S608 -- constants
-    f" ON CONFLICT (key) DO UPDATE SET {_RECORD_SET},"
-    f" created_at = CASE WHEN {_LIVE} THEN t.created_at ELSE EXCLUDED.created_at END"
-    f" RETURNING {COLUMNS}"
-)
-
-_TRACKED = (
-    "track AND completed_at IS NULL AND abandoned_at IS NULL"
-    " AND status <> 'pending' AND created_at >= %(cutoff)s"
-)
-# Leases are timed by the server's clock, so that replicas whose clocks disagree still agree
-# on when one ends; clock_timestamp(), not now(): a statement that waited for a row lock
-# counts from when it got it, not from when it began.
-_LEASE = (
-    f"UPDATE {TABLE} SET lease_owner = %(owner)s,"  # noqa: S608 -- constants
-    " lease_until = clock_timestamp() + %(ttl)s, leased_at = clock_timestamp()"
-    f" WHERE key IN (SELECT key FROM {TABLE} WHERE {_TRACKED}"
-    " AND (lease_until IS NULL OR lease_until < clock_timestamp() OR lease_owner = %(owner)s)"
-    " ORDER BY leased_at NULLS FIRST, created_at, key LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-    f" RETURNING {COLUMNS}"
-)
-# The fence: the owner column is the token. Another replica becomes owner only through
-# _LEASE, which takes expired leases alone, and this UPDATE checks and extends under the
-# row lock, so a key it returns cannot be taken over before the new lease_until.
-_RENEW = (
-    f"UPDATE {TABLE} SET lease_until = GREATEST(lease_until, clock_timestamp() + %(ttl)s)"  # noqa: S608 -- constants
-    f" WHERE key = ANY(%(keys)s) AND lease_owner = %(owner)s AND {_TRACKED}"
-    f" RETURNING {COLUMNS}"
-)
-_HELD_BY = "(%(owner)s::text IS NULL OR t.lease_owner = %(owner)s)"
-
 
 # every driver error, the pool's too (PoolTimeout is an OperationalError); the SQLSTATE
 # decides whether it holds (postgres_failures)
@@ -214,7 +147,7 @@ class PostgresStore:
         """Return the live entries of ``keys`` in one statement (``= ANY``, no chunks)."""
         if not keys:
             return {}
-        sql = f"SELECT {COLUMNS} FROM {TABLE} t WHERE key = ANY(%(keys)s) AND {_LIVE}"  # noqa: S608
+        sql = f"SELECT {COLUMNS} FROM {TABLE} t WHERE key = ANY(%(keys)s) AND {LIVE}"  # noqa: S608
         rows = self._rows(sql, {"keys": list(set(keys)), "cutoff": self._cutoff()})
         return {entry.key: entry for entry in rows}
 
@@ -236,7 +169,7 @@ class PostgresStore:
             status=EntryStatus.PENDING,
             origin=origin,
         )
-        return self._rows(_MARK_PENDING, values)[0]
+        return self._rows(MARK_PENDING, values)[0]
 
     def record(
         self,
@@ -265,7 +198,7 @@ class PostgresStore:
         )
         values.update(run_state=run_state, logical_date=logical_date, run_url=run_url)
         values["track"] = track
-        return self._rows(_RECORD, values)[0]
+        return self._rows(RECORD, values)[0]
 
     def _values(
         self,
@@ -278,7 +211,7 @@ class PostgresStore:
         origin: RequestOrigin | None,
     ) -> dict[str, Any]:
         now = self._clock()
-        values: dict[str, Any] = dict.fromkeys(_ALL)
+        values: dict[str, Any] = dict.fromkeys(ALL_COLUMNS)
         values.update(
             key=key,
             fingerprint=fingerprint,
@@ -313,7 +246,7 @@ class PostgresStore:
     def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
         """Return live tracked entries whose run is not yet seen complete, oldest first."""
         sql = (
-            f"SELECT {COLUMNS} FROM {TABLE} WHERE {_TRACKED}"  # noqa: S608 -- constant names
+            f"SELECT {COLUMNS} FROM {TABLE} WHERE {TRACKED}"  # noqa: S608 -- constant names
             " ORDER BY created_at, key LIMIT %(limit)s"
         )
         return self._rows(sql, {"cutoff": self._cutoff(), "limit": limit})
@@ -321,14 +254,14 @@ class PostgresStore:
     def lease_tracked(self, owner: str, ttl: timedelta, limit: int = 1000) -> list[StoredEntry]:
         """Lease up to ``limit`` tracked runs to ``owner`` (``IdempotencyStore.lease_tracked``)."""
         params = {"owner": owner, "ttl": ttl, "cutoff": self._cutoff(), "limit": limit}
-        return sorted(self._rows(_LEASE, params), key=lambda e: (e.created_at, e.key))
+        return sorted(self._rows(LEASE, params), key=lambda e: (e.created_at, e.key))
 
     def renew_leases(self, owner: str, ttl: timedelta, keys: Collection[str]) -> set[str]:
         """Extend ``owner``'s leases on ``keys``; return those it holds (the publish fence)."""
         if not keys:
             return set()
         params = {"owner": owner, "ttl": ttl, "keys": list(set(keys)), "cutoff": self._cutoff()}
-        return {entry.key for entry in self._rows(_RENEW, params)}
+        return {entry.key for entry in self._rows(RENEW, params)}
 
     def release_leases(self, owner: str) -> int:
         """Give up every lease ``owner`` holds; return how many."""
@@ -346,7 +279,7 @@ class PostgresStore:
         sql = (
             f"UPDATE {TABLE} t SET run_state = %(state)s, completed_at = %(now)s,"  # noqa: S608
             " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL"
-            f" WHERE key = %(key)s AND {_LIVE} AND {_HELD_BY}"
+            f" WHERE key = %(key)s AND {LIVE} AND {HELD_BY}"
         )
         now = self._clock()
         params = {
@@ -366,7 +299,7 @@ class PostgresStore:
         sql = (
             f"UPDATE {TABLE} t SET abandoned_at = %(now)s, updated_at = %(now)s,"  # noqa: S608
             " lease_owner = NULL, lease_until = NULL"
-            f" WHERE key = %(key)s AND {_LIVE} AND {_HELD_BY}"
+            f" WHERE key = %(key)s AND {LIVE} AND {HELD_BY}"
         )
         now = self._clock()
         params = {"now": now, "key": key, "owner": owner, "cutoff": now - self._retention}

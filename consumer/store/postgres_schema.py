@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 
 from consumer.errors import ConfigError
-from consumer.store import StoredEntry, rows
+from consumer.store import rows
+from consumer.store.entry import StoredEntry
 
 TABLE = "trigger_consumer_idempotency"
 VERSION_TABLE = "trigger_consumer_schema"

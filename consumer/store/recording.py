@@ -16,7 +16,7 @@ run, not to the request's second attempt::
 
 from __future__ import annotations
 
-from consumer.store import EntryStatus, RequestOrigin, StoredEntry, coordinates
+from consumer.store.entry import EntryStatus, RequestOrigin, StoredEntry, coordinates
 
 RUN_TRACKING = ("completed_at", "abandoned_at", "lease_owner", "lease_until", "leased_at")
 """The columns that follow the run once recorded; only the tracker writes them."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from consumer.store import EntryStatus, RequestOrigin, StoredEntry
+from consumer.store.entry import EntryStatus, RequestOrigin, StoredEntry
 from consumer.trace import parse_trace
 
 Instant = Callable[[Any], datetime]

@@ -15,21 +15,16 @@ from pathlib import Path
 from types import TracebackType
 
 from consumer.errors import ConfigError, StoreUnavailableError
-from consumer.store import (
-    DEFAULT_PURGE_BATCH,
-    Clock,
-    EntryStatus,
-    RequestOrigin,
-    StoredEntry,
-    sqlite_leases,
-)
+from consumer.store import sqlite_leases
+from consumer.store.entry import EntryStatus, RequestOrigin, StoredEntry
 from consumer.store.failures import store_failures
+from consumer.store.protocol import DEFAULT_PURGE_BATCH, Clock
 from consumer.store.recording import kept_for_run, may_overwrite, records_run
 from consumer.store.sqlite_failures import classify_sqlite_error
 from consumer.store.sqlite_leases import READ_BATCH
 from consumer.store.sqlite_schema import (
     COLUMNS,
-    ORIGIN_COLUMNS,
+    MARK_PENDING,
     RECORD_REPLACE,
     RECORD_SAME_RUN,
     apply_schema,
@@ -41,8 +36,6 @@ from consumer.store.sqlite_schema import (
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 10_000
-_ORIGIN_MARKS = ", ".join("?" * len(ORIGIN_COLUMNS.split(",")))
-_HELD_BY = "(? IS NULL OR lease_owner = ?)"  # the owner twice: None marks whoever holds it
 
 
 def _failures() -> AbstractContextManager[None]:
@@ -217,9 +210,7 @@ class SqliteStore:
             if existing is not None:
                 return existing
             cur.execute(
-                "INSERT OR REPLACE INTO idempotency"  # noqa: S608 -- constant column list
-                " (key, fingerprint, dag_id, dag_run_id, status, created_at, updated_at,"
-                f" {ORIGIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, {_ORIGIN_MARKS})",
+                MARK_PENDING,
                 (
                     key,
                     fingerprint,
@@ -298,15 +289,8 @@ class SqliteStore:
 
     def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
         """Return live tracked entries whose run is not yet seen complete, oldest first."""
-        with self._lock, store_failures(sqlite3.Error):
-            rows = self._conn.execute(
-                f"SELECT {COLUMNS} FROM idempotency"  # noqa: S608 -- constant column list
-                " WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
-                " AND status != ? AND created_at >= ?"
-                " ORDER BY created_at, key LIMIT ?",
-                (EntryStatus.PENDING.value, self._cutoff(), limit),
-            ).fetchall()
-        return [entry_from_row(row) for row in rows]
+        with self._lock, _failures():
+            return sqlite_leases.tracked(self._conn.cursor(), cutoff=self._cutoff(), limit=limit)
 
     def mark_completed(self, key: str, run_state: str, *, owner: str | None = None) -> bool:
         """Note that the tracked run of ``key`` reached ``run_state``; end its lease.
@@ -315,13 +299,9 @@ class SqliteStore:
         """
         now = to_epoch(self._clock())
         with self._transaction() as cur:
-            updated = cur.execute(
-                "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?,"  # noqa: S608 -- constants
-                " lease_owner = NULL, lease_until = NULL WHERE key = ? AND created_at >= ?"
-                f" AND {_HELD_BY}",
-                (run_state, now, now, key, self._cutoff(), owner, owner),
+            return sqlite_leases.complete(
+                cur, key, run_state, owner=owner, now=now, cutoff=self._cutoff()
             )
-            return updated.rowcount > 0
 
     def abandon_tracking(self, key: str, *, owner: str | None = None) -> bool:
         """Stop tracking the run of ``key`` without it being seen complete; end its lease.
@@ -330,13 +310,7 @@ class SqliteStore:
         """
         now = to_epoch(self._clock())
         with self._transaction() as cur:
-            updated = cur.execute(
-                "UPDATE idempotency SET abandoned_at = ?, updated_at = ?,"  # noqa: S608 -- constants
-                " lease_owner = NULL, lease_until = NULL"
-                f" WHERE key = ? AND created_at >= ? AND {_HELD_BY}",
-                (now, now, key, self._cutoff(), owner, owner),
-            )
-            return updated.rowcount > 0
+            return sqlite_leases.abandon(cur, key, owner=owner, now=now, cutoff=self._cutoff())
 
     def purge(self, older_than: datetime) -> int:
         """Delete entries created before the timezone-aware ``older_than``; return how many."""
@@ -387,11 +361,7 @@ class SqliteStore:
     def release_leases(self, owner: str) -> int:
         """Give up every lease ``owner`` holds; return how many."""
         with self._transaction() as cur:
-            return cur.execute(
-                "UPDATE idempotency SET lease_owner = NULL, lease_until = NULL"
-                " WHERE lease_owner = ?",
-                (owner,),
-            ).rowcount
+            return sqlite_leases.release_all(cur, owner)
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the database."""

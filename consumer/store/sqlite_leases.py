@@ -1,7 +1,7 @@
-"""Tracking leases in the SQLite file: who watches a tracked run, until when (one host's clock).
+"""Tracked runs in the SQLite file: which are tracked, who watches one and until when.
 
-``SqliteStore`` runs these inside its ``BEGIN IMMEDIATE`` transactions; the lease columns
-are no entry fields (``sqlite_schema.COLUMNS`` leaves them out).
+``SqliteStore`` runs these inside its ``BEGIN IMMEDIATE`` transactions (``tracked`` under its
+lock alone); the lease columns are no entry fields (``sqlite_schema.COLUMNS`` leaves them out).
 """
 
 from __future__ import annotations
@@ -9,14 +9,40 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from consumer.store import EntryStatus, StoredEntry
-from consumer.store.sqlite_schema import COLUMNS, TRACKED_DUE, entry_from_row
+from consumer.store.entry import EntryStatus, StoredEntry
+from consumer.store.sqlite_schema import COLUMNS, entry_from_row
 
 READ_BATCH = 500  # keys per statement: far below SQLite's bound on bound parameters
 _STILL_TRACKED = (
     "track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
     " AND status != ? AND created_at >= ?"
 )
+# live tracked runs whose lease is free, expired or the asker's own, least recently leased
+_DUE = (
+    f"SELECT key FROM idempotency WHERE {_STILL_TRACKED}"  # noqa: S608 -- constants
+    " AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+    " ORDER BY leased_at IS NOT NULL, leased_at, created_at, key LIMIT ?"
+)
+_HELD_BY = "(? IS NULL OR lease_owner = ?)"  # the owner twice: None marks whoever holds it
+
+
+def tracked(cur: sqlite3.Cursor, *, cutoff: float, limit: int) -> list[StoredEntry]:
+    """Return live tracked entries whose run is not yet seen complete, oldest first.
+
+    Args:
+        cur: a cursor of the store's connection.
+        cutoff: the retention cut-off, epoch seconds.
+        limit: at most this many entries.
+
+    Returns:
+        The entries, by creation time then key.
+    """
+    rows = cur.execute(
+        f"SELECT {COLUMNS} FROM idempotency WHERE {_STILL_TRACKED}"  # noqa: S608 -- constants
+        " ORDER BY created_at, key LIMIT ?",
+        (EntryStatus.PENDING.value, cutoff, limit),
+    ).fetchall()
+    return [entry_from_row(row) for row in rows]
 
 
 def lease(
@@ -37,7 +63,7 @@ def lease(
     """
     rows = cur.execute(
         f"UPDATE idempotency SET lease_owner = ?, lease_until = ?, leased_at = ?"  # noqa: S608 -- constant columns
-        f" WHERE key IN ({TRACKED_DUE}) RETURNING {COLUMNS}",
+        f" WHERE key IN ({_DUE}) RETURNING {COLUMNS}",
         (owner, until, now, EntryStatus.PENDING.value, cutoff, now, owner, limit),
     ).fetchall()
     return sorted((entry_from_row(row) for row in rows), key=lambda e: (e.created_at, e.key))
@@ -70,3 +96,72 @@ def renew(
         ).fetchall()
         held.update(str(row[0]) for row in rows)
     return held
+
+
+def complete(
+    cur: sqlite3.Cursor,
+    key: str,
+    run_state: str,
+    *,
+    owner: str | None,
+    now: float,
+    cutoff: float,
+) -> bool:
+    """Note that the tracked run of ``key`` reached ``run_state``; end its lease.
+
+    Args:
+        cur: a cursor inside a write transaction.
+        key: the idempotency key.
+        run_state: Airflow's final state of the run.
+        owner: only while this process holds the key's lease; None: whoever holds it.
+        now: the current time, epoch seconds.
+        cutoff: the retention cut-off, epoch seconds.
+
+    Returns:
+        Whether a live entry was updated.
+    """
+    updated = cur.execute(
+        "UPDATE idempotency SET run_state = ?, completed_at = ?, updated_at = ?,"  # noqa: S608 -- constants
+        " lease_owner = NULL, lease_until = NULL WHERE key = ? AND created_at >= ?"
+        f" AND {_HELD_BY}",
+        (run_state, now, now, key, cutoff, owner, owner),
+    )
+    return updated.rowcount > 0
+
+
+def abandon(cur: sqlite3.Cursor, key: str, *, owner: str | None, now: float, cutoff: float) -> bool:
+    """Stop tracking the run of ``key`` without it being seen complete; end its lease.
+
+    Args:
+        cur: a cursor inside a write transaction.
+        key: the idempotency key.
+        owner: only while this process holds the key's lease; None: whoever holds it.
+        now: the current time, epoch seconds.
+        cutoff: the retention cut-off, epoch seconds.
+
+    Returns:
+        Whether a live entry was updated.
+    """
+    updated = cur.execute(
+        "UPDATE idempotency SET abandoned_at = ?, updated_at = ?,"  # noqa: S608 -- constants
+        " lease_owner = NULL, lease_until = NULL"
+        f" WHERE key = ? AND created_at >= ? AND {_HELD_BY}",
+        (now, now, key, cutoff, owner, owner),
+    )
+    return updated.rowcount > 0
+
+
+def release_all(cur: sqlite3.Cursor, owner: str) -> int:
+    """Give up every lease ``owner`` holds.
+
+    Args:
+        cur: a cursor inside a write transaction.
+        owner: the process id given to ``lease``.
+
+    Returns:
+        How many leases were released.
+    """
+    return cur.execute(
+        "UPDATE idempotency SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+        (owner,),
+    ).rowcount

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from consumer.errors import ConfigError
-from consumer.store import RequestOrigin, StoredEntry, rows
+from consumer.store import rows
+from consumer.store.entry import RequestOrigin, StoredEntry
 
 SCHEMA_VERSION = 4
 
@@ -125,15 +126,15 @@ Row: TypeAlias = tuple[
 """One ``idempotency`` row as SQLite returns it for ``SELECT {COLUMNS}``."""
 
 
-# live tracked runs whose lease is free, expired or the asker's own, least recently leased
-TRACKED_DUE = (
-    "SELECT key FROM idempotency"
-    " WHERE track = 1 AND completed_at IS NULL AND abandoned_at IS NULL"
-    " AND status != ? AND created_at >= ?"
-    " AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
-    " ORDER BY leased_at IS NOT NULL, leased_at, created_at, key LIMIT ?"
+MARK_PENDING = (
+    "INSERT OR REPLACE INTO idempotency"  # noqa: S608 -- constant column list
+    " (key, fingerprint, dag_id, dag_run_id, status, created_at, updated_at,"
+    f" {ORIGIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?,"
+    f" {', '.join('?' * len(ORIGIN_COLUMNS.split(',')))})"
 )
-
+"""``mark_pending``'s claim: the key, fingerprint, DAG, run, status, created_at,
+updated_at, then ``origin_values``.
+"""
 
 _RECORDED = (
     "fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url, track,"

@@ -14,9 +14,9 @@ from psycopg import errors
 from psycopg_pool import PoolTimeout
 
 from consumer.errors import StoreUnavailableError
-from consumer.holds import StoreHold
 from consumer.store import EntryStatus, StoredEntry
 from consumer.store.failures import Failure
+from consumer.store.holds import StoreHold
 from consumer.store.postgres import PostgresStore
 from consumer.store.postgres_failures import classify_postgres_error
 from tests.store.faults import read_only

@@ -156,3 +156,5 @@ def test_a_statement_error_propagates_instead_of_holding(db_path: Path) -> None:
         assert not isinstance(raised.value, StoreUnavailableError)
         with pytest.raises(sqlite3.OperationalError, match="no such table"):
             store.get("k")
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            store.tracked_runs()  # the tracker's read is classified too: a bug never holds

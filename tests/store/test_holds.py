@@ -1,4 +1,4 @@
-"""Tests of consumer/holds.py: store calls wait out a store outage instead of failing."""
+"""Tests of consumer/store/holds.py: store calls wait out a store outage instead of failing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from consumer.errors import StoppingError, StoreUnavailableError
-from consumer.holds import StoreHold
+from consumer.store.holds import StoreHold
 from consumer.store.sqlite import SqliteStore
 
 

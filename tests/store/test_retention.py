@@ -1,4 +1,4 @@
-"""Tests of consumer/retention.py: expired keys leave the store when the purger runs."""
+"""Tests of consumer/store/retention.py: expired keys leave the store when the purger runs."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from consumer.metrics import Metrics
-from consumer.retention import RetentionPurger
 from consumer.store import EntryStatus, IdempotencyStore
 from consumer.store.postgres import PostgresStore
+from consumer.store.retention import RetentionPurger
 from consumer.store.sqlite import SqliteStore
 from tests.store.faults import set_read_only
 from tests.waiting import wait_until

@@ -16,7 +16,7 @@ import structlog
 
 from consumer.errors import StoreUnavailableError
 from consumer.metrics import Metrics
-from consumer.store import DEFAULT_PURGE_BATCH, IdempotencyStore
+from consumer.store.protocol import DEFAULT_PURGE_BATCH, IdempotencyStore
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""Tests of consumer/store/__init__.py: open_store's URLs and settings checks."""
+"""Tests of consumer/store/opening.py: open_store's URLs and settings checks."""
 
 from __future__ import annotations
 

@@ -1,0 +1,99 @@
+"""The values the idempotency store speaks in: an entry, its status and its request's origin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TypeAlias
+
+from consumer.trace import TraceContext
+
+
+class EntryStatus(StrEnum):
+    """What the store knows about a key.
+
+    ``pending`` is written before the Airflow POST, so a run found later under the key's
+    run id is recognisable as made by this request. ``triggered`` and ``duplicate`` are the
+    final outcomes worth remembering: the key maps to a run. Outcomes that create no run
+    (rejections, Airflow data errors) are not remembered; the caller releases the key.
+    """
+
+    PENDING = "pending"
+    TRIGGERED = "triggered"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOrigin:
+    """What a later reply about a key echoes of the request that made its run.
+
+    The ``completed`` reply of a tracked run (spec §2) is sent long after the request's
+    own reply, maybe by another process after a restart, so it is addressed and filled
+    from what the store kept, headers included.
+
+    Attributes:
+        topic: the request record's topic.
+        partition: its partition.
+        offset: its offset.
+        timestamp_ms: its timestamp in milliseconds since the epoch, or None.
+        correlation_id: the request's correlation id, or None.
+        reply_topic: the allowed reply topic the request named, or None for the default.
+        route: the route that derived the request from an event (spec §8 Routes), or None.
+        trace: the request's W3C trace context, or None (also when trace context is off).
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    correlation_id: str | None = None
+    reply_topic: str | None = None
+    route: str | None = None
+    trace: TraceContext | None = None
+
+
+Coordinates: TypeAlias = tuple[str, int, int]
+"""A request record's place in Kafka: (topic, partition, offset)."""
+
+
+def coordinates(origin: RequestOrigin | None) -> Coordinates | None:
+    """Return the (topic, partition, offset) that identify ``origin``'s request, or None."""
+    return None if origin is None else (origin.topic, origin.partition, origin.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One key's record, as read from the store.
+
+    Attributes:
+        key: the idempotency key.
+        fingerprint: the request fingerprint the key was first claimed with.
+        dag_id: the DAG the request targets.
+        dag_run_id: the run id derived from the key.
+        status: pending, triggered or duplicate.
+        run_state: Airflow's state of the run when last recorded, if known.
+        logical_date: the run's logical date as ISO 8601 text, if any.
+        run_url: the run's page in the Airflow UI, if known.
+        track: whether the request asked for a completion reply.
+        completed_at: when a tracked run was seen in a final state, else None.
+        created_at: when the key was first claimed (UTC); retention counts from here.
+        updated_at: when the entry last changed (UTC).
+        origin: the request that recorded the run, if it was given (see ``RequestOrigin``).
+        abandoned_at: when tracking gave up on the run (past the horizon), else None.
+    """
+
+    key: str
+    fingerprint: str
+    dag_id: str
+    dag_run_id: str
+    status: EntryStatus
+    run_state: str | None
+    logical_date: str | None
+    run_url: str | None
+    track: bool
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    origin: RequestOrigin | None = None
+    abandoned_at: datetime | None = None
