@@ -96,6 +96,12 @@ class AirflowError(TriggerConsumerError):
         self.message = message
         self.details: dict[str, Any] = details or {}
 
+    @property
+    def attempts(self) -> int:
+        """How many Airflow calls the failed request made (``details.attempts``; 1 if unsaid)."""
+        attempts = self.details.get("attempts", 1)
+        return attempts if isinstance(attempts, int) else 1
+
 
 class AirflowUnavailableError(AirflowError):
     """Raised when Airflow could not be reached or answered with a transient failure.

@@ -216,11 +216,11 @@ class Pipeline:
             result = trigger(traced, run_id_for(key), self.airflow, self.gate, self.airflow_limit)
         except AirflowUnavailableError as exc:
             # keep the pending mark: the POST may have been accepted (spec §3)
-            return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
+            return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         except AirflowError as exc:
             if releases_key(seen):  # no run: a corrected retry may reuse the key
                 hold(lambda: self.store.release(key))
-            return Outcome.failed(record, exc, request=request, attempts=_attempts(exc))
+            return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
         made_here = made_the_run(seen, result)
         hold(lambda: self._record(admitted, result, made_here=made_here))  # the run exists
@@ -333,8 +333,3 @@ def _admit(record: InboundRecord, screened: TriggerRequest | Refusal) -> Outcome
             record, screened.rejected, request=screened.request, payload=screened.payload
         )
     return Admitted(record, screened, fingerprint(screened), entry=None, current=False)
-
-
-def _attempts(error: AirflowError) -> int:
-    attempts = error.details.get("attempts", 1)
-    return attempts if isinstance(attempts, int) else 1

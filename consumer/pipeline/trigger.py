@@ -83,7 +83,7 @@ def _trigger_held(
         except AirflowUnavailableError as exc:
             if gate.stopping or exc.details.get("stopped"):
                 raise StoppingError("stopping while retrying Airflow") from None
-            attempts += _attempts(exc)
+            attempts += exc.attempts
             reached = reached or exc.may_have_reached
             if gate.others_succeeded_since(began):
                 if failed_while_others_succeeded:
@@ -118,8 +118,3 @@ def _answered(exc: AirflowError) -> bool:
     """Whether Airflow itself gave the refusal (not a check made before any call)."""
     attempts = exc.details.get("attempts")
     return isinstance(attempts, int) and attempts > 0
-
-
-def _attempts(exc: AirflowUnavailableError) -> int:
-    attempts = exc.details.get("attempts", 1)
-    return attempts if isinstance(attempts, int) else 1
