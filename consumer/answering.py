@@ -142,10 +142,14 @@ class Answerer:
         )
         route = record.route if isinstance(record, DerivedRecord) else None
         reply = self._echoing(reply, route, record.trace_context())
-        if state.redirected and reply.topic != self._reply_topic:
-            refused = (REPLY_TOPIC_REFUSED_HEADER, reply.topic.encode("utf-8"))
-            reply = replace(reply, topic=self._reply_topic, headers=(*reply.headers, refused))
-        return reply
+        return self._redirected(reply) if state.redirected else reply
+
+    def _redirected(self, reply: OutboundRecord) -> OutboundRecord:
+        """The reply on the default reply topic, naming the topic the broker refused."""
+        if reply.topic == self._reply_topic:
+            return reply
+        refused = (REPLY_TOPIC_REFUSED_HEADER, reply.topic.encode("utf-8"))
+        return replace(reply, topic=self._reply_topic, headers=(*reply.headers, refused))
 
     def _dead_letter(
         self, outcome: Outcome, record: InboundRecord, state: Outgoing
@@ -224,6 +228,9 @@ class Answerer:
     def publish_completed(self, outcome: Outcome, origin: RequestOrigin | None = None) -> None:
         """Publish a tracked run's ``completed`` reply; returns once acknowledged.
 
+        A reply topic the broker refuses for good is replaced by the default one, as for the
+        request's first reply (``resend.after_failure``; a topic remembered as refused at once).
+
         Args:
             outcome: the ``completed`` outcome.
             origin: what the store kept of the request: the reply echoes its route and trace
@@ -231,12 +238,23 @@ class Answerer:
                 schema) echoes neither.
 
         Raises:
-            SinkError: the broker did not acknowledge it.
+            SinkError: the broker did not acknowledge it (the tracker tries again later).
         """
         reply = reply_record(outcome, default_topic=self._reply_topic, worker=self._worker)
         if origin is not None:
             reply = self._echoing(reply, origin.route, origin.trace)
-        self._sink.publish([reply])
+        states = self._first_states(outcome)
+        while True:
+            try:
+                self._sink.publish([self._redirected(reply) if states[0].redirected else reply])
+                return
+            except SinkError as error:
+                before = states
+                states, _ = after_failure(states, error)
+                self._report_changes(before, states, outcome)
+                # only a refused topic is worth another try now; anything else waits a poll
+                if states[0].refusals == before[0].refusals or self._stop.wait(PUBLISH_RETRY_DELAY):
+                    raise
 
     def close(self) -> None:
         """Flush and close the producer."""
@@ -287,7 +305,7 @@ class Answerer:
             log.warning("publish_failed", error=str(error))
             before = states
             states, at_once = after_failure(states, error)
-            self._report_changes(before, states, outcome, record)
+            self._report_changes(before, states, outcome)
             if not at_once and self._stop.wait(PUBLISH_RETRY_DELAY):
                 return False
             if not pending(states):
@@ -299,16 +317,12 @@ class Answerer:
                 error = exc
 
     def _report_changes(
-        self,
-        before: tuple[Outgoing, ...],
-        after: tuple[Outgoing, ...],
-        outcome: Outcome,
-        record: InboundRecord,
+        self, before: tuple[Outgoing, ...], after: tuple[Outgoing, ...], outcome: Outcome
     ) -> None:
         """Log and count what re-sending changed: a redirected reply, a shrunk dead letter."""
         for old, new in zip(before, after, strict=True):
             if new.redirected and not old.redirected:
-                refused = self._reply(outcome, record, old).topic
+                refused = outcome.reply_topic or self._reply_topic
                 log.warning("reply_topic_refused", reply_topic=refused, sent_to=self._reply_topic)
                 self._metrics.count_reply_topic_refused()
                 self._refused_until[refused] = time.monotonic() + REFUSED_TOPIC_MEMORY

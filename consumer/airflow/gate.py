@@ -71,6 +71,7 @@ class AirflowGate:
         self._probe = probe
         self._probe_interval = probe_interval
         self.probe_delay = probe_interval  # the current wait between probes
+        self._held_since = 0.0  # monotonic time the current hold began
         self._probing = threading.Lock()  # held by the one probe thread of a hold
         self._up = threading.Event()
         self._up.set()
@@ -86,6 +87,23 @@ class AirflowGate:
     def available(self) -> bool:
         """False while an outage is being waited out."""
         return self._up.is_set()
+
+    def _wait_for_probe(self) -> bool:
+        """Wait ``probe_delay`` while held; False at once when the hold ends or on stop.
+
+        It wakes every ``WAKE_INTERVAL`` rather than sleeping the whole (up to five minute)
+        delay: a hold that ended frees the thread, and one that began meanwhile is timed
+        from its own start with the current delay.
+        """
+        began = time.monotonic()
+        while not self._up.is_set():
+            # a hold begun meanwhile (this thread outlived the last one) counts from its start
+            remaining = max(began, self._held_since) + self.probe_delay - time.monotonic()
+            if remaining <= 0:
+                return True
+            if self._stop.wait(min(WAKE_INTERVAL, remaining)):
+                return False
+        return False
 
     def record_success(self) -> None:
         """A trigger made or found its run: Airflow creates runs; held requests retry now."""
@@ -125,6 +143,7 @@ class AirflowGate:
         self.reason = f"no DAG run could be created: {reason}"
         if self._up.is_set():
             log.warning("airflow_unavailable_holding_requests", reason=self.reason)
+            self._held_since = time.monotonic()
         self._up.clear()
         if self._probing.acquire(blocking=False):
             probing = threading.Thread(target=self._probe_while_held, name="airflow-probe")
@@ -135,8 +154,8 @@ class AirflowGate:
         """Probe the trigger endpoint until the hold ends or the worker stops."""
         while True:
             try:
-                while not self._up.is_set() and not self._stop.wait(self.probe_delay):
-                    if not self._up.is_set() and self._probe():
+                while self._wait_for_probe():
+                    if self._probe():
                         log.info("airflow_probe_answered")
                         # until a run is made, the next hold waits longer for its probe
                         self.probe_delay = min(self.probe_delay * 2, PROBE_MAX_INTERVAL)

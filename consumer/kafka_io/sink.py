@@ -20,7 +20,11 @@ from consumer.errors import SinkError
 from consumer.kafka_io.clients import Connection, open_acked_producer
 from consumer.record import OutboundRecord
 
-DEFAULT_ACK_TIMEOUT = 60.0
+# The producer fails a record it could not deliver within DELIVERY_TIMEOUT_MS; a publish
+# waits a little longer, so that a publish that gave up left no record behind that the
+# producer could still deliver later (a tracked run's `completed` sent twice otherwise)
+DELIVERY_TIMEOUT_MS = 60_000
+DEFAULT_ACK_TIMEOUT = DELIVERY_TIMEOUT_MS / 1000 + 5.0
 # The client-side bound on one record: far above any topic's max.message.bytes, so the
 # broker decides what is too large (it says so per topic, and a DLQ copy is then shrunk).
 MAX_REQUEST_SIZE = 64 * 1024 * 1024
@@ -175,6 +179,7 @@ class RecordSink:
             client_id=client_id,
             max_request_size=MAX_REQUEST_SIZE,
             max_block_ms=MAX_BLOCK_MS,
+            delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
         )
         # kafka-python exposes no public hook for "the broker answered metadata": its
         # cluster's listeners run after every successful metadata response
@@ -183,8 +188,8 @@ class RecordSink:
     def send(self, records: Sequence[OutboundRecord]) -> Delivery:
         """Hand ``records`` to the producer without waiting for the broker.
 
-        Every record is settled within the producer's delivery timeout (two minutes),
-        acknowledged or failed.
+        Every record is settled within the producer's delivery timeout
+        (``DELIVERY_TIMEOUT_MS``), acknowledged or failed.
         """
         began = time.monotonic()
         futures: list[Any] = []

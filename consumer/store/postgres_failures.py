@@ -16,6 +16,7 @@ from consumer.store.failures import Failure
 HOLD_CLASSES = frozenset(
     {
         "08",  # connection exception: the server went away or refuses connections
+        "3D",  # invalid catalog name: the database is gone (a restore, a stale address)
         "28",  # invalid authorization: a password rotated under the pool
         "40",  # transaction rollback: serialization failure, deadlock; a retry passes
         "53",  # insufficient resources: disk full, out of memory, too many connections
@@ -28,6 +29,7 @@ HOLD_STATES = frozenset(
     {
         "25006",  # read_only_sql_transaction: a standby or a storage-full primary
         "42501",  # insufficient_privilege: a revoked grant, not the request's fault
+        "42P01",  # undefined_table: a restore without the store's tables, not a request's
         "55P03",  # lock_not_available: lock_timeout behind another session's lock
     }
 )

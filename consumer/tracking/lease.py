@@ -18,6 +18,7 @@ clocks say); the keeper's monotonic clock only decides when to renew.
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,14 @@ PUBLISH_BOUND = timedelta(seconds=MAX_BLOCK_MS / 1000 + DEFAULT_ACK_TIMEOUT)
 # What the fenced lease must also cover: the fence's own round trip and the mark after the ack
 FENCE_MARGIN = timedelta(seconds=15)
 RENEW_AFTER = 1 / 3  # renew once this share of a lease has passed: two renewals may fail
+
+
+class Completion(enum.Enum):
+    """How ``LeaseKeeper.complete`` ended."""
+
+    MARKED = "marked"  # published and marked completed
+    LOST = "lost"  # the lease was lost before the publish: the new holder replies
+    TAKEN_OVER = "taken_over"  # published, but another owner took the lease meanwhile
 
 
 class LeaseKeeper:
@@ -71,6 +80,8 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._renewing = threading.Lock()
         self._held: set[str] = set()
+        # replies acknowledged whose mark failed: run state by key, marked without a resend
+        self._published: dict[str, str] = {}
         self._renewed = 0.0  # monotonic time the held leases were last taken or renewed
 
     @property
@@ -92,6 +103,7 @@ class LeaseKeeper:
         with self._lock:
             self._held = {entry.key for entry in leased}
             self._renewed = started
+            self._published = {k: v for k, v in self._published.items() if k in self._held}
         return leased
 
     def holds(self, key: str) -> bool:
@@ -128,6 +140,28 @@ class LeaseKeeper:
         if not held:
             self._drop(key)
         return held
+
+    def published_state(self, key: str) -> str | None:
+        """The run state of ``key``'s reply already acknowledged here but not yet marked."""
+        return self._published.get(key)
+
+    def complete(self, key: str, run_state: str, publish: Callable[[], None]) -> Completion:
+        """Fence, publish ``key``'s ``completed`` reply and mark its run completed.
+
+        A reply acknowledged whose mark then failed (a store outage) is remembered: the
+        next call only marks it, so this replica never sends it twice.
+
+        Raises:
+            whatever ``publish`` or the store raises; the caller tries again later.
+        """
+        if key not in self._published:
+            if not self.fence(key):
+                return Completion.LOST
+            publish()
+            self._published[key] = run_state
+        marked = self.mark_completed(key, self._published[key])
+        del self._published[key]
+        return Completion.MARKED if marked else Completion.TAKEN_OVER
 
     def mark_completed(self, key: str, run_state: str) -> bool:
         """Mark ``key``'s run completed as the lease holder, ending the lease.

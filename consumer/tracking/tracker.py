@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +51,8 @@ from consumer.outcome import Outcome, RunView
 from consumer.settings import default_of
 from consumer.store import Clock, IdempotencyStore, RequestOrigin, StoredEntry
 from consumer.tracking.completion import completed_outcome
-from consumer.tracking.lease import PUBLISH_BOUND, LeaseKeeper
+from consumer.tracking.lease import PUBLISH_BOUND, Completion, LeaseKeeper
+from consumer.tracking.schedule import CheckSchedule
 from consumer.tracking.window import EndedRunWindow
 
 log = structlog.get_logger(__name__)
@@ -73,8 +73,6 @@ DEFAULT_MAX_DELAY_FACTOR = 12  # a long run is checked at least every 12 interva
 DEFAULT_BATCH = 10_000  # entries leased per poll: 10,000 tracked runs all looked at each poll
 LEASE_INTERVALS = 4  # a lease outlives this many polls: a slow poll never loses its runs
 MIN_LEASE = timedelta(seconds=10)
-BACKOFF_FACTOR = 2.0
-MAX_BACKOFF_EXPONENT = 32  # keeps the float power finite however often a run was checked
 FINAL_RUN_STATES = frozenset({"success", "failed"})
 
 
@@ -93,27 +91,6 @@ class TrackerCounts:
     completed: int = 0
     abandoned: int = 0
     errors: int = 0
-
-
-def backoff_delay(checks: int, interval: float, max_delay: float) -> float:
-    """Seconds until the next check of a run seen unfinished ``checks`` times in a row.
-
-    Args:
-        checks: how many checks found the run not final (1 after the first).
-        interval: the delay after the first check.
-        max_delay: the longest delay.
-
-    Returns:
-        ``interval``, doubled per further check, at most ``max_delay``.
-    """
-    exponent = min(max(checks - 1, 0), MAX_BACKOFF_EXPONENT)
-    return float(min(interval * BACKOFF_FACTOR**exponent, max_delay))
-
-
-@dataclass
-class _Due:
-    at: float  # time.monotonic() of the next check
-    checks: int = 0
 
 
 class CompletionTracker:
@@ -190,7 +167,7 @@ class CompletionTracker:
         lease = lease_ttl or max(timedelta(seconds=interval * LEASE_INTERVALS), MIN_LEASE)
         self._leases = LeaseKeeper(store, self._owner, lease, publish_bound=publish_bound)
         self._lock = threading.Lock()
-        self._due: dict[str, _Due] = {}
+        self._schedule = CheckSchedule(self._interval, self._max_delay)
         self._window = EndedRunWindow(airflow, self._clock)
         self._listable = True  # False once Airflow answered that it cannot list DAG runs
         self._counts = TrackerCounts()
@@ -284,11 +261,9 @@ class CompletionTracker:
 
     def _due_run_by_run(self, leased: list[StoredEntry], now: datetime) -> list[_Check]:
         """The leased runs due for a look of their own (``get_run``), backing off per run."""
-        with self._lock:
-            keys = {entry.key for entry in leased}
-            self._due = {key: due_at for key, due_at in self._due.items() if key in keys}
+        self._schedule.keep_only({entry.key for entry in leased})
         due = [(entry, self._past_horizon(entry, now), None) for entry in leased]
-        return [job for job in due if job[1] or self._is_due(job[0].key)]
+        return [job for job in due if job[1] or self._schedule.is_due(job[0].key)]
 
     def _past_horizon(self, entry: StoredEntry, now: datetime) -> bool:
         return now - entry.created_at > self._horizon
@@ -319,7 +294,7 @@ class CompletionTracker:
             except Exception:  # the per-run boundary: a refused publish delays this run only
                 log.exception("tracking_check_failed")
             self._count(errors=1)
-            self._postpone(entry.key)
+            self._schedule.postpone(entry.key)
             return 0
 
     def _check_entry(
@@ -328,34 +303,39 @@ class CompletionTracker:
         self._leases.renew_if_due()
         if not self._leases.holds(entry.key):  # another replica took it over: it is theirs
             return self._lost(entry.key, "check")
-        run: RunView | None
-        if ended is not None:  # the window of ended runs answered for every leased run
-            run = ended.get(entry.key)
-        else:
-            run = self._airflow.get_run(entry.dag_id, entry.dag_run_id)
-            self._count(checks=1)
-        if run is None or run.state not in FINAL_RUN_STATES:
-            if last:  # past the horizon: this was the last look
-                self._abandon(entry)
+        state = self._leases.published_state(entry.key)  # acknowledged, not yet marked
+        publish: Callable[[], None] = _sent
+        if state is None:
+            run: RunView | None
+            if ended is not None:  # the window of ended runs answered for every leased run
+                run = ended.get(entry.key)
             else:
-                self._postpone(entry.key)
-            return 0
-        if not self._leases.fence(entry.key):  # taken over while this poll worked: no reply
-            return self._lost(entry.key, "publish")
-        self._publish(completed_outcome(entry, run), entry.origin)
+                run = self._airflow.get_run(entry.dag_id, entry.dag_run_id)
+                self._count(checks=1)
+            if run is None or run.state not in FINAL_RUN_STATES:
+                if last:  # past the horizon: this was the last look
+                    self._abandon(entry)
+                else:
+                    self._schedule.postpone(entry.key)
+                return 0
+            state = run.state
+            publish = partial(self._publish, completed_outcome(entry, run), entry.origin)
         # spec §3 Delivery: marked only once the reply is acknowledged; a crash re-sends it
-        if not self._leases.mark_completed(entry.key, run.state):
-            log.warning("tracking_lease_lost_during_publish", dag_run_id=run.dag_run_id)
-        self._forget(entry.key)
+        completion = self._leases.complete(entry.key, state, publish)
+        if completion is Completion.LOST:  # taken over while this poll worked: no reply
+            return self._lost(entry.key, "publish")
+        if completion is Completion.TAKEN_OVER:
+            log.warning("tracking_lease_lost_during_publish", dag_run_id=entry.dag_run_id)
+        self._schedule.forget(entry.key)
         self._count(completed=1)
-        log.info("tracked_run_completed", dag_run_id=run.dag_run_id, run_state=run.state)
+        log.info("tracked_run_completed", dag_run_id=entry.dag_run_id, run_state=state)
         return 1
 
     def _abandon(self, entry: StoredEntry) -> None:
         if not self._leases.abandon(entry.key):  # another replica holds it now and decides
             self._lost(entry.key, "abandon")
             return
-        self._forget(entry.key)
+        self._schedule.forget(entry.key)
         self._count(abandoned=1)
         log.warning(
             "tracking_abandoned",
@@ -368,23 +348,8 @@ class CompletionTracker:
 
     def _lost(self, key: str, stage: str) -> int:
         log.info("tracking_lease_lost", stage=stage)
-        self._forget(key)
+        self._schedule.forget(key)
         return 0
-
-    def _forget(self, key: str) -> None:
-        with self._lock:
-            self._due.pop(key, None)
-
-    def _is_due(self, key: str) -> bool:
-        with self._lock:
-            due = self._due.get(key)
-        return due is None or due.at <= time.monotonic()
-
-    def _postpone(self, key: str) -> None:
-        with self._lock:
-            due = self._due.setdefault(key, _Due(at=0.0))
-            due.checks += 1
-            due.at = time.monotonic() + backoff_delay(due.checks, self._interval, self._max_delay)
 
     def _count(
         self, *, checks: int = 0, completed: int = 0, abandoned: int = 0, errors: int = 0
@@ -397,3 +362,7 @@ class CompletionTracker:
                 abandoned=counts.abandoned + abandoned,
                 errors=counts.errors + errors,
             )
+
+
+def _sent() -> None:
+    """A reply acknowledged before: nothing to send again."""

@@ -116,3 +116,18 @@ def test_each_hold_a_probe_ended_without_a_run_waits_longer_for_its_probe() -> N
     assert delays == [0.02, 0.04, 0.08]
     gate.record_success()
     assert gate.probe_delay == 0.01
+
+
+def test_a_probe_thread_whose_hold_ended_frees_its_place_at_once() -> None:
+    """A long probe delay: the hold lifts, a new hold begins; its probe does not wait it out.
+
+    The probe thread slept its whole delay (up to five minutes) after its hold ended, and a
+    hold begun meanwhile got no probe of its own until then (second adversarial review).
+    """
+    probes: list[int] = []
+    gate = AirflowGate(threading.Event(), probe=lambda: bool(probes.append(1)), probe_interval=0.01)
+    gate.probe_delay = 600.0
+    gate.hold("timeout")
+    gate.record_success()  # a real run: the delay is back to 0.01, the old thread leaves
+    gate.hold("timeout again")
+    wait_until(lambda: len(probes) >= 1, timeout=10, what="the new hold's probe")

@@ -154,3 +154,38 @@ def test_a_refused_reply_topic_is_remembered_and_never_stalls_the_loop(
     assert len(redirected) == 21
     warned = [e for e in worker.events() if e.get("event") == "reply_topic_refused"]
     assert len(warned) == 1
+
+
+def test_the_completed_reply_of_a_refused_reply_topic_reaches_the_default_topic(
+    strict_broker: KafkaBroker, airflow3: AirflowServer, tmp_path: Path
+) -> None:
+    """A tracked request naming a missing reply topic: both its replies arrive, redirected.
+
+    The ``completed`` reply went straight to the refused topic on every tracker poll and was
+    never delivered anywhere (second adversarial review).
+    """
+    bootstrap = strict_broker.bootstrap_servers
+    topics = topics_on(bootstrap, partitions=1)
+    missing = unique_name("missing-replies")
+    key = unique_name("tracked-refused")
+    env = worker_env(
+        bootstrap=bootstrap,
+        airflow=airflow3,
+        topics=topics,
+        store=tmp_path / "store.db",
+        extra={
+            "TRIGGER_CONSUMER_REPLY_TOPIC_ALLOWLIST": missing,
+            "TRIGGER_CONSUMER_TRACK_POLL_INTERVAL": "1s",
+        },
+    )
+    worker = WorkerProcess(env=env, log=tmp_path / "worker.log")
+    with running(worker):
+        produce(
+            bootstrap,
+            topics.requests,
+            [(key.encode(), request(key, "devstack_plain", reply_topic=missing, track=True), [])],
+        )
+        replies = read_all(bootstrap, topics.replies, at_least=2, timeout=180)
+    assert [json.loads(r.value)["status"] for r in replies] == ["triggered", "completed"]
+    assert all(dict(r.headers)[REPLY_TOPIC_REFUSED_HEADER] == missing.encode() for r in replies)
+    assert not _topic_exists(bootstrap, missing)

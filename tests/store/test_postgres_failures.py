@@ -51,7 +51,8 @@ BY_SQLSTATE = [
     ("25P02", BUG),  # in_failed_sql_transaction: our statements run in autocommit
     ("42601", BUG),  # syntax_error
     ("42703", BUG),  # undefined_column
-    ("42P01", BUG),  # undefined_table
+    ("42P01", HOLD),  # undefined_table: a restore without the tables
+    ("3D000", HOLD),  # invalid_catalog_name: the database is gone
     ("54000", BUG),  # program_limit_exceeded: an index row too large, say
     ("55000", BUG),  # object_not_in_prerequisite_state
 ]

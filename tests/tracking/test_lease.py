@@ -11,11 +11,12 @@ from pathlib import Path
 from consumer.airflow import AirflowApi
 from consumer.kafka_io.sink import DEFAULT_ACK_TIMEOUT
 from consumer.outcome import Outcome
-from consumer.store import EntryStatus, RequestOrigin, open_store
+from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, open_store
 from consumer.store.sqlite import SqliteStore
 from consumer.tracking import CompletionTracker
 from consumer.tracking.lease import PUBLISH_BOUND, LeaseKeeper
 from devstack.airflow import AirflowServer
+from tests.faults.store import MarkCompletedFailsOnce
 from tests.store.test_sqlite import ManualClock
 from tests.tracking.test_tracker import FAST_INTERVAL, POLL_EVERY, Collected
 from tests.tracking.tracked import RETENTION, RUN_TIMEOUT, trigger_tracked
@@ -223,3 +224,35 @@ def test_the_fence_outlasts_the_sinks_longest_publish() -> None:
         assert timedelta(seconds=DEFAULT_ACK_TIMEOUT) < PUBLISH_BOUND
         assert keeper.fence_ttl > PUBLISH_BOUND
         assert LeaseKeeper(store, "a", timedelta(hours=1)).fence_ttl == timedelta(hours=1)
+
+
+def test_a_store_outage_between_the_ack_and_the_mark_sends_no_second_completed(
+    airflow3: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
+) -> None:
+    """The reply was acknowledged, then marking it completed met a store outage: marked later.
+
+    The next poll re-leased the run, still unmarked, and published its ``completed`` again
+    (second adversarial review).
+    """
+    client = client_for(airflow3)
+    key, run = trigger_tracked(store, client, "devstack_plain")
+    _wait_ended(client, "devstack_plain", [run.dag_run_id])
+    faulty = MarkCompletedFailsOnce(store)
+    published = Collected()
+    tracker = CompletionTracker(
+        faulty,  # type: ignore[arg-type]
+        client,
+        published,
+        stop=threading.Event(),
+        interval=FAST_INTERVAL,
+    )
+    tracker.poll_once()
+    assert faulty.failed
+
+    def marked() -> bool:
+        tracker.poll_once()
+        found = store.get(key)
+        return found is not None and found.completed_at is not None
+
+    wait_until(marked, timeout=RUN_TIMEOUT, interval=POLL_EVERY, what="the run marked completed")
+    assert [outcome.idempotency_key for outcome in published.outcomes] == [key]

@@ -21,7 +21,7 @@ from consumer.record import OutboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
 from consumer.tracking.completion import UNKNOWN_SOURCE, completed_outcome
-from consumer.tracking.tracker import CompletionTracker, backoff_delay
+from consumer.tracking.tracker import CompletionTracker
 from devstack.airflow import AirflowServer
 from tests.faults.proxy import FaultProxy
 from tests.tracking.tracked import (
@@ -83,17 +83,6 @@ def poll_until(tracker: CompletionTracker, done: Callable[[], bool], what: str) 
         return done()
 
     wait_until(poll, timeout=RUN_TIMEOUT, interval=POLL_EVERY, what=what)
-
-
-def test_backoff_doubles_from_the_interval_up_to_the_cap() -> None:
-    """The n-th unfinished check waits interval * 2^(n-1) seconds, never more than the cap."""
-    assert [backoff_delay(n, 5.0, 60.0) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
-    assert backoff_delay(0, 5.0, 60.0) == 5.0
-
-
-def test_backoff_stays_finite_after_any_number_of_checks() -> None:
-    """A run checked for days does not overflow the delay computation."""
-    assert backoff_delay(100_000, 5.0, 60.0) == 60.0
 
 
 def test_tracker_refuses_non_positive_settings(
