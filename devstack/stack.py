@@ -26,6 +26,7 @@ from devstack.kafka import libs_dir as kafka_libs
 from devstack.paths import run_dir
 from devstack.postgres import PostgresServer
 from devstack.postgres import bin_dir as postgres_bin
+from devstack.prometheus import bin_dir as prometheus_bin
 
 STORE_DATABASE = "trigger_consumer"  # the idempotency store of workers on this stack
 
@@ -41,12 +42,18 @@ def prepare() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         jobs = [
             pool.submit(kafka_libs),
-            pool.submit(postgres_bin),
+            pool.submit(_debian_packages),
             *(pool.submit(airflow_venv, major) for major in ("3", "2")),
         ]
         for job in jobs:
             job.result()
     say(f"prepared in {time.monotonic() - began:.1f} s")
+
+
+def _debian_packages() -> Path:
+    """PostgreSQL, then Prometheus (the monitoring tests'): apt-get installs one at a time."""
+    postgres_bin()
+    return prometheus_bin()
 
 
 class Stack:
