@@ -140,6 +140,8 @@ class Checkpoint:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified as tickets end
         self._epochs: dict[Partition, int] = {}  # bumped at every assignment change
+        # the partitions assigned since their last revoke: only these are ever committed
+        self._assigned: set[Partition] = set()
         self._next_commit = 0.0
 
     # -- tickets (the loop thread issues them; any thread ends them) --------------------------
@@ -228,9 +230,17 @@ class Checkpoint:
             self.commit()
 
     def commit(self) -> None:
-        """Commit every partition's done prefix; a failure is logged and retried later."""
-        self.offsets.skip_to(self._source.positions())  # gaps past a position need no answer
-        offsets = self.offsets.committable()
+        """Commit every owned partition's done prefix; a failure is logged and retried later.
+
+        Only partitions assigned since their last revoke count: until a rejoin ends, the
+        consumer still reports a revoked partition's old position, and skipping to it would
+        commit past records nobody answered (found by the nemesis).
+        """
+        owned = self._assigned
+        positions = self._source.positions()
+        # gaps past a position need no answer
+        self.offsets.skip_to({p: offset for p, offset in positions.items() if p in owned})
+        offsets = {p: offset for p, offset in self.offsets.committable().items() if p in owned}
         if not offsets:
             return
         try:
@@ -242,8 +252,11 @@ class Checkpoint:
         self.offsets.committed(offsets)
 
     def assigned(self, partitions: Iterable[Partition]) -> None:
-        """New partitions: a new epoch for each."""
+        """New partitions: a new epoch and a clean offset state for each."""
+        partitions = list(partitions)
         self._new_epoch(partitions)
+        self.offsets.revoke(partitions)  # nothing of an earlier assignment carries over
+        self._assigned.update(partitions)
 
     def revoked(self, partitions: Iterable[Partition]) -> None:
         """Commit what is done, then disown the partitions' unfinished work (spec §3).
@@ -253,6 +266,7 @@ class Checkpoint:
         """
         self.commit()
         partitions = list(partitions)
+        self._assigned.difference_update(partitions)
         self._new_epoch(partitions)
         self.offsets.revoke(partitions)
 

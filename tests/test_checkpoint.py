@@ -197,3 +197,26 @@ def test_wait_idle_returns_once_every_ticket_ended(checkpoint: Checkpoint) -> No
     ender.start()
     assert checkpoint.wait_idle(timeout=10)
     ender.join()
+
+
+def test_a_stale_position_during_a_rebalance_never_commits_past_unanswered_records(
+    checkpoint: Checkpoint, source: Source
+) -> None:
+    """Revoked mid-work, the consumer still reports its old position until the rejoin ends.
+
+    Found by the nemesis (seed 101): a commit between the revoke and the next assignment
+    skipped the revoked partition to its stale position (25) past 22 unanswered records;
+    the commit failed during the rebalance, but the skip stayed, and the first commit after
+    the assignment committed it: offsets 3-24 were never answered.
+    """
+    for offset in range(3, 25):
+        checkpoint.ticket(record(offset))
+    source.position = {P0: 25}
+    checkpoint.revoked([P0])
+    checkpoint.commit()  # still rebalancing: the consumer reports the old position
+    source.position = {}  # assigned again: the position is unknown until it is fetched
+    checkpoint.assigned([P0])
+    checkpoint.commit()
+    source.position = {P0: 3}  # the committed offset, read back
+    checkpoint.commit()
+    assert all(offsets[P0] <= 3 for offsets in source.commits), source.commits
