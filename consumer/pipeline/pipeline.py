@@ -213,7 +213,9 @@ class Pipeline:
             raise StoppingError("partition revoked before the Airflow call")
         try:
             traced = self._traced(request, record)
-            result = trigger(traced, run_id_for(key), self.airflow, self.gate, self.airflow_limit)
+            run_id = run_id_for(key)
+            limit = self.airflow_limit
+            result = trigger(traced, run_id, self.airflow, self.gate, limit, owned=owned)
         except AirflowUnavailableError as exc:
             # keep the pending mark: the POST may have been accepted (spec §3)
             return Outcome.failed(record, exc, request=request, attempts=exc.attempts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from consumer.airflow import AirflowApi
@@ -19,11 +20,15 @@ def trigger(
     airflow: AirflowApi,
     gate: AirflowGate,
     limit: ConcurrencyLimit,
+    *,
+    owned: Callable[[], bool] = lambda: True,
 ) -> TriggerResult:
     """Create (or find) the run of ``dag_run_id`` within the Airflow call limit.
 
     An outage of any length fails nothing: the request is held at the gate. The limit is
-    told how Airflow coped (a latency sample, or overload).
+    told how Airflow coped (a latency sample, or overload). ``owned`` is asked before each
+    retry after a spent budget: a request whose partition was revoked meanwhile stops
+    calling Airflow (its new owner resumes it), so two owners seldom race on one record.
 
     Raises:
         AirflowError: Airflow refused the request, or it outlasted its retry budget twice
@@ -33,7 +38,7 @@ def trigger(
     """
     with limit.slot() as call:
         try:
-            result = _trigger_held(request, dag_run_id, airflow, gate)
+            result = _trigger_held(request, dag_run_id, airflow, gate, owned)
         except AirflowUnavailableError:
             call.report(CallOutcome.OVERLOADED)
             raise
@@ -56,7 +61,11 @@ def _report(call: Call, result: TriggerResult) -> None:
 
 
 def _trigger_held(
-    request: TriggerRequest, dag_run_id: str, airflow: AirflowApi, gate: AirflowGate
+    request: TriggerRequest,
+    dag_run_id: str,
+    airflow: AirflowApi,
+    gate: AirflowGate,
+    owned: Callable[[], bool],
 ) -> TriggerResult:
     """Create (or find) the run; hold while no trigger succeeds (raises as ``trigger``).
 
@@ -85,6 +94,8 @@ def _trigger_held(
                 raise StoppingError("stopping while retrying Airflow") from None
             attempts += exc.attempts
             reached = reached or exc.may_have_reached
+            if not owned():  # revoked while its budget ran: the new owner resumes it
+                raise StoppingError("partition revoked while retrying Airflow") from None
             if gate.others_succeeded_since(began):
                 if failed_while_others_succeeded:
                     exc.details["attempts"] = attempts

@@ -16,6 +16,7 @@ from consumer.airflow import AirflowClient, RetryPolicy, TriggerResult
 from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import FixedLimit
 from consumer.contract import TriggerRequest
+from consumer.errors import StoppingError
 from consumer.pipeline.trigger import trigger
 from devstack.airflow import AirflowServer
 from tests.airflow.conftest import connection_for, new_run_id
@@ -82,3 +83,42 @@ def test_a_look_up_budget_spent_after_409_does_not_make_the_run_ours(
     assert not result.created
     assert not result.may_have_reached
     assert result.dag_run_id == run_id
+
+
+def test_a_request_revoked_while_held_stops_calling_airflow(
+    airflow3: AirflowServer, proxy: FaultProxy
+) -> None:
+    """Held through a spent budget, then revoked: it stops (StoppingError), no further POST.
+
+    Before, a held request went on retrying for its old owner while the new owner worked on
+    the same record, and the two could disagree on who made the run (nemesis, seed 101).
+    """
+    proxy.fail_triggers(503)
+    client = client_through(proxy, airflow3)
+    gate = AirflowGate(threading.Event())
+    revoked = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        request = TriggerRequest(idempotency_key="k", dag_id="devstack_paused")
+        try:
+            trigger(
+                request,
+                new_run_id("held"),
+                client,
+                gate,
+                FixedLimit(1),
+                owned=lambda: not revoked.is_set(),
+            )
+        except StoppingError as exc:
+            outcome["stopped"] = exc
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    wait_until(lambda: not gate.available, timeout=30, what="the request held")
+    revoked.set()
+    caller.join(timeout=60)
+    assert isinstance(outcome.get("stopped"), StoppingError)
+    posts = proxy.trigger_posts
+    proxy.heal()
+    assert proxy.trigger_posts == posts
