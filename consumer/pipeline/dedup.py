@@ -79,7 +79,7 @@ def judge(entry: StoredEntry | None, fingerprint: str, at: Coordinates | None = 
 
 
 def claimed(entry: StoredEntry | None, fingerprint: str, at: Coordinates) -> Seen:
-    """Judge the entry ``mark_pending`` returned: this request's own new mark is NEW.
+    """Judge the entry ``mark_pending`` returned: the mark this call wrote is NEW.
 
     Args:
         entry: the key's holder after the claim: the mark just written, or the entry of
@@ -91,7 +91,10 @@ def claimed(entry: StoredEntry | None, fingerprint: str, at: Coordinates) -> See
         NEW for the mark just written; otherwise as ``judge``.
     """
     seen = judge(entry, fingerprint, at)
-    return Seen.NEW if seen is Seen.RESUMED else seen
+    # a mark of this very record that this call did not write is its old owner's, whose
+    # POST may have made the run (a partition moved mid-work): resumed, not new
+    mine = entry is not None and entry.claimed_here
+    return Seen.NEW if seen is Seen.RESUMED and mine else seen
 
 
 def made_the_run(seen: Seen, result: TriggerResult) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TypeAlias
@@ -81,6 +81,8 @@ class StoredEntry:
         updated_at: when the entry last changed (UTC).
         origin: the request that recorded the run, if it was given (see ``RequestOrigin``).
         abandoned_at: when tracking gave up on the run (past the horizon), else None.
+        claimed_here: set only on what ``mark_pending`` returns: True when this very call
+            wrote the mark (another process may have written one for the same record).
     """
 
     key: str
@@ -97,3 +99,5 @@ class StoredEntry:
     updated_at: datetime
     origin: RequestOrigin | None = None
     abandoned_at: datetime | None = None
+    # a fact about one call, not the entry: left out of equality
+    claimed_here: bool = field(default=False, compare=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, LiteralString
@@ -169,7 +170,9 @@ class PostgresStore:
             status=EntryStatus.PENDING,
             origin=origin,
         )
-        return self._rows(MARK_PENDING, values)[0]
+        holder = self._rows(MARK_PENDING, values)[0]
+        # a live holder keeps its created_at: this call's own clock reading means it wrote it
+        return replace(holder, claimed_here=holder.created_at == values["created_at"])
 
     def record(
         self,

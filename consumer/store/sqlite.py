@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -225,7 +226,7 @@ class SqliteStore:
             created = self._select_live(cur, key)
         if created is None:  # pragma: no cover -- only with a clock that runs backwards
             raise AssertionError(f"pending mark for {key!r} vanished inside its transaction")
-        return created
+        return replace(created, claimed_here=True)
 
     def record(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -82,8 +83,15 @@ def test_judge_reads_each_kind_of_entry(stored: StoredEntry | None, expected: Se
 
 
 def test_the_mark_just_written_is_new_and_another_claim_is_not() -> None:
-    """After mark_pending, the request's own mark is NEW; a replica's claim stays CLAIMED."""
-    assert claimed(entry(EntryStatus.PENDING, HERE), "f", HERE) is Seen.NEW
+    """After mark_pending, the mark this call wrote is NEW; a replica's claim stays CLAIMED.
+
+    A mark of this very record that this call did not write is its old owner's (the
+    partition moved while its POST was in flight): RESUMED, so a run found is answered
+    ``triggered``; before, it was NEW and answered ``duplicate`` (CI, test_shared_store).
+    """
+    written = replace(entry(EntryStatus.PENDING, HERE), claimed_here=True)
+    assert claimed(written, "f", HERE) is Seen.NEW
+    assert claimed(entry(EntryStatus.PENDING, HERE), "f", HERE) is Seen.RESUMED
     assert claimed(entry(EntryStatus.PENDING, ELSEWHERE), "f", HERE) is Seen.CLAIMED
     assert claimed(entry(EntryStatus.TRIGGERED, ELSEWHERE), "f", HERE) is Seen.KNOWN
 

@@ -708,3 +708,12 @@ def test_recording_a_tracked_run_again_keeps_its_lease(store: IdempotencyStore) 
     assert store.lease_tracked("b", ttl) == []
     assert store.renew_leases("a", ttl, ["k1"]) == {"k1"}
     assert store.mark_completed("k1", "success", owner="a") is True
+
+
+def test_mark_pending_says_whether_this_call_wrote_the_mark(
+    store: IdempotencyStore, clock: ManualClock
+) -> None:
+    """The claim that wrote the mark says so; a later claim of the live key does not."""
+    assert claim(store, "k1").claimed_here
+    clock.advance(timedelta(microseconds=1))  # any later claim reads a later clock
+    assert not claim(store, "k1").claimed_here
