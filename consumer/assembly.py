@@ -78,7 +78,7 @@ def build_worker(
         gate=AirflowGate(stop, probe=airflow.probe_trigger),
         airflow_limit=airflow_limit,
         crash_at=settings.test_crash_at,
-        store_hold=StoreHold(stop),
+        store_hold=StoreHold(stop, observe=metrics.observe_store_call),
         router=_router(settings, metrics),
         trace_context=settings.trace_context,
     )

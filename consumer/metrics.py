@@ -24,6 +24,8 @@ NO_CODE = "none"
 
 # Airflow calls: a healthy API answers in tens of milliseconds; a read timeout is 30 s.
 AIRFLOW_CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# one idempotency-store call: sub-millisecond on SQLite, a round trip on PostgreSQL
+STORE_CALL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 # Message timestamp to reply acked: includes queueing behind backpressure and retries.
 END_TO_END_BUCKETS = (
     0.05,
@@ -59,6 +61,7 @@ METRIC_NAMES = (
     "trigger_consumer_unrouted_events_total",
     "trigger_consumer_store_purged_total",
     "trigger_consumer_airflow_calls_total",
+    "trigger_consumer_store_call_seconds",
 )
 
 
@@ -86,6 +89,13 @@ class Metrics:
             "Duration of one HTTP call to the Airflow REST API, by outcome.",
             ["outcome"],
             buckets=AIRFLOW_CALL_BUCKETS,
+            registry=self.registry,
+        )
+        self._store_call = Histogram(
+            "trigger_consumer_store_call_seconds",
+            "Duration of one idempotency-store call that succeeded, by operation.",
+            ["operation"],
+            buckets=STORE_CALL_BUCKETS,
             registry=self.registry,
         )
         self._end_to_end = Histogram(
@@ -187,6 +197,16 @@ class Metrics:
         counter.inc()
         if e2e_seconds is not None:
             self._end_to_end.observe(max(0.0, e2e_seconds))
+
+    def observe_store_call(self, operation: str, seconds: float) -> None:
+        """Record the duration of one idempotency-store call that succeeded.
+
+        Args:
+            operation: what the call did (``read_batch``, ``read``, ``mark_pending``,
+                ``record``, ``release``).
+            seconds: how long it took.
+        """
+        self._store_call.labels(operation=operation).observe(max(seconds, 0.0))
 
     def observe_airflow_call(self, outcome: str, seconds: float) -> None:
         """Record the duration of one call to the Airflow API.

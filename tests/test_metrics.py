@@ -40,6 +40,7 @@ def test_registered_metric_names_are_exactly_the_documented_ones() -> None:
         "trigger_consumer_unrouted_events_total",
         "trigger_consumer_store_purged_total",
         "trigger_consumer_airflow_calls_total",
+        "trigger_consumer_store_call_seconds",
     }
 
 
@@ -165,3 +166,15 @@ def test_render_is_parseable_prometheus_text_with_the_observed_values() -> None:
     assert "trigger_consumer_in_flight 3.0" in text
     parsed = {family.name for family in text_string_to_metric_families(text)}
     assert {"trigger_consumer_requests", "trigger_consumer_in_flight"} <= parsed
+
+
+def test_store_calls_are_timed_by_operation() -> None:
+    """Each store call that succeeded is one observation under its operation."""
+    metrics = Metrics()
+    metrics.observe_store_call("read_batch", 0.002)
+    metrics.observe_store_call("record", 0.004)
+    metrics.observe_store_call("record", 0.006)
+    sample = metrics.registry.get_sample_value
+    labels = {"operation": "record"}
+    assert sample("trigger_consumer_store_call_seconds_count", labels) == 2
+    assert sample("trigger_consumer_store_call_seconds_sum", labels) == pytest.approx(0.01)

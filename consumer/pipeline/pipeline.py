@@ -192,7 +192,7 @@ class Pipeline:
         record, request = admitted.record, admitted.request
         key = request.idempotency_key
         hold = self.store_hold.call
-        entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key))
+        entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key), "read")
         at = (record.topic, record.partition, record.offset)
         seen = judge(entry, admitted.fingerprint, at)
         if seen is Seen.NEW:
@@ -203,7 +203,8 @@ class Pipeline:
                     dag_id=request.dag_id,
                     dag_run_id=run_id_for(key),
                     origin=self._origin(record, request),
-                )
+                ),
+                "mark_pending",
             )
             # another process (replica) may have claimed the key since the read
             seen = claimed(entry, admitted.fingerprint, at)
@@ -221,11 +222,12 @@ class Pipeline:
             return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         except AirflowError as exc:
             if releases_key(seen):  # no run: a corrected retry may reuse the key
-                hold(lambda: self.store.release(key))
+                hold(lambda: self.store.release(key), "release")
             return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
         made_here = made_the_run(seen, result)
-        hold(lambda: self._record(admitted, result, made_here=made_here))  # the run exists
+        # the run exists
+        hold(lambda: self._record(admitted, result, made_here=made_here), "record")
         build = Outcome.triggered if made_here else Outcome.duplicate
         return build(record, request, result, attempts=result.attempts)
 
@@ -293,7 +295,7 @@ class Pipeline:
         if not keys:
             return {}
         try:
-            return self.store.get_many(keys)
+            return self.store_hold.timed(lambda: self.store.get_many(keys), "read_batch")
         except Exception:  # a store hiccup: each request then reads the store in ``execute``
             log.exception("store_read_failed")
             return None

@@ -14,6 +14,7 @@ unready while any call is held.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -27,6 +28,12 @@ HOLD_INITIAL_DELAY = 0.5
 HOLD_MAX_DELAY = 10.0
 
 T = TypeVar("T")
+ObserveCall = Callable[[str, float], None]
+"""Told (operation, seconds) of each store call that succeeded (``Metrics.observe_store_call``)."""
+
+
+def _ignore(_operation: str, _seconds: float) -> None:
+    pass
 
 
 class StoreHold:
@@ -38,6 +45,7 @@ class StoreHold:
         *,
         initial_delay: float = HOLD_INITIAL_DELAY,
         max_delay: float = HOLD_MAX_DELAY,
+        observe: ObserveCall = _ignore,
     ) -> None:
         """Create the hold.
 
@@ -45,10 +53,12 @@ class StoreHold:
             stop: set when the worker stops; a held call gives up then (``StoppingError``).
             initial_delay: seconds before the first retry.
             max_delay: the longest wait between retries.
+            observe: told how long each store call that succeeded took.
         """
         self._stop = stop or threading.Event()
         self._initial_delay = initial_delay
         self._max_delay = max_delay
+        self._observe = observe
         self._failing = 0  # calls currently held
         self._lock = threading.Lock()
         self.reason: str | None = None
@@ -59,11 +69,27 @@ class StoreHold:
         with self._lock:
             return self._failing == 0
 
-    def call(self, fn: Callable[[], T]) -> T:
+    def timed(self, fn: Callable[[], T], operation: str) -> T:
+        """Run ``fn`` once, timing it if it succeeds (a call that must not wait: triage's read).
+
+        Args:
+            fn: one store call.
+            operation: what it does, for the store-latency metric.
+
+        Returns:
+            What ``fn`` returned; its exceptions propagate.
+        """
+        began = time.monotonic()
+        result = fn()
+        self._observe(operation, time.monotonic() - began)
+        return result
+
+    def call(self, fn: Callable[[], T], operation: str = "call") -> T:
         """Run ``fn`` until it does not raise ``StoreUnavailableError``.
 
         Args:
             fn: one store call.
+            operation: what it does, for the store-latency metric.
 
         Returns:
             What ``fn`` returned.
@@ -76,7 +102,7 @@ class StoreHold:
         try:
             while True:
                 try:
-                    return fn()
+                    return self.timed(fn, operation)
                 except StoreUnavailableError as exc:
                     if not held:
                         held = True

@@ -66,3 +66,22 @@ def test_a_held_call_gives_up_when_the_worker_stops() -> None:
 
     with pytest.raises(StoppingError):
         StoreHold(stop).call(failing)
+
+
+def test_only_store_calls_that_succeeded_are_timed() -> None:
+    """A held call is timed once, when it finally succeeds; ``timed`` never holds."""
+    observed: list[tuple[str, float]] = []
+    hold = StoreHold(
+        initial_delay=0.001, observe=lambda op, seconds: observed.append((op, seconds))
+    )
+    failures = iter([StoreUnavailableError("locked")])
+
+    def flaky() -> int:
+        for failure in failures:
+            raise failure
+        return 7
+
+    assert hold.call(flaky, "record") == 7
+    assert hold.timed(lambda: 8, "read_batch") == 8
+    assert [op for op, _ in observed] == ["record", "read_batch"]
+    assert all(seconds >= 0 for _, seconds in observed)
