@@ -108,21 +108,19 @@ class Answerer:
         )
 
     def records(
-        self, outcome: Outcome, record: InboundRecord, states: tuple[Outgoing, ...] | None = None
+        self, outcome: Outcome, record: InboundRecord, states: tuple[Outgoing, ...]
     ) -> list[OutboundRecord]:
         """The records that answer a request: the reply and, when needed, the dead letter.
 
         Args:
             outcome: what processing the request produced.
             record: the request record.
-            states: what re-sending changed of each record (``resend``); None for the
-                first send. Records already acknowledged are left out.
+            states: what re-sending changed of each record (``resend``); records already
+                acknowledged are left out.
 
         Returns:
             The records to send, reply first.
         """
-        if states is None:
-            states = self._first_states(outcome)
         built = []
         for state in states:
             if state.acked:
