@@ -13,6 +13,7 @@ from typing import TextIO
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NoBrokersAvailable
 
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from consumer.cli.ranges import UsageError, add_range_arguments, build_window, non_negative_int
 from consumer.errors import (
     ConfigError,
     KafkaUnreachableError,
@@ -29,9 +30,7 @@ from consumer.replay import (
     Filters,
     Window,
     dag_id_of,
-    epoch_ms,
     error_code_of,
-    parse_point_in_time,
     replay,
     replayed_from,
 )
@@ -54,22 +53,8 @@ UNREACHABLE = (
 )
 
 
-class UsageError(Exception):
-    """Raised for flags that parse one by one but do not fit together."""
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
-    return value
-
-
 def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
+    value = non_negative_int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
     return value
@@ -99,21 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "the request topic or a route topic; without that header, the request topic)"
         ),
     )
-    parser.add_argument(
-        "--partition", type=_non_negative_int, metavar="N", help="read only this partition"
-    )
-    offsets = parser.add_argument_group("offset range (per partition)")
-    offsets.add_argument(
-        "--from-offset", type=_non_negative_int, metavar="N", help="first offset (inclusive)"
-    )
-    offsets.add_argument(
-        "--to-offset", type=_non_negative_int, metavar="N", help="offset to stop at (exclusive)"
-    )
-    times = parser.add_argument_group(
-        "time range (record timestamps; RFC 3339 with a zone, or a duration ago like 2h)"
-    )
-    times.add_argument("--since", metavar="TIME", help="first timestamp (inclusive)")
-    times.add_argument("--until", metavar="TIME", help="timestamp to stop at (exclusive)")
+    add_range_arguments(parser)
     parser.add_argument(
         "--error-code",
         action="append",
@@ -136,35 +107,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="replay at most N records")
     parser.add_argument("--config", type=Path, help="TOML config file")
-
-
-def build_window(args: argparse.Namespace, *, now: datetime) -> Window:
-    """The offset or time range the flags ask for.
-
-    Args:
-        args: the parsed flags.
-        now: the moment durations such as ``2h`` count back from.
-
-    Returns:
-        The window.
-
-    Raises:
-        UsageError: when offsets and times are mixed or a range is reversed.
-        ValueError: when ``--since`` or ``--until`` is not a time.
-    """
-    by_offset = args.from_offset is not None or args.to_offset is not None
-    by_time = args.since is not None or args.until is not None
-    if by_offset and by_time:
-        raise UsageError("choose an offset range or a time range, not both")
-    if None not in (args.from_offset, args.to_offset) and args.to_offset < args.from_offset:
-        raise UsageError("--to-offset must not be below --from-offset")
-    since = None if args.since is None else epoch_ms(parse_point_in_time(args.since, now=now))
-    until = None if args.until is None else epoch_ms(parse_point_in_time(args.until, now=now))
-    if since is not None and until is not None and until <= since:
-        raise UsageError("--until must be later than --since")
-    return Window(
-        from_offset=args.from_offset, to_offset=args.to_offset, since_ms=since, until_ms=until
-    )
 
 
 def run(args: argparse.Namespace) -> int:
