@@ -10,6 +10,11 @@ The life of one key::
     mark_pending ──► pending ──► record(triggered | duplicate) ──► mark_completed (track only)
                         │                                     └──► abandon_tracking (horizon)
                         └──────► release   (the attempt certainly created no run)
+
+A ``rerun`` request (issue 29) keeps one mark per key and re-run id beside the key's entry,
+forgotten with it (release, expiry, purge)::
+
+    mark_rerun ──► pending ──► record_rerun ──► done   (with track: the run is tracked again)
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from consumer.store.entry import (
     Coordinates,
     EntryStatus,
     RequestOrigin,
+    RerunMark,
+    RerunStatus,
     StoredEntry,
     coordinates,
 )
@@ -33,6 +40,8 @@ __all__ = [
     "EntryStatus",
     "IdempotencyStore",
     "RequestOrigin",
+    "RerunMark",
+    "RerunStatus",
     "StoredEntry",
     "coordinates",
     "open_store",

@@ -101,3 +101,42 @@ class StoredEntry:
     abandoned_at: datetime | None = None
     # a fact about one call, not the entry: left out of equality
     claimed_here: bool = field(default=False, compare=False)
+
+
+class RerunStatus(StrEnum):
+    """Where one deliberate re-run (a ``rerun`` request, issue 29) of a key's run stands.
+
+    ``pending`` is written before the clear call, with the run's clear evidence as read
+    before it, so a re-delivery after a crash can tell whether the clear happened;
+    ``done`` once the clear (or the trigger of a key that had no run) is answered.
+    """
+
+    PENDING = "pending"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class RerunMark:
+    """One re-run of a key's run, named by the request's ``rerun.id``.
+
+    Attributes:
+        key: the idempotency key whose run is re-run.
+        rerun_id: the act's id (``rerun.id``): one clear per key and id.
+        status: pending (the clear may be under way) or done.
+        evidence: what the run looked like before the clear (``airflow.clearing``'s
+            text), or None when nothing was read (the key had no run yet).
+        at: the (topic, partition, offset) of the request record that wrote the mark.
+        run_state: Airflow's state of the run right after the clear, once done.
+        created_at: when the mark was written (UTC); it is purged with its key.
+        claimed_here: set only on what ``mark_rerun`` returns: True when this very call
+            wrote the mark.
+    """
+
+    key: str
+    rerun_id: str
+    status: RerunStatus
+    evidence: str | None
+    at: Coordinates
+    run_state: str | None
+    created_at: datetime
+    claimed_here: bool = field(default=False, compare=False)

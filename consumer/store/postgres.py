@@ -13,7 +13,8 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from consumer.errors import ConfigError
-from consumer.store.entry import EntryStatus, RequestOrigin, StoredEntry
+from consumer.store import postgres_reruns
+from consumer.store.entry import Coordinates, EntryStatus, RequestOrigin, RerunMark, StoredEntry
 from consumer.store.failures import store_failures
 from consumer.store.postgres_failures import classify_postgres_error
 from consumer.store.postgres_schema import (
@@ -22,6 +23,8 @@ from consumer.store.postgres_schema import (
     VERSION_TABLE,
     entry_from_row,
     open_schema,
+    origin_params,
+    rerun_from_row,
 )
 from consumer.store.postgres_sql import (
     ALL_COLUMNS,
@@ -39,6 +42,7 @@ from consumer.store.redaction import display_url, mask_url_secrets
 DEFAULT_POOL_SIZE = 16  # connections per replica; the dispatcher's threads share them
 CONNECT_TIMEOUT = 10.0  # seconds to reach the database at start-up before giving up
 POOL_TIMEOUT = 30.0  # seconds a call waits for a free connection before raising
+CLAIM_ATTEMPTS = 3  # a re-run claim whose live holder vanished (released) before it was read
 
 # every driver error, the pool's too (PoolTimeout is an OperationalError); the SQLSTATE
 # decides whether it holds (postgres_failures)
@@ -57,7 +61,8 @@ def _utc_now() -> datetime:
 class PostgresStore:
     """The ``IdempotencyStore`` in a PostgreSQL database, through a psycopg 3 pool.
 
-    Every method is one statement in autocommit (atomic on its own), so the hot path
+    Every method is one statement in autocommit (atomic on its own; ``mark_rerun`` of a
+    held mark reads the holder in a second), so the hot path
     costs one round trip per poll for the reads (``get_many``) and two per new key for
     the writes (``mark_pending``, ``record``). An entry's instants (creation, retention)
     come from the injected clock, so replicas' clocks should be NTP-synchronised (as
@@ -132,9 +137,18 @@ class PostgresStore:
         with _failures(), self._pool.connection() as conn:
             return [entry_from_row(row) for row in conn.execute(sql, params).fetchall()]
 
+    def _marks(self, sql: LiteralString, params: Mapping[str, Any]) -> list[RerunMark]:
+        with _failures(), self._pool.connection() as conn:
+            return [rerun_from_row(row) for row in conn.execute(sql, params).fetchall()]
+
     def _count(self, sql: LiteralString, params: Mapping[str, Any]) -> int:
         with _failures(), self._pool.connection() as conn:
             return conn.execute(sql, params).rowcount
+
+    def _purged(self, sql: LiteralString, params: Mapping[str, Any]) -> int:
+        with _failures(), self._pool.connection() as conn:
+            row = conn.execute(sql, params).fetchone()
+        return 0 if row is None else int(row[0])
 
     def _cutoff(self) -> datetime:
         return self._clock() - self._retention
@@ -225,26 +239,61 @@ class PostgresStore:
             created_at=now,
             updated_at=now,
             cutoff=now - self._retention,
+            retention=self._retention,
         )
-        if origin is not None:
-            values.update(
-                correlation_id=origin.correlation_id,
-                reply_topic=origin.reply_topic,
-                source_topic=origin.topic,
-                source_partition=origin.partition,
-                source_offset=origin.offset,
-                source_timestamp_ms=origin.timestamp_ms,
-                route=origin.route,
-            )
-            if origin.trace is not None:
-                values.update(
-                    traceparent=origin.trace.traceparent, tracestate=origin.trace.tracestate
-                )
+        values.update(origin_params(origin))
         return values
 
     def release(self, key: str) -> bool:
-        """Forget ``key``: its attempt ended without creating a run."""
-        return self._count(f"DELETE FROM {TABLE} WHERE key = %(key)s", {"key": key}) > 0  # noqa: S608
+        """Forget ``key`` and its re-run marks: its attempt ended without creating a run."""
+        return self._count(postgres_reruns.RELEASE, {"key": key}) > 0
+
+    def get_rerun(self, key: str, rerun_id: str) -> RerunMark | None:
+        """Return the live re-run mark of ``key`` named ``rerun_id``, or None."""
+        values = postgres_reruns.params(key, rerun_id, now=self._clock(), retention=self._retention)
+        found = self._marks(postgres_reruns.SELECT, values)
+        return found[0] if found else None
+
+    def mark_rerun(
+        self, key: str, rerun_id: str, *, evidence: str | None, at: Coordinates
+    ) -> RerunMark:
+        """Claim the re-run ``rerun_id`` of ``key``; a live mark is returned unchanged.
+
+        Only the claim that wrote the mark gets a row back (``claimed_here``); otherwise the
+        holder is read, and claimed anew if it was deleted in between.
+        """
+        values = postgres_reruns.params(
+            key, rerun_id, now=self._clock(), retention=self._retention, at=at, evidence=evidence
+        )
+        for _ in range(CLAIM_ATTEMPTS):
+            if claimed := self._marks(postgres_reruns.MARK, values):
+                return replace(claimed[0], claimed_here=True)
+            if held := self._marks(postgres_reruns.SELECT, values):
+                return held[0]
+        raise AssertionError(f"re-run {rerun_id!r} of {key!r} vanished under every claim")
+
+    def record_rerun(
+        self,
+        key: str,
+        rerun_id: str,
+        *,
+        run_state: str | None,
+        at: Coordinates,
+        track: bool = False,
+        origin: RequestOrigin | None = None,
+    ) -> None:
+        """Note the re-run done; with ``track``, its run is tracked again for ``origin``."""
+        values = postgres_reruns.params(
+            key,
+            rerun_id,
+            now=self._clock(),
+            retention=self._retention,
+            at=at,
+            run_state=run_state,
+            track=track,
+            origin=origin,
+        )
+        self._count(postgres_reruns.RECORD, values)
 
     def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
         """Return live tracked entries whose run is not yet seen complete, oldest first."""
@@ -309,19 +358,16 @@ class PostgresStore:
         return self._count(sql, params) > 0
 
     def purge(self, older_than: datetime) -> int:
-        """Delete entries created before the timezone-aware ``older_than``; return how many."""
+        """Delete entries created before the timezone-aware ``older_than``, with their re-runs."""
         if older_than.tzinfo is None:
             raise ValueError(f"naive datetime {older_than!r}: the store compares instants")
-        sql = f"DELETE FROM {TABLE} WHERE created_at < %(cutoff)s"  # noqa: S608
-        return self._count(sql, {"cutoff": older_than})
+        params = {"cutoff": older_than, "retention": self._retention}
+        return self._purged(postgres_reruns.PURGE, params)
 
     def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
-        """Delete at most ``batch`` expired entries; replicas purging at once skip each other's."""
-        sql = (
-            f"DELETE FROM {TABLE} WHERE key IN (SELECT key FROM {TABLE}"  # noqa: S608
-            " WHERE created_at < %(cutoff)s LIMIT %(batch)s FOR UPDATE SKIP LOCKED)"
-        )
-        return self._count(sql, {"cutoff": self._cutoff(), "batch": batch})
+        """Delete at most ``batch`` expired entries, with their re-runs (``IdempotencyStore``)."""
+        params = {"cutoff": self._cutoff(), "retention": self._retention, "batch": batch}
+        return self._purged(postgres_reruns.PURGE_EXPIRED, params)
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the database."""

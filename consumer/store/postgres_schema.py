@@ -1,6 +1,7 @@
-"""The PostgreSQL idempotency table's layout: versioned DDL, its safe upgrade, rows ↔ entries.
+"""The PostgreSQL store's layout: versioned DDL, its safe upgrade, rows ↔ entries and marks.
 
-``PostgresStore`` runs the statements; this module says what the database holds. Many
+``PostgresStore`` runs the statements; this module says what the database holds: the
+idempotency table and the re-run marks' table (``postgres_reruns``). Many
 replicas may start at once against one database, so the upgrade runs in one transaction
 under a transaction-scoped advisory lock: one replica applies each step, the others wait
 and then find the schema current. Steps are additive (new tables, columns, indexes), so
@@ -16,11 +17,12 @@ import psycopg
 
 from consumer.errors import ConfigError
 from consumer.store import rows
-from consumer.store.entry import StoredEntry
+from consumer.store.entry import RequestOrigin, RerunMark, StoredEntry
 
 TABLE = "trigger_consumer_idempotency"
 VERSION_TABLE = "trigger_consumer_schema"
-SCHEMA_VERSION = 2
+RERUNS = "trigger_consumer_reruns"
+SCHEMA_VERSION = 3
 # any constant shared by every release: the advisory lock that serialises upgrades
 UPGRADE_LOCK = 0x7472_6967_6765_72  # "trigger"
 
@@ -60,6 +62,22 @@ _STEPS: dict[int, tuple[str, ...]] = {
         f"ALTER TABLE {TABLE} ADD COLUMN traceparent text",
         f"ALTER TABLE {TABLE} ADD COLUMN tracestate text",
     ),
+    # re-runs (issue 29): one mark per key and rerun id, kept and purged with the key
+    3: (
+        f"""CREATE TABLE {RERUNS} (
+            key              text NOT NULL,
+            rerun_id         text NOT NULL CHECK (char_length(rerun_id) BETWEEN 1 AND 128),
+            status           text NOT NULL,
+            evidence         text,
+            source_topic     text NOT NULL,
+            source_partition integer NOT NULL,
+            source_offset    bigint NOT NULL,
+            run_state        text,
+            created_at       timestamptz NOT NULL,
+            PRIMARY KEY (key, rerun_id)
+        )""",
+        f"CREATE INDEX {RERUNS}_created_at ON {RERUNS} (created_at)",
+    ),
 }
 """Version → the statements that upgrade the previous version to it."""
 
@@ -89,6 +107,18 @@ ENTRY_COLUMNS = (
 )
 COLUMNS = ", ".join(ENTRY_COLUMNS)
 """The entry columns in row order, for SELECT and RETURNING (leases are not entry fields)."""
+ORIGIN_COLUMNS = (
+    "correlation_id",
+    "reply_topic",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "source_timestamp_ms",
+    "route",
+    "traceparent",
+    "tracestate",
+)
+"""The entry columns ``origin_params`` fills: a request's origin."""
 
 
 def open_schema(conn: psycopg.Connection[Any], where: str) -> int:
@@ -166,3 +196,33 @@ def _utc_instant(moment: datetime) -> datetime:
 def entry_from_row(row: tuple[Any, ...]) -> StoredEntry:
     """Return the entry that ``row`` (selected as ``COLUMNS``) holds, with UTC datetimes."""
     return rows.entry_from_row(row, _utc_instant)
+
+
+def rerun_from_row(row: tuple[Any, ...]) -> RerunMark:
+    """Return the re-run mark that ``row`` (selected as ``rows.RERUN_COLUMNS``) holds."""
+    return rows.rerun_from_row(row, _utc_instant)
+
+
+def origin_params(origin: RequestOrigin | None) -> dict[str, Any]:
+    """Return ``origin`` as the named parameters of ``ORIGIN_COLUMNS`` (all None without one).
+
+    Args:
+        origin: the request origin, or None.
+
+    Returns:
+        Column name to value.
+    """
+    if origin is None:
+        return dict.fromkeys(ORIGIN_COLUMNS)
+    trace = origin.trace
+    return {
+        "correlation_id": origin.correlation_id,
+        "reply_topic": origin.reply_topic,
+        "source_topic": origin.topic,
+        "source_partition": origin.partition,
+        "source_offset": origin.offset,
+        "source_timestamp_ms": origin.timestamp_ms,
+        "route": origin.route,
+        "traceparent": None if trace is None else trace.traceparent,
+        "tracestate": None if trace is None else trace.tracestate,
+    }

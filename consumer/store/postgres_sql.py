@@ -6,6 +6,7 @@ Parameters are named (``%(key)s``); ``ALL_COLUMNS`` lists the full row's.
 
 from __future__ import annotations
 
+from consumer.store.postgres_reruns import FORGET_ENDED_LIFE
 from consumer.store.postgres_schema import COLUMNS, ENTRY_COLUMNS, TABLE
 from consumer.store.recording import RUN_TRACKING
 
@@ -15,12 +16,13 @@ LIVE = "t.created_at >= %(cutoff)s"
 
 # One statement claims a key or returns the live holder (never a second round trip):
 # on conflict every column keeps its value unless the holder expired; RETURNING then
-# gives the row that holds the key, also when a concurrent claim won the race.
+# gives the row that holds the key, also when a concurrent claim won the race. A claim or a
+# record over an expired entry starts the key's next life: FORGET_ENDED_LIFE drops its marks.
 _KEEP_LIVE = ", ".join(
     f"{name} = CASE WHEN {LIVE} THEN t.{name} ELSE EXCLUDED.{name} END" for name in ALL_COLUMNS[1:]
 )
 MARK_PENDING = (
-    f"INSERT INTO {TABLE} AS t ({', '.join(ALL_COLUMNS)}) VALUES ({_VALUES})"  # noqa: S608 -- constants
+    f"{FORGET_ENDED_LIFE}INSERT INTO {TABLE} AS t ({', '.join(ALL_COLUMNS)}) VALUES ({_VALUES})"  # noqa: S608 -- constants
     f" ON CONFLICT (key) DO UPDATE SET {_KEEP_LIVE} RETURNING {COLUMNS}"
 )
 
@@ -47,7 +49,7 @@ _RECORD_SET = ", ".join(
     if name != "created_at"
 )
 RECORD = (
-    f"INSERT INTO {TABLE} AS t ({', '.join(ALL_COLUMNS)}) VALUES ({_VALUES})"  # noqa: S608 -- constants
+    f"{FORGET_ENDED_LIFE}INSERT INTO {TABLE} AS t ({', '.join(ALL_COLUMNS)}) VALUES ({_VALUES})"  # noqa: S608 -- constants
     f" ON CONFLICT (key) DO UPDATE SET {_RECORD_SET},"
     f" created_at = CASE WHEN {LIVE} THEN t.created_at ELSE EXCLUDED.created_at END"
     f" RETURNING {COLUMNS}"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Protocol, TypeAlias
 
-from consumer.store.entry import EntryStatus, RequestOrigin, StoredEntry
+from consumer.store.entry import Coordinates, EntryStatus, RequestOrigin, RerunMark, StoredEntry
 
 Clock: TypeAlias = Callable[[], datetime]
 """Returns the current time as a timezone-aware datetime; injectable for tests."""
@@ -22,7 +22,9 @@ class IdempotencyStore(Protocol):
     """Remembers, per idempotency key, which request claimed it and which run it made.
 
     Every method is safe to call from many threads at once. Entries older than the
-    retention window are invisible to every method, whether or not they were purged yet.
+    retention window are invisible to every method, whether or not they were purged yet;
+    so are a key's re-run marks, which live and die with the entry they were written under
+    (release, expiry, purge, a new claim of the expired key) and never outlive the window.
     """
 
     def get(self, key: str) -> StoredEntry | None:
@@ -118,7 +120,7 @@ class IdempotencyStore(Protocol):
         ...
 
     def release(self, key: str) -> bool:
-        """Forget ``key``: its attempt ended without creating a run.
+        """Forget ``key`` and its re-run marks: its attempt ended without creating a run.
 
         Use after rejections and Airflow data errors (400, 404, 422) so a corrected
         request may reuse the key. Never after ``airflow_unavailable``: the POST may
@@ -129,6 +131,65 @@ class IdempotencyStore(Protocol):
 
         Returns:
             Whether an entry was removed.
+        """
+        ...
+
+    def get_rerun(self, key: str, rerun_id: str) -> RerunMark | None:
+        """Return the re-run mark of ``key`` named ``rerun_id``, or None.
+
+        Args:
+            key: the idempotency key.
+            rerun_id: the request's ``rerun.id``.
+
+        Returns:
+            The mark, or None when this re-run is unknown (or forgotten with its key).
+        """
+        ...
+
+    def mark_rerun(
+        self, key: str, rerun_id: str, *, evidence: str | None, at: Coordinates
+    ) -> RerunMark:
+        """Claim the re-run ``rerun_id`` of ``key`` before the clear call, atomically.
+
+        Inserts a ``pending`` mark unless one exists for (key, rerun_id); an existing
+        mark is returned unchanged (``claimed_here`` False).
+
+        Args:
+            key: the idempotency key.
+            rerun_id: the request's ``rerun.id``.
+            evidence: the run's clear evidence read before the clear, or None.
+            at: the request record's (topic, partition, offset).
+
+        Returns:
+            The mark that holds (key, rerun_id) after the call.
+        """
+        ...
+
+    def record_rerun(
+        self,
+        key: str,
+        rerun_id: str,
+        *,
+        run_state: str | None,
+        at: Coordinates,
+        track: bool = False,
+        origin: RequestOrigin | None = None,
+    ) -> None:
+        """Note that the re-run ``rerun_id`` of ``key`` is done (an upsert of a ``done`` mark).
+
+        With ``track``, the key's run is tracked again from now on: ``track`` set,
+        ``completed_at``, ``abandoned_at`` and the tracking lease cleared (a tracker that
+        leased the row before cannot complete it), ``run_state`` set, and ``origin``
+        replacing the entry's, so that the ``completed`` reply of the cleared run goes to
+        the re-run request's reply topic.
+
+        Args:
+            key: the idempotency key.
+            rerun_id: the request's ``rerun.id``.
+            run_state: Airflow's state of the run after the clear, if known.
+            at: the request record's (topic, partition, offset).
+            track: whether the re-run request asked for a completion reply.
+            origin: the re-run request's origin (used with ``track``).
         """
         ...
 
@@ -226,7 +287,7 @@ class IdempotencyStore(Protocol):
         ...
 
     def purge(self, older_than: datetime) -> int:
-        """Delete entries created before ``older_than``.
+        """Delete entries created before ``older_than``, with their re-run marks.
 
         Args:
             older_than: a timezone-aware cut-off.
@@ -237,7 +298,7 @@ class IdempotencyStore(Protocol):
         ...
 
     def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
-        """Delete at most ``batch`` entries older than the configured retention window.
+        """Delete at most ``batch`` entries older than the retention window, with their re-runs.
 
         Call it again while it returns ``batch``: bounded deletes keep each call short.
 

@@ -1,4 +1,4 @@
-"""One stored row → ``StoredEntry``: both stores select the same columns in the same order.
+"""One stored row → ``StoredEntry`` or ``RerunMark``: both stores select the same columns.
 
 ``COLUMNS`` of ``sqlite_schema`` and ``postgres_schema`` name, in this order: key,
 fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url, track,
@@ -6,7 +6,8 @@ completed_at, created_at, updated_at, correlation_id, reply_topic, source_topic,
 source_partition, source_offset, source_timestamp_ms, abandoned_at, route, traceparent,
 tracestate (never the lease columns, which the entry does not carry). Only how an instant
 is stored differs (epoch seconds in SQLite, ``timestamptz`` in PostgreSQL): the caller
-passes its ``instant`` converter.
+passes its ``instant`` converter. ``RERUN_COLUMNS`` name a ``reruns`` row's, in
+``RerunMark`` order.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from consumer.store.entry import EntryStatus, RequestOrigin, StoredEntry
+from consumer.store.entry import EntryStatus, RequestOrigin, RerunMark, RerunStatus, StoredEntry
 from consumer.trace import parse_trace
 
 Instant = Callable[[Any], datetime]
 """Turns a stored instant (never None) into a timezone-aware UTC datetime."""
+
+RERUN_COLUMNS = (
+    "key, rerun_id, status, evidence, source_topic, source_partition, source_offset,"
+    " run_state, created_at"
+)
+"""The columns of a re-run mark, in the order ``rerun_from_row`` reads them (both stores)."""
 
 
 def entry_from_row(row: Sequence[Any], instant: Instant) -> StoredEntry:
@@ -64,4 +71,25 @@ def _origin(row: Sequence[Any]) -> RequestOrigin | None:
         route=row[19],
         # stored valid; parsed again so that a hand-edited row cannot break a reply's headers
         trace=parse_trace(row[20], row[21]),
+    )
+
+
+def rerun_from_row(row: Sequence[Any], instant: Instant) -> RerunMark:
+    """Return the re-run mark that ``row`` (selected as ``RERUN_COLUMNS``) holds.
+
+    Args:
+        row: a row of the store's re-run table.
+        instant: the store's converter of a stored instant to UTC.
+
+    Returns:
+        The mark, with a UTC ``created_at``.
+    """
+    return RerunMark(
+        key=row[0],
+        rerun_id=row[1],
+        status=RerunStatus(row[2]),
+        evidence=row[3],
+        at=(row[4], int(row[5]), int(row[6])),
+        run_state=row[7],
+        created_at=instant(row[8]),
     )

@@ -16,13 +16,14 @@ from pathlib import Path
 from types import TracebackType
 
 from consumer.errors import ConfigError, StoreUnavailableError
-from consumer.store import sqlite_leases
-from consumer.store.entry import EntryStatus, RequestOrigin, StoredEntry
+from consumer.store import sqlite_leases, sqlite_reruns
+from consumer.store.entry import Coordinates, EntryStatus, RequestOrigin, RerunMark, StoredEntry
 from consumer.store.failures import store_failures
 from consumer.store.protocol import DEFAULT_PURGE_BATCH, Clock
 from consumer.store.recording import kept_for_run, may_overwrite, records_run
 from consumer.store.sqlite_failures import classify_sqlite_error
 from consumer.store.sqlite_leases import READ_BATCH
+from consumer.store.sqlite_reruns import Window
 from consumer.store.sqlite_schema import (
     COLUMNS,
     MARK_PENDING,
@@ -149,6 +150,11 @@ class SqliteStore:
     def _cutoff(self) -> float:
         return to_epoch(self._clock() - self._retention)
 
+    def _window(self) -> Window:
+        now = self._clock()
+        cutoff = to_epoch(now - self._retention)
+        return Window(to_epoch(now), cutoff, self._retention.total_seconds())
+
     def _select_live(self, cur: sqlite3.Cursor, key: str) -> StoredEntry | None:
         row = cur.execute(
             f"SELECT {COLUMNS} FROM idempotency WHERE key = ? AND created_at >= ?",  # noqa: S608 -- constant column list
@@ -210,19 +216,9 @@ class SqliteStore:
             existing = self._select_live(cur, key)
             if existing is not None:
                 return existing
-            cur.execute(
-                MARK_PENDING,
-                (
-                    key,
-                    fingerprint,
-                    dag_id,
-                    dag_run_id,
-                    EntryStatus.PENDING.value,
-                    now,
-                    now,
-                    *origin_values(origin),
-                ),
-            )
+            sqlite_reruns.forget_ended_life(cur, key, self._window())
+            claimed = (key, fingerprint, dag_id, dag_run_id, EntryStatus.PENDING.value, now, now)
+            cur.execute(MARK_PENDING, (*claimed, *origin_values(origin)))
             created = self._select_live(cur, key)
         if created is None:  # pragma: no cover -- only with a clock that runs backwards
             raise AssertionError(f"pending mark for {key!r} vanished inside its transaction")
@@ -250,6 +246,8 @@ class SqliteStore:
             existing = self._select_live(cur, key)
             if existing is not None and not may_overwrite(existing, status, origin):
                 return existing
+            if existing is None:
+                sqlite_reruns.forget_ended_life(cur, key, self._window())
             created = now if existing is None else to_epoch(existing.created_at)
             same_run = existing is not None and records_run(existing, dag_run_id)
             if existing is not None and same_run:
@@ -277,16 +275,39 @@ class SqliteStore:
         return stored
 
     def release(self, key: str) -> bool:
-        """Forget ``key``: its attempt ended without creating a run.
-
-        Args:
-            key: the idempotency key.
-
-        Returns:
-            Whether an entry was removed.
-        """
+        """Forget ``key`` and its re-run marks; return whether an entry was removed."""
         with self._transaction() as cur:
+            sqlite_reruns.forget(cur, key)
             return cur.execute("DELETE FROM idempotency WHERE key = ?", (key,)).rowcount > 0
+
+    def get_rerun(self, key: str, rerun_id: str) -> RerunMark | None:
+        """Return the live re-run mark of ``key`` named ``rerun_id``, or None."""
+        with self._lock, _failures():
+            return sqlite_reruns.select(self._conn.cursor(), key, rerun_id, self._window())
+
+    def mark_rerun(
+        self, key: str, rerun_id: str, *, evidence: str | None, at: Coordinates
+    ) -> RerunMark:
+        """Claim the re-run ``rerun_id`` of ``key``; a live mark is returned unchanged."""
+        with self._transaction() as cur:
+            return sqlite_reruns.mark(cur, self._window(), key, rerun_id, evidence=evidence, at=at)
+
+    def record_rerun(
+        self,
+        key: str,
+        rerun_id: str,
+        *,
+        run_state: str | None,
+        at: Coordinates,
+        track: bool = False,
+        origin: RequestOrigin | None = None,
+    ) -> None:
+        """Note the re-run done; with ``track``, its run is tracked again for ``origin``."""
+        with self._transaction() as cur:
+            window = self._window()
+            sqlite_reruns.record(
+                cur, window, key, rerun_id, run_state=run_state, at=at, track=track, origin=origin
+            )
 
     def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
         """Return live tracked entries whose run is not yet seen complete, oldest first."""
@@ -314,27 +335,15 @@ class SqliteStore:
             return sqlite_leases.abandon(cur, key, owner=owner, now=now, cutoff=self._cutoff())
 
     def purge(self, older_than: datetime) -> int:
-        """Delete entries created before the timezone-aware ``older_than``; return how many."""
-        cutoff = to_epoch(older_than)
+        """Delete entries created before the timezone-aware ``older_than``, with their re-runs."""
+        window = replace(self._window(), cutoff=to_epoch(older_than))
         with self._transaction() as cur:
-            return cur.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,)).rowcount
+            return sqlite_reruns.purge(cur, window)
 
     def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
-        """Delete at most ``batch`` entries older than the retention window.
-
-        Args:
-            batch: the most entries one call deletes.
-
-        Returns:
-            How many entries were deleted.
-        """
-        cutoff = self._cutoff()
+        """Delete at most ``batch`` entries past the retention, with their re-runs; say how many."""
         with self._transaction() as cur:
-            return cur.execute(
-                "DELETE FROM idempotency WHERE key IN"
-                " (SELECT key FROM idempotency WHERE created_at < ? LIMIT ?)",
-                (cutoff, batch),
-            ).rowcount
+            return sqlite_reruns.purge(cur, self._window(), batch)
 
     def lease_tracked(self, owner: str, ttl: timedelta, limit: int = 1000) -> list[StoredEntry]:
         """Lease up to ``limit`` tracked runs to ``owner`` (``IdempotencyStore.lease_tracked``)."""

@@ -1,7 +1,8 @@
-"""The SQLite idempotency table's layout: versioned DDL, its migration, and rows ↔ entries.
+"""The SQLite store's layout: versioned DDL, its migration, and rows ↔ entries and re-run marks.
 
-``SqliteStore`` runs the statements; this module says what the file holds. Instants are
-stored as REAL seconds since the epoch, so retention is one indexed comparison.
+``SqliteStore`` runs the statements; this module says what the file holds: the
+``idempotency`` table and the ``reruns`` table (``sqlite_reruns``). Instants are stored as
+REAL seconds since the epoch, so retention is one indexed comparison.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import TypeAlias
 
 from consumer.errors import ConfigError
 from consumer.store import rows
-from consumer.store.entry import RequestOrigin, StoredEntry
+from consumer.store.entry import RequestOrigin, RerunMark, StoredEntry
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -50,6 +51,19 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
 CREATE INDEX IF NOT EXISTS idempotency_tracked ON idempotency (created_at)
     WHERE track = 1 AND completed_at IS NULL;
+CREATE TABLE IF NOT EXISTS reruns (
+    key              TEXT NOT NULL,
+    rerun_id         TEXT NOT NULL CHECK (length(rerun_id) BETWEEN 1 AND 128),
+    status           TEXT NOT NULL,
+    evidence         TEXT,
+    source_topic     TEXT NOT NULL,
+    source_partition INTEGER NOT NULL,
+    source_offset    INTEGER NOT NULL,
+    run_state        TEXT,
+    created_at       REAL NOT NULL,
+    PRIMARY KEY (key, rerun_id)
+);
+CREATE INDEX IF NOT EXISTS reruns_created_at ON reruns (created_at);
 """
 _LEASE_INDEX = (
     "CREATE INDEX IF NOT EXISTS idempotency_leased ON idempotency (leased_at)"
@@ -81,6 +95,9 @@ _MIGRATION_4 = (
     "ALTER TABLE idempotency ADD COLUMN traceparent TEXT",
     "ALTER TABLE idempotency ADD COLUMN tracestate TEXT",
 )
+# Schema version 5 (re-runs, issue 29) adds the ``reruns`` table alone, which ``_SCHEMA``'s
+# CREATE IF NOT EXISTS makes in an older file too: nothing in ``idempotency`` changes.
+_MIGRATION_5: tuple[str, ...] = ()
 
 ORIGIN_COLUMNS = (
     "correlation_id, reply_topic, source_topic, source_partition, source_offset,"
@@ -212,7 +229,7 @@ def apply_schema(cur: sqlite3.Cursor, path: str) -> None:
     if found is None:
         cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     else:
-        steps = {1: _MIGRATION_2, 2: _MIGRATION_3, 3: _MIGRATION_4}
+        steps = {1: _MIGRATION_2, 2: _MIGRATION_3, 3: _MIGRATION_4, 4: _MIGRATION_5}
         for version in range(found, SCHEMA_VERSION):
             for statement in steps[version]:
                 cur.execute(statement)
@@ -269,3 +286,8 @@ def origin_values(origin: RequestOrigin | None) -> tuple[object, ...]:
 def entry_from_row(row: Row) -> StoredEntry:
     """Return the entry that ``row`` (selected as ``COLUMNS``) holds, with UTC datetimes."""
     return rows.entry_from_row(row, _from_epoch)
+
+
+def rerun_from_row(row: tuple[object, ...]) -> RerunMark:
+    """Return the re-run mark that ``row`` (selected as ``rows.RERUN_COLUMNS``) holds."""
+    return rows.rerun_from_row(row, _from_epoch)

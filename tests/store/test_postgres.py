@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from consumer.errors import ConfigError, StoreUnavailableError
-from consumer.store import EntryStatus, open_store
+from consumer.store import EntryStatus, RequestOrigin, open_store
 from consumer.store.postgres import PostgresStore, display_url
 from consumer.store.postgres_schema import SCHEMA_VERSION, TABLE, VERSION_TABLE
 from tests.store.faults import read_only
@@ -78,8 +78,34 @@ def test_version_1_database_gains_route_and_trace_columns_its_entries_without_th
         )
 
     with PostgresStore(new_database, RETENTION) as upgraded:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 2
+        assert upgraded.schema_version() == SCHEMA_VERSION == 3
         assert_upgrade_kept_old_origin_and_stores_route_and_trace(upgraded)
+
+
+def test_version_2_database_gains_the_reruns_table_keeping_its_entries(new_database: str) -> None:
+    """A version 2 database is upgraded: its entry reads back as it was, re-runs can be marked."""
+    with psycopg.connect(new_database, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {VERSION_TABLE} (version integer NOT NULL)")
+        conn.execute(f"INSERT INTO {VERSION_TABLE} VALUES (2)")  # noqa: S608
+        conn.execute(VERSION_1)
+        for column in ("route", "traceparent", "tracestate"):
+            conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} text")
+        conn.execute(
+            f"INSERT INTO {TABLE} (key, fingerprint, dag_id, dag_run_id, status, track,"  # noqa: S608
+            " created_at, updated_at, source_topic, source_partition, source_offset, route)"
+            " VALUES ('k1', 'fp-1', 'etl', 'run-k1', 'triggered', true, now(), now(),"
+            " 'requests', 2, 41, 'orders')"
+        )
+
+    with PostgresStore(new_database, RETENTION) as upgraded:
+        assert upgraded.schema_version() == SCHEMA_VERSION == 3
+        (entry,) = upgraded.tracked_runs()
+        marked = upgraded.mark_rerun("k1", "r1", evidence="clock", at=("requests", 2, 50))
+        assert upgraded.get_rerun("k1", "r1") == marked
+
+    assert (entry.key, entry.dag_run_id, entry.status) == ("k1", "run-k1", EntryStatus.TRIGGERED)
+    assert entry.origin == RequestOrigin("requests", 2, 41, None, route="orders")
+    assert marked.claimed_here
 
 
 def test_newer_schema_version_is_a_config_error(new_database: str) -> None:
@@ -108,6 +134,11 @@ def test_read_only_database_with_a_current_schema_opens_reads_and_holds_writes(
             store.record(
                 "k1", fingerprint="fp", dag_id="etl", dag_run_id="r", status=EntryStatus.TRIGGERED
             )
+        assert store.get_rerun("k1", "r1") is None
+        with pytest.raises(StoreUnavailableError, match="read-only transaction"):
+            store.mark_rerun("k1", "r1", evidence=None, at=("requests", 0, 1))
+        with pytest.raises(StoreUnavailableError, match="read-only transaction"):
+            store.record_rerun("k1", "r1", run_state=None, at=("requests", 0, 1), track=True)
 
 
 def test_read_only_database_without_the_schema_is_a_config_error(new_database: str) -> None:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,71 +23,10 @@ from consumer.store.postgres import PostgresStore
 from consumer.store.sqlite import READ_BATCH, SqliteStore
 from consumer.trace import TraceContext
 from tests.store.origins import TRACE
+from tests.store.stores import RETENTION, START, ManualClock, claim, run_in_threads, trigger
 from tests.waiting import wait_until
 
-RETENTION = timedelta(days=7)
-START = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 THREADS = 16
-
-
-class ManualClock:
-    """A clock the test moves by hand, to cross the retention window without waiting."""
-
-    def __init__(self, now: datetime = START) -> None:
-        """Start at ``now``."""
-        self.now = now
-
-    def __call__(self) -> datetime:
-        """Return the current manual time."""
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        """Move the clock forward by ``delta``."""
-        self.now += delta
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    """A manual clock at ``START``."""
-    return ManualClock()
-
-
-@pytest.fixture
-def sqlite_store(db_path: Path, clock: ManualClock) -> Iterator[SqliteStore]:
-    """An open SqliteStore on a temporary file, closed after the test."""
-    with SqliteStore(db_path, RETENTION, clock=clock) as opened:
-        yield opened
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[IdempotencyStore]:
-    """Each store in turn, empty, on the manual clock: the contract suite runs on both."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("sqlite_store")
-        return
-    url = request.getfixturevalue("new_database")
-    with PostgresStore(url, RETENTION, clock=clock) as opened:
-        yield opened
-
-
-def claim(store: IdempotencyStore, key: str, fingerprint: str = "fp-1") -> StoredEntry:
-    """Mark ``key`` pending with fixed DAG fields."""
-    return store.mark_pending(key, fingerprint=fingerprint, dag_id="etl", dag_run_id=f"run-{key}")
-
-
-def trigger(store: IdempotencyStore, key: str, *, track: bool = False) -> StoredEntry:
-    """Record ``key`` as triggered with fixed run fields."""
-    return store.record(
-        key,
-        fingerprint="fp-1",
-        dag_id="etl",
-        dag_run_id=f"run-{key}",
-        status=EntryStatus.TRIGGERED,
-        run_state="queued",
-        logical_date="2025-01-01T00:00:00+00:00",
-        run_url=f"http://airflow/dags/etl/runs/run-{key}",
-        track=track,
-    )
 
 
 def test_mark_pending_round_trips_every_field(store: IdempotencyStore) -> None:
@@ -392,28 +329,6 @@ def test_file_uses_wal_journal(sqlite_store: SqliteStore) -> None:
     """The database file is in WAL mode, which persists for other connections."""
     with closing(sqlite3.connect(sqlite_store.path)) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-def run_in_threads(count: int, work: Callable[[int], None]) -> None:
-    """Run ``work(index)`` in ``count`` threads started together, re-raising any failure."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def body(index: int) -> None:
-        barrier.wait(timeout=10)
-        try:
-            work(index)
-        except BaseException as exc:  # noqa: BLE001 -- handed to the test thread below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
-    if errors:
-        raise errors[0]
 
 
 def test_concurrent_writers_on_distinct_keys_lose_nothing(store: IdempotencyStore) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from consumer.errors import ConfigError, StoreUnavailableError
+from consumer.store import EntryStatus, RequestOrigin
 from consumer.store.sqlite import SqliteStore
 from consumer.store.sqlite_schema import SCHEMA_VERSION
 from tests.store.origins import assert_upgrade_kept_old_origin_and_stores_route_and_trace
@@ -37,7 +38,7 @@ def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 4
+        assert migrated.schema_version() == SCHEMA_VERSION == 5
         tracked = migrated.tracked_runs()
 
     assert [(e.key, e.origin, e.abandoned_at) for e in tracked] == [("k1", None, None)]
@@ -81,8 +82,38 @@ def test_version_3_file_gains_route_and_trace_columns_its_entries_without_them(
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 4
+        assert migrated.schema_version() == SCHEMA_VERSION == 5
         assert_upgrade_kept_old_origin_and_stores_route_and_trace(migrated)
+
+
+# the file schema version 4 wrote (before re-runs had their table)
+VERSION_4 = VERSION_3.replace("VALUES (3)", "VALUES (4)").replace(
+    "leased_at REAL\n", "leased_at REAL, route TEXT, traceparent TEXT, tracestate TEXT\n"
+)
+
+
+def test_version_4_file_gains_the_reruns_table_keeping_its_entries(db_path: Path) -> None:
+    """A version 4 file is migrated: its entry reads back as it was, and re-runs can be marked."""
+    with closing(sqlite3.connect(db_path)) as raw, raw:
+        raw.executescript(VERSION_4)
+        now = datetime.now(UTC).timestamp()
+        raw.execute(
+            "INSERT INTO idempotency (key, fingerprint, dag_id, dag_run_id, status, track,"
+            " created_at, updated_at, source_topic, source_partition, source_offset, route)"
+            " VALUES ('k1', 'fp-1', 'etl', 'run-k1', 'triggered', 1, ?, ?, 'requests', 2, 41,"
+            " 'orders')",
+            (now, now),
+        )
+
+    with SqliteStore(db_path, RETENTION) as migrated:
+        assert migrated.schema_version() == SCHEMA_VERSION == 5
+        (entry,) = migrated.tracked_runs()
+        marked = migrated.mark_rerun("k1", "r1", evidence="clock", at=("requests", 2, 50))
+        assert migrated.get_rerun("k1", "r1") == marked
+
+    assert (entry.key, entry.dag_run_id, entry.status) == ("k1", "run-k1", EntryStatus.TRIGGERED)
+    assert entry.origin == RequestOrigin("requests", 2, 41, None, route="orders")
+    assert marked.claimed_here
 
 
 def test_schema_version_is_recorded_once(db_path: Path) -> None:
@@ -115,5 +146,10 @@ def test_current_file_opens_while_another_process_holds_the_write_lock(db_path: 
             assert store.get("k1") is not None
             with pytest.raises(StoreUnavailableError, match="locked"):
                 store.mark_pending("k2", fingerprint="fp", dag_id="etl", dag_run_id="r2")
+            assert store.get_rerun("k1", "r1") is None
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                store.mark_rerun("k1", "r1", evidence=None, at=("requests", 0, 1))
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                store.record_rerun("k1", "r1", run_state=None, at=("requests", 0, 1), track=True)
 
         other.execute("ROLLBACK")
