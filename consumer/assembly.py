@@ -7,6 +7,7 @@ import threading
 import structlog
 
 from consumer.airflow import CallPurpose, make_airflow_client
+from consumer.airflow.clearing import RunClearing
 from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
@@ -72,11 +73,13 @@ def build_worker(
         policy=Policy(
             dag_patterns=settings.dag_allowlist,
             reply_topics=frozenset(settings.reply_topic_allowlist),
+            rerun_patterns=settings.rerun_dag_allowlist,
         ),
         store=store,
         airflow=airflow,
         gate=AirflowGate(stop, probe=airflow.probe_trigger),
         airflow_limit=airflow_limit,
+        clearing=RunClearing(airflow),
         crash_at=settings.test_crash_at,
         store_hold=StoreHold(stop, observe=metrics.observe_store_call),
         router=_router(settings, metrics),

@@ -27,9 +27,11 @@ MAX_IDEMPOTENCY_KEY_CHARS = 256
 MAX_DAG_ID_CHARS = 250
 MAX_NOTE_CHARS = 1000
 MAX_CORRELATION_ID_CHARS = 256
+MAX_RERUN_ID_CHARS = 128
 MAX_TOPIC_CHARS = 249
 MAX_ECHO_CHARS = 100  # the most of one input value any error detail repeats
 CORRELATION_ID_HEADER = "correlation-id"
+RERUN_ID_HEADER = "rerun-id"  # stands for ``rerun: {"id": ...}`` (``replay --rerun``)
 
 # C0, DEL and C1 (Unicode category Cc): never in keys, ids or headers
 NO_CONTROL_CHARS_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
@@ -51,6 +53,7 @@ class Status(StrEnum):
     REJECTED = "rejected"
     ERROR = "error"
     COMPLETED = "completed"
+    RERUN = "rerun"
 
 
 def bounded(text: str, limit: int = MAX_ECHO_CHARS) -> str:
@@ -113,14 +116,31 @@ def correlation_id_from_headers(headers: Headers) -> str | None:
     Returns:
         The header as text when it is UTF-8 and a valid correlation id; otherwise None.
     """
-    raw = next((value for name, value in reversed(headers) if name == CORRELATION_ID_HEADER), None)
+    text = _header_text(headers, CORRELATION_ID_HEADER)
+    return text if is_correlation_id(text) else None
+
+
+def rerun_id_from_headers(headers: Headers) -> str | None:
+    """Read the ``rerun-id`` header (``replay --rerun``) when it is a usable re-run id.
+
+    Args:
+        headers: the record's headers; the last ``rerun-id`` counts.
+
+    Returns:
+        The header as text when it is UTF-8 and a valid re-run id; otherwise None.
+    """
+    text = _header_text(headers, RERUN_ID_HEADER)
+    return text if _is_text(text, MAX_RERUN_ID_CHARS) else None
+
+
+def _header_text(headers: Headers, header: str) -> str | None:
+    raw = next((value for name, value in reversed(headers) if name == header), None)
     if raw is None:
         return None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return text if is_correlation_id(text) else None
 
 
 def _is_text(value: object, max_chars: int) -> bool:
@@ -172,6 +192,30 @@ def exact_int(value: object) -> object:
 
 
 Rfc3339 = Annotated[datetime | None, BeforeValidator(parse_rfc3339)]
+
+
+class Rerun(BaseModel):
+    """A deliberate re-run of the key's run (issue 29; the operator's ``reset_dag_run``).
+
+    The key still names the run; ``id`` names the act, so a re-delivered re-run request
+    clears the run once.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_RERUN_ID_CHARS,
+            pattern=NO_CONTROL_CHARS_PATTERN,
+            description="Names this re-run: one clear per key and id. 1-128 characters, "
+            "no control characters.",
+        ),
+    ]
+    only_failed: Annotated[
+        bool, Field(description="Clear only the failed (and upstream-failed) tasks.")
+    ] = False
 
 
 class TriggerRequest(BaseModel):
@@ -246,6 +290,13 @@ class TriggerRequest(BaseModel):
         BeforeValidator(exact_int),
         Field(description="The wire contract version; only 1 exists."),
     ] = SCHEMA_VERSION
+    rerun: Annotated[
+        Rerun | None,
+        Field(
+            description="Re-run the key's run if it has one (cleared through Airflow's API); "
+            "only for DAGs in the worker's re-run allow-list.",
+        ),
+    ] = None
 
 
 class ErrorInfo(BaseModel):

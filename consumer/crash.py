@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-CrashPoint = Literal["after_trigger", "after_reply"]
+CrashPoint = Literal["after_trigger", "after_clear", "after_reply"]
 CRASH_EXIT = 86  # what a crashed worker exits with, so a test can tell it from other exits
 
 

@@ -48,6 +48,9 @@ class ErrorCode(StrEnum):
     INVALID_CLOUDEVENT = "invalid_cloudevent"
     NO_ROUTE_MATCHED = "no_route_matched"
     ROUTE_EXPRESSION_FAILED = "route_expression_failed"
+    # deliberate re-runs (issue 29)
+    RERUN_CONFLICT = "rerun_conflict"
+    RERUN_NOT_ALLOWED = "rerun_not_allowed"
 
 
 class TriggerConsumerError(Exception):

@@ -210,6 +210,23 @@ class Outcome:
         return cls._for_request(Status.DUPLICATE, record, request, attempts=attempts, run=run)
 
     @classmethod
+    def rerun(
+        cls, record: InboundRecord, request: TriggerRequest, run: RunView, *, attempts: int
+    ) -> Outcome:
+        """Build the outcome of a request that re-ran its key's run (issue 29).
+
+        Args:
+            record: the request record.
+            request: the validated request, with ``rerun``.
+            run: the run as Airflow reports it after the clear (same ``dag_run_id``).
+            attempts: how many Airflow calls were made.
+
+        Returns:
+            A ``rerun`` outcome.
+        """
+        return cls._for_request(Status.RERUN, record, request, attempts=attempts, run=run)
+
+    @classmethod
     def rejected(
         cls,
         record: InboundRecord,

@@ -229,19 +229,19 @@ def replay_headers(record: InboundRecord) -> Headers:
     return (*kept, (REPLAYED_FROM_HEADER, replayed_from(record).encode("utf-8")))
 
 
-def replay_record(record: InboundRecord, *, topic: str) -> OutboundRecord:
+def replay_record(record: InboundRecord, *, topic: str, stamp: Headers = ()) -> OutboundRecord:
     """Build the record to publish for a source record: same key and value bytes.
 
     Args:
         record: the source record.
         topic: the target topic.
+        stamp: headers added last (``replay --rerun``'s ``rerun-id``: the last one counts).
 
     Returns:
         The record for the target topic; the key is never changed (dedup relies on it).
     """
-    return OutboundRecord(
-        topic=topic, key=record.key, value=record.value, headers=replay_headers(record)
-    )
+    headers = (*replay_headers(record), *stamp)
+    return OutboundRecord(topic=topic, key=record.key, value=record.value, headers=headers)
 
 
 def offset_range(
@@ -302,6 +302,7 @@ def replay(
     rate: float | None = None,
     on_match: Callable[[InboundRecord, Destination], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    stamp: Headers = (),
 ) -> Tally:
     """Select, filter, route and forward records; the caller confirms the sends afterwards.
 
@@ -318,6 +319,7 @@ def replay(
         on_match: called with each matched record and its destination (a dry run lists
             them).
         on_progress: called after each record read, with the running tally.
+        stamp: headers added to every record sent (``replay --rerun``).
 
     Returns:
         The tally; ``acknowledge`` is left for the caller to call with the acks.
@@ -335,7 +337,7 @@ def replay(
                 on_match(record, destination)
             if send is not None and destination.topic is not None and not destination.via.skipped:
                 started = _pace(started, sum(tally.sent.values()) - 1, rate)
-                send(replay_record(record, topic=destination.topic))
+                send(replay_record(record, topic=destination.topic, stamp=stamp))
         if on_progress is not None:
             on_progress(tally)
         if limit is not None and tally.matched >= limit:

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     dag_allowlist: CommaList = Field(
         (), description="comma-separated glob patterns of DAGs that may be triggered ('*': all)"
     )
+    rerun_dag_allowlist: CommaList = Field(
+        (),
+        description="glob patterns of DAGs whose runs a request with `rerun` may clear and "
+        "re-run (default: none)",
+    )
     # Airflow
     airflow_url: str = Field("http://localhost:8080", description="Airflow base URL")
     airflow_api_version: Literal["auto", "v1", "v2"] = Field("auto", description="REST API")
@@ -133,7 +138,7 @@ class Settings(BaseSettings):
         timedelta(hours=24), description="how long a tracked run is watched before giving up"
     )
     track_concurrency: int = Field(4, ge=1, le=64, description="concurrent tracking checks")
-    test_crash_at: Literal["after_trigger", "after_reply"] | None = Field(
+    test_crash_at: Literal["after_trigger", "after_clear", "after_reply"] | None = Field(
         None, description="test-only fault hook: exit abruptly at this point (never in production)"
     )
     # Routes (spec §8): events that are not requests, mapped by [[routes]] in the config file

@@ -49,6 +49,7 @@ def test_request_schema_states_the_contract() -> None:
         "reply_topic",
         "track",
         "schema_version",
+        "rerun",  # issue 29, additive
     ]
     assert schema["properties"]["schema_version"]["const"] == SCHEMA_VERSION
 
@@ -61,13 +62,14 @@ def test_reply_schema_requires_every_field() -> None:
 
 
 def test_statuses_are_the_spec_statuses() -> None:
-    """Reply statuses are exactly those of spec §2."""
+    """Reply statuses are exactly those of spec §2, plus issue 29's ``rerun``."""
     assert [status.value for status in Status] == [
         "triggered",
         "duplicate",
         "rejected",
         "error",
         "completed",
+        "rerun",
     ]
 
 

@@ -18,11 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SPEC = Path("/work/shared/spec.md")  # the product spec, where this checkout can read it
 LIMITS = Limits(max_message_bytes=4096, max_conf_bytes=256, max_conf_depth=4)
-POLICY = Policy.from_lists("etl_*,report_daily", "replies-a,replies-b")
+POLICY = Policy(
+    dag_patterns=("etl_*", "report_daily"),
+    reply_topics=frozenset({"replies-a", "replies-b"}),
+    rerun_patterns=("etl_*",),
+)
 ROW = re.compile(r"^\| `([a-z_]+)` \| (\w+) \|")
 # codes an issue added beyond the spec's table (the spec is read-only here): issue → codes
 BEYOND_SPEC = {
     "issue 15 (routes)": {"invalid_cloudevent", "no_route_matched", "route_expression_failed"},
+    "issue 29 (re-runs)": {"rerun_conflict", "rerun_not_allowed"},
 }
 ROUTE_CODES = BEYOND_SPEC["issue 15 (routes)"]
 
@@ -104,6 +109,13 @@ REQUEST_PATH_CASES = [
     (ErrorCode.DAG_NOT_ALLOWED, _msg(dag_id="ETL_daily")),
     (ErrorCode.REPLY_TOPIC_NOT_ALLOWED, _msg(reply_topic="replies-c")),
     (ErrorCode.REPLY_TOPIC_NOT_ALLOWED, _msg(reply_topic="replies-A", dag_id="nope")),
+    (ErrorCode.RERUN_NOT_ALLOWED, _msg(dag_id="report_daily", rerun={"id": "fix-1"})),
+    (
+        ErrorCode.RERUN_NOT_ALLOWED,
+        _msg(dag_id="report_daily", rerun={"id": "fix-1", "only_failed": True}),
+    ),
+    (ErrorCode.SCHEMA_VIOLATION, _msg(rerun={"id": ""})),
+    (ErrorCode.SCHEMA_VIOLATION, _msg(rerun={"id": "x", "only_failed": "yes"})),
 ]
 
 
@@ -117,12 +129,12 @@ def test_request_path_gives_the_exact_code(code: ErrorCode, value: bytes) -> Non
 
 
 def test_every_request_path_code_has_two_cases() -> None:
-    """The table above covers each request-path code (all rejected codes but reuse) twice."""
+    """The table above covers each request-path code twice (reuse and conflict need a store)."""
     request_path = {
         ErrorCode(code)
         for code, status in _table(README.read_text(encoding="utf-8"), "## Error codes").items()
         if status == "rejected"
-        and code != ErrorCode.IDEMPOTENCY_KEY_REUSED
+        and code not in {ErrorCode.IDEMPOTENCY_KEY_REUSED, ErrorCode.RERUN_CONFLICT}
         and code not in ROUTE_CODES  # events, not requests: tests/routes/ pins them
     }
     counts = {code: sum(case[0] is code for case in REQUEST_PATH_CASES) for code in request_path}

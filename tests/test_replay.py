@@ -10,6 +10,8 @@ import pytest
 from consumer.errors import ErrorCode, Rejected
 from consumer.outcome import Outcome
 from consumer.pipeline.dead_letter import dead_letter_record
+from consumer.pipeline.decode import decode
+from consumer.pipeline.validate import validate
 from consumer.record import InboundRecord, OutboundRecord
 from consumer.replay import (
     Filters,
@@ -449,3 +451,18 @@ def test_a_copy_without_its_value_is_skipped_before_its_destination_is_chosen() 
     tally = replay([shrunk], destinations=ROUTED, window=Window(), filters=Filters(), send=None)
     assert (tally.without_value, tally.not_read, tally.sent) == (1, {}, {})
     assert tally.skipped == 1
+
+
+def test_replay_rerun_stamps_every_record_and_the_worker_reads_it() -> None:
+    """``--rerun ID``: a ``rerun-id`` header, last, which validation turns into ``rerun``."""
+    stamped = (("rerun-id", b"old"),)
+    source = dataclasses.replace(dlq_record(), headers=ORIGINAL_HEADERS + stamped)
+    replayed = replay_record(source, topic="requests", stamp=(("rerun-id", b"replay-7"),))
+    assert replayed.headers[-1] == ("rerun-id", b"replay-7")
+    request = validate(decode(replayed.value or b""), headers=replayed.headers)
+    assert request.rerun is not None
+    assert (request.rerun.id, request.rerun.only_failed) == ("replay-7", False)
+    body = b'{"idempotency_key": "k", "dag_id": "etl", "rerun": {"id": "own"}}'
+    own = validate(decode(body), headers=replayed.headers)
+    assert own.rerun is not None
+    assert own.rerun.id == "own"  # the request's own field wins over the header

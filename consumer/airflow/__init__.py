@@ -96,8 +96,8 @@ def make_airflow_client(
     stop: threading.Event | None = None,
     purpose: CallPurpose = CallPurpose.TRIGGER,
     count_calls: CountCalls = count_nothing,
-) -> AirflowApi:
-    """Build the Airflow client behind the ``AirflowApi`` seam from the worker's settings.
+) -> AirflowClient:
+    """Build the Airflow client (``AirflowApi``, and what ``clearing`` needs) from the settings.
 
     Args:
         settings: the worker's settings (``AirflowConnection.from_settings`` reads them).

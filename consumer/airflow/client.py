@@ -112,7 +112,7 @@ class AirflowClient:
         state = SINGLE_ATTEMPT.start()
         response, state = self.transport.request(state, "GET", "/version")
         if not response.ok:
-            raise self._refusal(response, state)
+            raise self.refusal(response, state)
         body = read_json(response)
         version = body.get("version") if isinstance(body, dict) else None
         return version if isinstance(version, str) else "unknown"
@@ -205,12 +205,12 @@ class AirflowClient:
             if response.status_code in UNLISTABLE:
                 return None
             if not response.ok:
-                raise self._refusal(response, state)
+                raise self.refusal(response, state)
             page = read_json(response)
             found = page.get("dag_runs") if isinstance(page, dict) else None
             if not isinstance(found, list):
                 raise AirflowError(ErrorCode.AIRFLOW_REJECTED, "Airflow listed no DAG runs")
-            runs += [self._dag_run(_dag_id_of(item), item) for item in found]
+            runs += [self.parse_run(_dag_id_of(item), item) for item in found]
             ends += filter(None, (parse_timestamp(item.get("end_date")) for item in found))
             if len(found) < LIST_PAGE or len(runs) >= int(page.get("total_entries") or 0):
                 return EndedRuns(runs, max(ends, default=None))
@@ -250,10 +250,10 @@ class AirflowClient:
             body = self._payload(run_id, conf, when, note)
             response, state = self.transport.request(state, "POST", path, body=body)
             if response.ok:
-                run = self._dag_run(dag_id, read_json(response))
+                run = self.parse_run(dag_id, read_json(response))
                 return self._result(run, created=True, state=state)
             if response.status_code != requests.codes.conflict:
-                raise self._refusal(response, state)
+                raise self.refusal(response, state)
             existing, state = self._fetch_run(state, dag_id, run_id)
             if existing is not None:
                 return self._result(existing, created=False, state=state)
@@ -295,7 +295,8 @@ class AirflowClient:
             may_have_reached=state.may_have_reached,  # only POSTs: a failed GET made nothing
         )
 
-    def _dag_run(self, dag_id: str, body: Any) -> DagRun:
+    def parse_run(self, dag_id: str, body: Any) -> DagRun:
+        """Read Airflow's JSON of a run (``AirflowError`` when it is not one)."""
         if not isinstance(body, dict) or not isinstance(body.get("dag_run_id"), str):
             raise AirflowError(ErrorCode.AIRFLOW_REJECTED, "Airflow answered without a DAG run")
         run_id: str = body["dag_run_id"]
@@ -315,8 +316,8 @@ class AirflowClient:
         if response.status_code == requests.codes.not_found:
             return None, state
         if not response.ok:
-            raise self._refusal(response, state)
-        return self._dag_run(dag_id, read_json(response)), state
+            raise self.refusal(response, state)
+        return self.parse_run(dag_id, read_json(response)), state
 
     def _dag_paused(self, dag_id: str) -> bool | None:
         """Whether the DAG is paused (facts §7.8: the trigger answer does not say); best effort."""
@@ -331,7 +332,7 @@ class AirflowClient:
         self._paused[dag_id] = (paused, time.monotonic())
         return paused
 
-    def _refusal(self, response: requests.Response, state: RetryState) -> Exception:
+    def refusal(self, response: requests.Response, state: RetryState) -> Exception:
         """The exception for a non-transient, non-success answer."""
         status = response.status_code
         detail = _detail(response)

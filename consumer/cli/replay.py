@@ -14,6 +14,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, No
 
 from consumer.cli import EXIT_FAILURE, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from consumer.cli.ranges import UsageError, add_range_arguments, build_window, non_negative_int
+from consumer.contract import RERUN_ID_HEADER, rerun_id_from_headers
 from consumer.errors import (
     ConfigError,
     KafkaUnreachableError,
@@ -25,7 +26,7 @@ from consumer.kafka_io.preflight import check_connection
 from consumer.kafka_io.reader import open_reader, plan_ranges, read_records, topic_exists
 from consumer.kafka_io.security import connection_options
 from consumer.kafka_io.writer import RecordWriter
-from consumer.record import InboundRecord
+from consumer.record import Headers, InboundRecord
 from consumer.replay import (
     Filters,
     Window,
@@ -106,6 +107,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=_positive_float, metavar="N", help="at most N records per second"
     )
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="replay at most N records")
+    parser.add_argument(
+        "--rerun",
+        type=_rerun_id,
+        metavar="ID",
+        help="stamp every re-driven record with this re-run id (a rerun-id header): requests "
+        "whose key already has a run re-run it, once per ID",
+    )
     parser.add_argument("--config", type=Path, help="TOML config file")
 
 
@@ -155,6 +163,17 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _rerun_id(text: str) -> str:
+    """A ``--rerun`` value: what the worker accepts as ``rerun.id``."""
+    if rerun_id_from_headers(((RERUN_ID_HEADER, text.encode("utf-8")),)) is None:
+        raise argparse.ArgumentTypeError("must be 1-128 characters, no control characters")
+    return text
+
+
+def _stamp(rerun_id: str | None) -> Headers:
+    return () if rerun_id is None else ((RERUN_ID_HEADER, rerun_id.encode("utf-8")),)
 
 
 def _explain_skips(tally: Tally, destinations: Destinations, *, dry_run: bool) -> list[str]:
@@ -228,6 +247,7 @@ def _replay(
                 limit=args.limit,
                 rate=args.rate,
                 on_progress=progress,
+                stamp=_stamp(args.rerun),
             )
             # spec: count as replayed only what the broker acknowledged
             tally.acknowledge(writer.confirm())

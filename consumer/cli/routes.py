@@ -151,6 +151,7 @@ def _policy(settings: Settings) -> Policy:
     return Policy(
         dag_patterns=settings.dag_allowlist or None,
         reply_topics=frozenset(settings.reply_topic_allowlist),
+        rerun_patterns=settings.rerun_dag_allowlist,
     )
 
 

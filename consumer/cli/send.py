@@ -24,7 +24,7 @@ from consumer.settings import Settings, load_settings
 HELP = "produce a trigger request (from flags or a file); --wait prints its reply"
 CORRELATION_HEADER = "correlation-id"
 # reply statuses that mean "the request did what was asked"
-SUCCESS_STATUSES = frozenset({"triggered", "duplicate", "completed"})
+SUCCESS_STATUSES = frozenset({"triggered", "duplicate", "rerun", "completed"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--note", help="note stored on the DAG run")
     parser.add_argument("--track", action="store_true", help="also reply when the run finishes")
     parser.add_argument("--reply-topic", help="ask for the reply on this (allowed) topic")
+    parser.add_argument(
+        "--rerun",
+        metavar="ID",
+        help="re-run the key's run if it has one (once per ID; needs --key and a DAG in "
+        "RERUN_DAG_ALLOWLIST)",
+    )
+    parser.add_argument(
+        "--only-failed", action="store_true", help="with --rerun: clear only the failed tasks"
+    )
     parser.add_argument("--file", type=Path, help="send this file's bytes as the message value")
     parser.add_argument("--topic", help="request topic (default: the configured one)")
     parser.add_argument("--wait", action="store_true", help="wait for the reply and print it")
@@ -59,6 +68,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
     request.update({name: value for name, value in optional.items() if value is not None})
     if args.track:
         request["track"] = True
+    if args.rerun is not None:
+        request["rerun"] = {"id": args.rerun, "only_failed": args.only_failed}
     return request
 
 
@@ -78,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         key = args.key
         reply_topic = args.reply_topic or settings.reply_topic
     elif args.dag:
+        if args.only_failed and args.rerun is None:
+            print("trigger-consumer: --only-failed needs --rerun", file=sys.stderr)
+            return EXIT_USAGE
         try:
             request = build_request(args)
         except json.JSONDecodeError as exc:

@@ -91,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TOPICS",
         help="comma-separated topics; when given, any other reply_topic is reply_topic_not_allowed",
     )
+    parser.add_argument(
+        "--rerun-dag-allowlist",
+        metavar="PATTERNS",
+        help="comma-separated DAG glob patterns whose runs a request with rerun may re-run "
+        "(default: the worker's RERUN_DAG_ALLOWLIST)",
+    )
     parser.add_argument("--max-message-bytes", type=_positive_int)
     parser.add_argument("--max-conf-bytes", type=_positive_int)
     parser.add_argument("--max-conf-depth", type=_positive_int)
@@ -112,12 +118,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"trigger-consumer: {exc}\n")
         return EXIT_USAGE
-    limits, dag_patterns, reply_topics = _checks(args, settings)
+    limits, policy = _checks(args, settings)
     code = EXIT_OK
     for path in args.files:
         try:
             for source, value in _messages(path, lines=args.lines):
-                verdict = check_message(source, value, limits, dag_patterns, reply_topics)
+                verdict = check_message(source, value, limits, policy)
                 sys.stdout.write((verdict.as_json() if args.json else verdict.as_line()) + "\n")
                 if not verdict.ok and code == EXIT_OK:
                     code = EXIT_FAILURE
@@ -127,9 +133,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _checks(
-    args: argparse.Namespace, settings: Settings
-) -> tuple[Limits, list[str] | None, list[str]]:
+def _checks(args: argparse.Namespace, settings: Settings) -> tuple[Limits, Policy]:
     """The limits and allow-lists: the worker's settings, each overridden by its flag."""
     limits = Limits(
         max_message_bytes=args.max_message_bytes or settings.max_message_bytes,
@@ -146,32 +150,31 @@ def _checks(
         if args.reply_topic_allowlist is not None
         else list(settings.reply_topic_allowlist)
     )
-    return limits, dag_patterns, reply_topics
+    rerun_patterns = (
+        split_list(args.rerun_dag_allowlist)
+        if args.rerun_dag_allowlist is not None
+        else list(settings.rerun_dag_allowlist)
+    )
+    policy = Policy(
+        dag_patterns=None if dag_patterns is None else tuple(dag_patterns),
+        reply_topics=frozenset(reply_topics),
+        rerun_patterns=tuple(rerun_patterns),
+    )
+    return limits, policy
 
 
-def check_message(
-    source: str,
-    value: bytes,
-    limits: Limits,
-    dag_patterns: list[str] | None = None,
-    reply_topics: list[str] | None = None,
-) -> Verdict:
-    """Run decode, validate and the given allow-lists on one message value.
+def check_message(source: str, value: bytes, limits: Limits, policy: Policy) -> Verdict:
+    """Run decode, validate and the allow-lists on one message value.
 
     Args:
         source: how to name the message in the verdict.
         value: the raw message value.
         limits: size and depth bounds.
-        dag_patterns: the DAG allow-list, or None to skip that check.
-        reply_topics: the reply-topic allow-list, or None to skip that check.
+        policy: the allow-lists (a None list skips its check).
 
     Returns:
         The verdict.
     """
-    policy = Policy(
-        dag_patterns=None if dag_patterns is None else tuple(dag_patterns),
-        reply_topics=None if reply_topics is None else frozenset(reply_topics),
-    )
     request = screen(value, limits, policy)
     if isinstance(request, Refusal):
         rejected = request.rejected

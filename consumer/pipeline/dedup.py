@@ -123,15 +123,25 @@ def releases_key(seen: Seen) -> bool:
     return seen is not Seen.CLAIMED
 
 
-def key_reused(entry: StoredEntry) -> Rejected:
+def key_reused(entry: StoredEntry, request: TriggerRequest) -> Rejected:
     """The refusal of a request whose key ``entry`` holds for a different request.
 
     Args:
         entry: the entry of the first request that claimed the key.
+        request: the refused request.
 
     Returns:
-        The ``idempotency_key_reused`` signal (built, not raised: the caller answers it).
+        The ``idempotency_key_reused`` signal, or ``rerun_conflict`` for a re-run (built,
+        not raised: the caller answers it).
     """
+    if request.rerun is not None:
+        # Airflow keeps a run's conf, logical date and note when it clears it
+        return Rejected(
+            ErrorCode.RERUN_CONFLICT,
+            "a re-run must repeat the first request of its key (dag_id, conf, logical_date "
+            "and note): a cleared run keeps them; a new idempotency key makes a new run",
+            {"dag_run_id": entry.dag_run_id, "dag_id": entry.dag_id},
+        )
     return Rejected(
         ErrorCode.IDEMPOTENCY_KEY_REUSED,
         "this idempotency key was already used for a different request",
@@ -155,18 +165,26 @@ def stored_outcome(
         (OWN) that made the run, else ``duplicate`` of the stored run; no Airflow call.
     """
     if seen is Seen.REUSED:
-        return Outcome.rejected(record, key_reused(entry), request=request)
+        return Outcome.rejected(record, key_reused(entry, request), request=request)
     if seen is Seen.OWN and entry.status is EntryStatus.TRIGGERED:
-        return Outcome.triggered(record, request, _stored_run(entry), attempts=0)
-    return Outcome.duplicate(record, request, _stored_run(entry), attempts=0)
+        return Outcome.triggered(record, request, stored_run(entry), attempts=0)
+    return Outcome.duplicate(record, request, stored_run(entry), attempts=0)
 
 
-def _stored_run(entry: StoredEntry) -> DagRun:
-    """The run a final store entry names, for an answer without Airflow."""
+def stored_run(entry: StoredEntry, state: str | None = None) -> DagRun:
+    """The run a final store entry names, for an answer without Airflow.
+
+    Args:
+        entry: the key's final store entry.
+        state: the run's state when known better than the entry's (after a clear).
+
+    Returns:
+        The run, in ``state``, else the entry's last known state, else ``unknown``.
+    """
     return DagRun(
         dag_id=entry.dag_id,
         dag_run_id=entry.dag_run_id,
-        state=entry.run_state or "unknown",
+        state=state or entry.run_state or "unknown",
         logical_date=datetime.fromisoformat(entry.logical_date) if entry.logical_date else None,
         run_url=entry.run_url or "",
     )

@@ -44,6 +44,7 @@ from consumer.pipeline.dedup import (
     stored_outcome,
 )
 from consumer.pipeline.policy import Policy
+from consumer.pipeline.rerun import Clearing, Rerunner
 from consumer.pipeline.screen import Refusal, screen
 from consumer.pipeline.trigger import trigger
 from consumer.record import DerivedRecord, InboundRecord
@@ -130,6 +131,7 @@ class Pipeline:
     # spec §3: a store outage holds requests (retried with backoff), it never fails them
     store_hold: StoreHold = field(default_factory=StoreHold)
     router: EventRouter | None = None  # spec §8 Routes: None when no route is configured
+    clearing: Clearing | None = None  # re-runs (issue 29): None refuses them as a bug
     trace_context: bool = True  # pass a message's W3C trace context into the run's conf
 
     def triage(
@@ -209,6 +211,11 @@ class Pipeline:
             # another process (replica) may have claimed the key since the read
             seen = claimed(entry, admitted.fingerprint, at)
         if entry is not None and seen in ANSWERED:
+            if request.rerun is not None and seen is not Seen.REUSED:
+                origin = self._origin(record, request)
+                made_by_it = seen is Seen.OWN and entry.status is EntryStatus.TRIGGERED
+                rerunner = self._rerunner()
+                return rerunner.rerun(record, request, entry, origin, owned, made_by_it=made_by_it)
             return stored_outcome(record, request, entry, seen)
         if not owned():  # the pending mark stays: the new owner resumes the request
             raise StoppingError("partition revoked before the Airflow call")
@@ -227,7 +234,12 @@ class Pipeline:
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
         made_here = made_the_run(seen, result)
         # the run exists
-        hold(lambda: self._record(admitted, result, made_here=made_here), "record")
+        stored = hold(lambda: self._record(admitted, result, made_here=made_here), "record")
+        if request.rerun is not None:
+            if not made_here:  # the key had a run already: this re-run clears it
+                origin = self._origin(record, request)
+                return self._rerunner().rerun(record, request, stored, origin, owned)
+            self._rerunner().note_triggered(request, at, result.state)
         build = Outcome.triggered if made_here else Outcome.duplicate
         return build(record, request, result, attempts=result.attempts)
 
@@ -306,9 +318,21 @@ class Pipeline:
         """Answer a key the store maps to a run; admit the rest (within the boundary)."""
         return guarded(admitted.record, admitted.request, _judged, admitted, entry, current)
 
-    def _record(self, admitted: Admitted, result: TriggerResult, *, made_here: bool) -> None:
+    def _rerunner(self) -> Rerunner:
+        if self.clearing is None:
+            raise ValueError("a re-run request reached a pipeline built without clearing")
+        return Rerunner(
+            self.store,
+            self.clearing,
+            self.gate,
+            self.airflow_limit,
+            self.store_hold,
+            crash_at=self.crash_at,
+        )
+
+    def _record(self, admitted: Admitted, result: TriggerResult, *, made_here: bool) -> StoredEntry:
         record, request = admitted.record, admitted.request
-        self.store.record(
+        return self.store.record(
             request.idempotency_key,
             fingerprint=admitted.fingerprint,
             dag_id=request.dag_id,
@@ -325,7 +349,9 @@ class Pipeline:
 def _judged(admitted: Admitted, entry: StoredEntry | None, current: bool) -> Outcome | Admitted:
     record, request = admitted.record, admitted.request
     seen = judge(entry, admitted.fingerprint, (record.topic, record.partition, record.offset))
-    if current and entry is not None and seen in ANSWERED:
+    # a re-run of a known run needs its re-run mark, read in ``execute``
+    rerun_of_run = request.rerun is not None and seen is not Seen.REUSED
+    if current and entry is not None and seen in ANSWERED and not rerun_of_run:
         return stored_outcome(record, request, entry, seen)
     return Admitted(record, request, admitted.fingerprint, entry, current)
 

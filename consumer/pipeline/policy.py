@@ -3,7 +3,8 @@
 DAG patterns are shell globs (``*``, ``?``, ``[...]``), anchored and case-sensitive:
 ``etl_*`` allows ``etl_daily`` but not ``my_etl_daily`` or ``ETL_daily``. An empty
 allow-list allows nothing; ``*`` must be written out to allow every DAG. Reply topics
-are exact names.
+are exact names. A deliberate re-run (a request with ``rerun``, issue 29) clears a run
+instead of making one, so its DAG must also match the re-run allow-list (empty by default).
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ class Policy:
             check (``validate`` without ``--dag-allowlist``).
         reply_topics: topic names a request may name in ``reply_topic``. None skips the
             check (``validate`` without ``--reply-topic-allowlist``).
+        rerun_patterns: glob patterns of the DAGs whose runs a request may re-run. None
+            skips the check (``validate`` without ``--rerun-dag-allowlist``).
     """
 
     dag_patterns: tuple[str, ...] | None
     reply_topics: frozenset[str] | None = frozenset()
+    rerun_patterns: tuple[str, ...] | None = ()
 
     @classmethod
     def from_lists(cls, dag_allowlist: str, reply_topic_allowlist: str = "") -> Policy:
@@ -70,12 +74,14 @@ def check_policy(request: TriggerRequest, policy: Policy) -> None:
         policy: the allow-lists.
 
     Raises:
-        Rejected: ``reply_topic_not_allowed`` or ``dag_not_allowed``.
+        Rejected: ``reply_topic_not_allowed``, ``dag_not_allowed`` or ``rerun_not_allowed``.
     """
     if policy.reply_topics is not None:
         check_reply_topic(request.reply_topic, policy.reply_topics)
     if policy.dag_patterns is not None:
         check_dag(request.dag_id, policy.dag_patterns)
+    if request.rerun is not None and policy.rerun_patterns is not None:
+        check_rerun(request.dag_id, policy.rerun_patterns)
 
 
 def check_dag(dag_id: str, patterns: Iterable[str]) -> None:
@@ -92,6 +98,25 @@ def check_dag(dag_id: str, patterns: Iterable[str]) -> None:
         raise Rejected(
             ErrorCode.DAG_NOT_ALLOWED,
             f"DAG {dag_id} is not in the DAG allow-list",
+            {"dag_id": dag_id},
+        )
+
+
+def check_rerun(dag_id: str, patterns: Iterable[str]) -> None:
+    """Check that a re-run of a run of ``dag_id`` is allowed (glob patterns, as ``check_dag``).
+
+    Args:
+        dag_id: a valid dag_id, already in the DAG allow-list.
+        patterns: the re-run allow-list.
+
+    Raises:
+        Rejected: ``rerun_not_allowed`` when no pattern matches.
+    """
+    if not any(fnmatchcase(dag_id, pattern) for pattern in patterns):
+        raise Rejected(
+            ErrorCode.RERUN_NOT_ALLOWED,
+            f"re-runs of DAG {dag_id} are not allowed: it is not in RERUN_DAG_ALLOWLIST "
+            "(a re-run clears the existing run; a new idempotency key makes a new run)",
             {"dag_id": dag_id},
         )
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
 
 from consumer.airflow import AirflowApi
 from consumer.airflow.gate import HOLD_RETRY_INITIAL_DELAY, HOLD_RETRY_MAX_DELAY, AirflowGate
@@ -12,6 +13,8 @@ from consumer.airflow.limit import Call, CallOutcome, ConcurrencyLimit
 from consumer.airflow.runs import TriggerResult
 from consumer.contract import TriggerRequest
 from consumer.errors import AirflowError, AirflowUnavailableError, StoppingError
+
+T = TypeVar("T")
 
 
 def trigger(
@@ -69,26 +72,58 @@ def _trigger_held(
 ) -> TriggerResult:
     """Create (or find) the run; hold while no trigger succeeds (raises as ``trigger``).
 
-    Each retry budget that runs out while Airflow made runs for others is counted; the
-    request fails on the second such budget in a row (one started after Airflow was seen
-    making runs, so a recovery racing the first budget's end fails nothing). Otherwise the
-    request is held and retries after a backoff. A POST that may have reached Airflow in an
-    earlier budget is carried into the result (``may_have_reached``).
+    A POST that may have reached Airflow in an earlier budget is carried into the result
+    (``may_have_reached``).
     """
-    reached = False  # an earlier POST may have reached Airflow although no answer came
+
+    def post() -> TriggerResult:
+        return airflow.trigger(
+            request.dag_id,
+            dag_run_id,
+            conf=request.conf,
+            logical_date=request.logical_date,
+            note=request.note,
+        )
+
+    held = call_held(post, gate, owned)
+    return _across_holds(held.result, reached=held.reached, attempts=held.attempts)
+
+
+@dataclass(frozen=True)
+class Held(Generic[T]):
+    """What a call held through outages returned, and what its failed budgets did.
+
+    Attributes:
+        result: the call's answer.
+        reached: a failed earlier attempt may have reached Airflow although no answer came.
+        attempts: the HTTP calls of the failed earlier budgets.
+    """
+
+    result: T
+    reached: bool
+    attempts: int
+
+
+def call_held(call: Callable[[], T], gate: AirflowGate, owned: Callable[[], bool]) -> Held[T]:
+    """Run ``call`` (one retry budget of Airflow calls); hold while no trigger succeeds.
+
+    Each retry budget that runs out while Airflow made runs for others is counted; the
+    call fails on the second such budget in a row (one started after Airflow was seen
+    making runs, so a recovery racing the first budget's end fails nothing). Otherwise the
+    call is held and retried after a backoff.
+
+    Raises:
+        AirflowError: as ``trigger``.
+        StoppingError: the worker stopped, or the partition was revoked, while it waited.
+    """
+    reached = False
     attempts = 0
     delay = HOLD_RETRY_INITIAL_DELAY
     failed_while_others_succeeded = False
     while True:
         began = time.monotonic()
         try:
-            result = airflow.trigger(
-                request.dag_id,
-                dag_run_id,
-                conf=request.conf,
-                logical_date=request.logical_date,
-                note=request.note,
-            )
+            result = call()
         except AirflowUnavailableError as exc:
             if gate.stopping or exc.details.get("stopped"):
                 raise StoppingError("stopping while retrying Airflow") from None
@@ -99,7 +134,7 @@ def _trigger_held(
             if gate.others_succeeded_since(began):
                 if failed_while_others_succeeded:
                     exc.details["attempts"] = attempts
-                    raise  # Airflow makes runs for others: this request's budget is spent
+                    raise  # Airflow makes runs for others: this call's budget is spent
                 failed_while_others_succeeded = True
                 continue
             failed_while_others_succeeded = False
@@ -113,7 +148,7 @@ def _trigger_held(
                 gate.record_served()
             raise
         gate.record_success()
-        return _across_holds(result, reached=reached, attempts=attempts)
+        return Held(result, reached, attempts)
 
 
 def _across_holds(result: TriggerResult, *, reached: bool, attempts: int) -> TriggerResult:

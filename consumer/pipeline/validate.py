@@ -19,6 +19,7 @@ from consumer.contract import (
     bounded,
     correlation_id_from_headers,
     is_correlation_id,
+    rerun_id_from_headers,
 )
 from consumer.errors import ErrorCode, Rejected
 from consumer.limits import DEFAULT_LIMITS, Limits
@@ -42,7 +43,7 @@ def validate(
         payload: the top-level JSON object, as ``decode`` returns it.
         limits: the ``conf`` size and depth bounds.
         headers: the record's headers; a valid ``correlation-id`` header is the default
-            correlation id.
+            correlation id, a valid ``rerun-id`` header the default ``rerun``.
 
     Returns:
         The request, with ``logical_date`` in UTC and ``correlation_id`` always set (the
@@ -63,6 +64,11 @@ def validate(
         default = correlation_id_from_headers(headers) or data.get("idempotency_key")
         if is_correlation_id(default):
             data["correlation_id"] = default
+    if data.get("rerun") is None:
+        # a re-driven record stamped by ``replay --rerun``: the header names the re-run
+        rerun_id = rerun_id_from_headers(headers)
+        if rerun_id is not None:
+            data["rerun"] = {"id": rerun_id}
     try:
         request = TriggerRequest.model_validate(data)
     except ValidationError as exc:

@@ -27,8 +27,11 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "note",
     "reply_topic",
     "correlation_id",
+    "rerun",
 )
-KNOWN_FIELDS = frozenset({*REQUIRED, *TEMPLATE_FIELDS, "match", "conf", "track"})
+KNOWN_FIELDS = frozenset(
+    {*REQUIRED, *TEMPLATE_FIELDS, "match", "conf", "track", "rerun_only_failed"}
+)
 
 ConfSpec: TypeAlias = "Expression | dict[str, ConfSpec] | int | float | bool"
 """How a route builds ``conf``: one expression giving an object, or a table of them."""
@@ -51,6 +54,9 @@ class Route:
         track: whether to track the run (a constant or a template).
         reply_topic: optional reply topic template.
         correlation_id: optional correlation id template.
+        rerun: optional template of a re-run id (issue 29): the derived request re-runs
+            its key's run, once per id; a null result makes a plain request.
+        rerun_only_failed: with ``rerun``, clear only the run's failed tasks.
     """
 
     name: str
@@ -64,6 +70,8 @@ class Route:
     track: bool | Template = False
     reply_topic: Template | None = None
     correlation_id: Template | None = None
+    rerun: Template | None = None
+    rerun_only_failed: bool = False
 
 
 class TopicOptions(BaseModel):
@@ -183,12 +191,18 @@ def _build(name: str, raw: Mapping[str, Any]) -> Route:
     track = raw.get("track", False)
     if not isinstance(track, bool):
         track = _template("track", track)
+    only_failed = raw.get("rerun_only_failed", False)
+    if not isinstance(only_failed, bool):
+        raise _FieldError("rerun_only_failed", "must be true or false")
+    if only_failed and "rerun" not in raw:
+        raise _FieldError("rerun_only_failed", "needs a rerun template")
     return Route(
         name=name,
         topics=tuple(topics),
         match=_expression("match", raw["match"]) if "match" in raw else None,
         conf=_conf("conf", raw["conf"]) if "conf" in raw else None,
         track=track,
+        rerun_only_failed=only_failed,
         **templates,
     )
 

@@ -186,6 +186,10 @@ def derive(route: Route, event: Event) -> dict[str, Any]:
         payload["track"] = track
     elif route.track:
         payload["track"] = True
+    if route.rerun is not None:
+        rerun_id = _text(route, "rerun", route.rerun, document, required=False)
+        if rerun_id is not None:
+            payload["rerun"] = {"id": rerun_id, "only_failed": route.rerun_only_failed}
     return payload
 
 

@@ -10,7 +10,9 @@ question (``AirflowApi.ended_runs``):
   is tracked.
 - What was listed is kept for ``KEEP``, so a run that ended while the window watched its
   DAG is known however late its entry is looked at (a run leased only later, a run that
-  another replica held until it died).
+  another replica held until it died). Such a run, listed by an earlier poll, is read
+  once more (one GET) before it is reported: it may have been cleared since (a re-run,
+  issue 29), and its ``completed`` reply must be for the end it has now.
 - A run the window cannot vouch for (its DAG is new to the window, or it was created
   before the window opened) makes the window reach back to the run's creation, less
   ``LIST_OVERLAP`` for the clock skew between this host, the replica that made the run and
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from consumer.airflow import AirflowApi, DagRun
+from consumer.airflow.client import ENDED_STATES
 from consumer.store import Clock, StoredEntry
 
 # how long listed runs are kept: a run leased up to KEEP - LIST_OVERLAP after it ended is known
@@ -83,21 +86,33 @@ class EndedRunWindow:
         listing = self._airflow.ended_runs(dags, since)
         if listing is None:
             return None
-        for run in listing.runs:
-            self._runs.setdefault((run.dag_id, run.dag_run_id), (run, now))
+        for run in listing.runs:  # the latest listing of a run wins (a re-run's new end)
+            self._runs.pop((run.dag_id, run.dag_run_id), None)  # the dict stays in time order
+            self._runs[(run.dag_id, run.dag_run_id)] = (run, now)
         for dag_id in dags:
             self._opened[dag_id] = min(self._opened.get(dag_id, since), since)
         if listing.latest_end is not None:
             self._cursor = max(listing.latest_end, self._cursor or listing.latest_end)
         found: dict[str, DagRun] = {}
         for entry in entries:
-            listed = self._runs.get((entry.dag_id, entry.dag_run_id))
-            if listed is None:
+            ended = self._current(entry, now)
+            if ended is None:
                 self._looked.pop(entry.key, None)  # to the end: the dict stays in time order
                 self._looked[entry.key] = now
             else:
-                found[entry.key] = listed[0]
+                found[entry.key] = ended
         return found
+
+    def _current(self, entry: StoredEntry, now: datetime) -> DagRun | None:
+        """The entry's run if it ended: as listed now, or read again if listed earlier."""
+        listed = self._runs.get((entry.dag_id, entry.dag_run_id))
+        if listed is None or listed[1] == now:
+            return None if listed is None else listed[0]
+        run = self._airflow.get_run(entry.dag_id, entry.dag_run_id)  # cleared since?
+        if run is not None and run.state in ENDED_STATES:
+            return run
+        del self._runs[(entry.dag_id, entry.dag_run_id)]  # a later listing will show its end
+        return None
 
     def _vouches(self, entry: StoredEntry, now: datetime) -> bool:
         """Whether a run missing from the window surely has not ended."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from consumer.contract import TriggerRequest
 from consumer.errors import ErrorCode, Rejected
 from consumer.limits import DEFAULT_LIMITS
@@ -109,3 +111,37 @@ def test_a_field_that_fails_on_one_event_is_route_expression_failed() -> None:
     assert refused.rejected.code is ErrorCode.ROUTE_EXPRESSION_FAILED
     assert refused.rejected.details["route"] == "a"
     assert refused.rejected.details["field"] == "idempotency_key"
+
+
+def test_a_route_with_a_rerun_template_derives_rerun_requests() -> None:
+    """``rerun`` names the re-run id from the event; a null result makes a plain request."""
+    routes = RouteTable.parse(
+        [
+            {
+                "name": "fix",
+                "topics": ["fixes"],
+                "dag_id": "etl_a",
+                "idempotency_key": "{id}",
+                "rerun": "{fix}",
+                "rerun_only_failed": True,
+            }
+        ]
+    )
+    router = Router(routes)
+    policy = Policy(dag_patterns=("etl_*",), rerun_patterns=("etl_*",))
+    rerun, plain = (
+        screened(router.expand(_record("fixes", event), DEFAULT_LIMITS), policy)[0]
+        for event in ({"id": "1", "fix": "bug-7"}, {"id": "2", "fix": None})
+    )
+    assert isinstance(rerun, TriggerRequest)
+    assert isinstance(plain, TriggerRequest)
+    assert rerun.rerun is not None
+    assert (rerun.rerun.id, rerun.rerun.only_failed) == ("bug-7", True)
+    assert plain.rerun is None
+
+
+def test_rerun_only_failed_needs_a_rerun_template() -> None:
+    """``rerun_only_failed`` alone is a configuration error, named."""
+    raw = [{"name": "x", "topics": ["t"], "dag_id": "d", "rerun_only_failed": True}]
+    with pytest.raises(ValueError, match="rerun_only_failed"):
+        RouteTable.parse(raw)

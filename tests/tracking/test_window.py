@@ -92,7 +92,7 @@ def test_after_the_first_listing_each_starts_just_before_the_latest_end_seen(
     assert log.calls[-1][0] > first.created_at - LIST_OVERLAP
 
 
-def test_a_run_listed_before_its_entry_was_looked_at_is_known_without_reading_it_again(
+def test_a_run_listed_before_its_entry_was_looked_at_is_known_without_listing_it_again(
     airflow3: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
 ) -> None:
     """A run that ended while the window watched its DAG is found later, not listed again."""

@@ -1,0 +1,174 @@
+"""Deliberate re-runs (issue 29) on the real stack: a failed run cleared once, and succeeding.
+
+``devstack_flaky`` fails on its first try and succeeds once cleared: a clear shows as a
+second try of its ``flaky`` task, and of ``prepare`` unless ``only_failed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from consumer.crash import CRASH_EXIT
+from consumer.run_id import run_id_for
+from devstack.airflow import AirflowServer, wait_for_run
+from tests.conftest import KafkaCluster, unique_name
+from tests.scenarios.harness import (
+    Topics,
+    WorkerProcess,
+    committed,
+    produce,
+    read_all,
+    replies_by_key,
+    running,
+)
+from tests.scenarios.harness import request as request_value
+from tests.waiting import wait_until
+
+FLAKY = "devstack_flaky"
+RERUNS = {"rerun_dag_allowlist": FLAKY, "track_poll_interval": "1s"}
+
+
+def _replies(kafka: KafkaCluster, topics: Topics, key: str, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` replies about ``key``, in order, once there are that many."""
+    found: list[dict[str, Any]] = []
+
+    def enough() -> bool:
+        records = read_all(kafka.bootstrap_servers, topics.replies, at_least=0, timeout=30)
+        found[:] = replies_by_key(records).get(key, [])
+        return len(found) >= count
+
+    wait_until(enough, timeout=180, what=f"{count} replies for {key}")
+    return found[:count]
+
+
+def _send(kafka: KafkaCluster, topics: Topics, key: str, **fields: Any) -> None:
+    value = request_value(key, fields.pop("dag_id", FLAKY), **fields)
+    produce(kafka.bootstrap_servers, topics.requests, [(key.encode(), value, [])])
+
+
+def _tries(airflow: AirflowServer, key: str) -> dict[str, int]:
+    """Each task of the key's run, with its try number (1: never cleared)."""
+    url = (
+        f"{airflow.url}/api/{airflow.api_version}/dags/{FLAKY}/dagRuns/"
+        f"{run_id_for(key)}/taskInstances"
+    )
+    answer = airflow.session().get(url, timeout=30)
+    answer.raise_for_status()
+    return {ti["task_id"]: ti["try_number"] for ti in answer.json()["task_instances"]}
+
+
+def _failed_run(
+    kafka: KafkaCluster, topics: Topics, airflow: AirflowServer, key: str
+) -> dict[str, Any]:
+    """Trigger the key's run (tracked) and wait for its ``triggered`` and ``completed``."""
+    _send(kafka, topics, key, track=True)
+    first, completed = _replies(kafka, topics, key, 2)
+    assert first["status"] == "triggered"
+    assert (completed["status"], completed["run_state"]) == ("completed", "failed")
+    return first
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_options(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The worker's store: its own SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        return {"store_url": request.getfixturevalue("new_database")}
+    return {}
+
+
+def test_a_failed_run_is_rerun_once_and_succeeds(
+    kafka: KafkaCluster,
+    airflow: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+    store_options: dict[str, str],
+) -> None:
+    """Re-run, then the same re-run again (duplicate), a conflict and a refused DAG.
+
+    The ``completed`` reply of the tracked re-run is the cleared run's end (success), not
+    the failure it had before.
+    """
+    options = RERUNS | store_options
+    key = unique_name("rerun")
+    with running(make_worker(airflow=airflow, **options)):
+        first = _failed_run(kafka, topics, airflow, key)
+        _send(kafka, topics, key, track=True, rerun={"id": "fix-1"})
+        rerun, completed = _replies(kafka, topics, key, 4)[2:]
+        assert (rerun["status"], rerun["dag_run_id"]) == ("rerun", first["dag_run_id"])
+        assert rerun["run_state"] in {"queued", "running"}
+        assert (completed["status"], completed["run_state"]) == ("completed", "success")
+        assert _tries(airflow, key) == {"prepare": 2, "flaky": 2}  # every task, once
+
+        _send(kafka, topics, key, rerun={"id": "fix-1"})  # re-sent: not a second clear
+        _send(kafka, topics, key, conf={"other": 1}, rerun={"id": "fix-2"})
+        _send(kafka, topics, key, dag_id="devstack_plain", rerun={"id": "fix-3"})
+        again, conflict, refused = _replies(kafka, topics, key, 7)[4:]
+    assert (again["status"], again["run_state"]) == ("duplicate", "success")
+    assert conflict["error"]["code"] == "rerun_conflict"
+    assert refused["error"]["code"] == "rerun_not_allowed"
+    assert _tries(airflow, key) == {"prepare": 2, "flaky": 2}
+
+
+def test_only_failed_clears_only_the_failed_tasks(
+    kafka: KafkaCluster,
+    airflow: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """``only_failed``: the failed task runs again, the one that succeeded does not."""
+    key = unique_name("only-failed")
+    with running(make_worker(airflow=airflow, **RERUNS)):
+        _failed_run(kafka, topics, airflow, key)
+        _send(kafka, topics, key, rerun={"id": "fix", "only_failed": True})
+        rerun = _replies(kafka, topics, key, 3)[2]
+    assert rerun["status"] == "rerun"
+    assert wait_for_run(airflow, FLAKY, run_id_for(key), timeout=180)["state"] == "success"
+    assert _tries(airflow, key) == {"prepare": 1, "flaky": 2}
+
+
+def test_a_rerun_of_a_key_without_a_run_triggers_it(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """No run yet: ``triggered``; the re-run id is spent on it (the same again: duplicate)."""
+    key = unique_name("rerun-first")
+    with running(make_worker(**RERUNS)):
+        _send(kafka, topics, key, rerun={"id": "r1"})
+        _send(kafka, topics, key, rerun={"id": "r1"})
+        statuses = [reply["status"] for reply in _replies(kafka, topics, key, 2)]
+    assert statuses == ["triggered", "duplicate"]
+    assert wait_for_run(airflow3, FLAKY, run_id_for(key), timeout=180)["state"] == "failed"
+    assert _tries(airflow3, key) == {"prepare": 1, "flaky": 1}  # never cleared
+
+
+def test_crash_between_the_clear_and_the_store_write(
+    kafka: KafkaCluster,
+    airflow: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Killed right after the clear: the restart answers ``rerun`` and does not clear again."""
+    key = unique_name("crash-clear")
+    with running(make_worker(airflow=airflow, **RERUNS)):
+        _failed_run(kafka, topics, airflow, key)
+    _send(kafka, topics, key, rerun={"id": "fix"})
+    crashing = make_worker(airflow=airflow, test_crash_at="after_clear", **RERUNS)
+    crashing.start()
+    assert crashing.wait(timeout=120) == CRASH_EXIT
+    with running(make_worker(airflow=airflow, **RERUNS)):
+        wait_until(
+            lambda: (
+                sum(committed(kafka.bootstrap_servers, topics.group, topics.requests).values()) == 2
+            ),
+            timeout=120,
+            what="the re-run committed after the restart",
+        )
+        replies = _replies(kafka, topics, key, 3)
+    assert [reply["status"] for reply in replies] == ["triggered", "completed", "rerun"]
+    assert wait_for_run(airflow, FLAKY, run_id_for(key), timeout=180)["state"] == "success"
+    assert _tries(airflow, key) == {"prepare": 2, "flaky": 2}  # cleared once, not twice
