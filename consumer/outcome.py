@@ -138,7 +138,7 @@ class Outcome:
     """The result of processing one request record.
 
     Attributes:
-        status: triggered, duplicate, rejected, error or completed.
+        status: triggered, duplicate, rerun, rejected, error or completed.
         source: the request's Kafka coordinates.
         idempotency_key: the request's key; None when it could not be read.
         correlation_id: echoed in the reply and its ``correlation-id`` header.

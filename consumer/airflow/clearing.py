@@ -25,7 +25,8 @@ Endpoints: Airflow 3 ``POST /api/v2/dags/{dag_id}/dagRuns/{run_id}/clear`` with
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +37,7 @@ from consumer.airflow.client import AirflowClient
 from consumer.airflow.retry import SINGLE_ATTEMPT
 from consumer.airflow.runs import parse_timestamp
 from consumer.airflow.transport import read_json
-from consumer.errors import AirflowError, ErrorCode
+from consumer.errors import AirflowError, ErrorCode, StoppingError
 
 FINISHED = frozenset({"success", "failed"})
 _RUN_ID_SAFE = ":+~"
@@ -68,14 +69,25 @@ class RunClock:
         )
 
     @classmethod
-    def from_text(cls, text: str) -> RunClock:
-        """Read a clock ``text()`` wrote."""
-        data = json.loads(text)
-        return cls(
-            state=str(data.get("state")),
-            queued_at=parse_timestamp(data.get("queued_at")),
-            start_date=parse_timestamp(data.get("start_date")),
-        )
+    def from_text(cls, text: str) -> RunClock | None:
+        """Read a clock ``text()`` wrote; None for text that is not one (nothing to go by)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("state"), str):
+            return None
+        return cls.from_body(data)
+
+    @property
+    def shows_a_clear(self) -> bool:
+        """Whether a clear of the run as it is now would leave a trace in its clock.
+
+        Airflow 3 sets ``queued_at`` on every clear; Airflow 2 (no ``queued_at``) resets
+        only a finished run's ``start_date``: a run it has not finished could be cleared
+        twice after a crash, unseen.
+        """
+        return self.queued_at is not None or self.state in FINISHED
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> RunClock:
@@ -94,10 +106,13 @@ class Clocked:
     Attributes:
         clock: the run's clock.
         attempts: HTTP calls made (retries included).
+        cleared: (``ensure_cleared``) whether the run shows a clear since the clock it was
+            given: False when Airflow had nothing to clear (``only_failed``, none failed).
     """
 
     clock: RunClock
     attempts: int
+    cleared: bool = False
 
 
 def cleared_since(before: RunClock, now: RunClock) -> bool:
@@ -147,28 +162,51 @@ class RunClearing:
         return Clocked(RunClock.from_body(body if isinstance(body, dict) else {}), state.attempts)
 
     def ensure_cleared(
-        self, dag_id: str, run_id: str, before: RunClock, *, only_failed: bool
+        self,
+        dag_id: str,
+        run_id: str,
+        before: RunClock,
+        *,
+        only_failed: bool,
+        owned: Callable[[], bool],
     ) -> Clocked:
         """Clear the run unless its clock moved since ``before``; return its clock after.
 
         The clear is sent once (no retry inside): a lost answer surfaces as
         ``AirflowUnavailableError``, and the next call reads the clock before clearing.
+        ``owned`` is asked right before the clear: a partition that moved meanwhile is
+        its new owner's to clear.
 
         Raises:
             AirflowUnavailableError: Airflow did not answer (the clear may have happened).
-            AirflowError: Airflow refused the call (``dag_not_found`` when the run is gone).
+            AirflowError: Airflow refused the call (``dag_not_found`` when the run is gone;
+                ``airflow_rejected`` when the worker may not clear runs: 403).
+            StoppingError: the partition was revoked before the clear.
             ConfigError: credentials refused or TLS failure.
         """
         now = self.clock(dag_id, run_id)
         if cleared_since(before, now.clock):
-            return now
+            return replace(now, cleared=True)
+        if not owned():
+            raise StoppingError("partition revoked before the clear")
         client = self._client
         path, body = _clear_call(client.api_version, dag_id, run_id, only_failed=only_failed)
         response, state = client.transport.request(SINGLE_ATTEMPT.start(), "POST", path, body=body)
+        if response.status_code == requests.codes.forbidden:
+            # the trigger's credentials work (the clock was read): a permission to clear
+            # (PUT on DAG runs) is missing, a refusal of this request, not a fatal error
+            raise AirflowError(
+                ErrorCode.AIRFLOW_REJECTED,
+                f"Airflow refused to clear run {run_id} of {dag_id} (403): the worker's user "
+                "needs permission to edit DAG runs (and task instances, for only_failed on "
+                "Airflow 2) to re-run them",
+                {"status": 403, "attempts": now.attempts + state.attempts},
+            )
         if not response.ok:
             raise client.refusal(response, state)
         after = self.clock(dag_id, run_id)
-        return Clocked(after.clock, now.attempts + state.attempts + after.attempts)
+        attempts = now.attempts + state.attempts + after.attempts
+        return Clocked(after.clock, attempts, cleared=cleared_since(before, after.clock))
 
 
 def _clear_call(

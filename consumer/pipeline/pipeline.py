@@ -211,14 +211,11 @@ class Pipeline:
             # another process (replica) may have claimed the key since the read
             seen = claimed(entry, admitted.fingerprint, at)
         if entry is not None and seen in ANSWERED:
-            if request.rerun is not None and seen is not Seen.REUSED:
-                origin = self._origin(record, request)
-                made_by_it = seen is Seen.OWN and entry.status is EntryStatus.TRIGGERED
-                rerunner = self._rerunner()
-                return rerunner.rerun(record, request, entry, origin, owned, made_by_it=made_by_it)
-            return stored_outcome(record, request, entry, seen)
+            return self._answered(admitted, entry, seen, owned)
         if not owned():  # the pending mark stays: the new owner resumes the request
             raise StoppingError("partition revoked before the Airflow call")
+        if request.rerun is not None and seen is not Seen.CLAIMED:
+            self._rerunner().claim_for_trigger(request, at)
         try:
             traced = self._traced(request, record)
             run_id = run_id_for(key)
@@ -235,13 +232,25 @@ class Pipeline:
         made_here = made_the_run(seen, result)
         # the run exists
         stored = hold(lambda: self._record(admitted, result, made_here=made_here), "record")
-        if request.rerun is not None:
-            if not made_here:  # the key had a run already: this re-run clears it
-                origin = self._origin(record, request)
-                return self._rerunner().rerun(record, request, stored, origin, owned)
+        # the key had a run already (not one another request is still making): clear it
+        if request.rerun is not None and not made_here and stored.status is not EntryStatus.PENDING:
+            origin = self._origin(record, request)
+            return self._rerunner().rerun(record, request, stored, origin, owned)
+        if request.rerun is not None and made_here:
             self._rerunner().note_triggered(request, at, result.state)
         build = Outcome.triggered if made_here else Outcome.duplicate
         return build(record, request, result, attempts=result.attempts)
+
+    def _answered(
+        self, admitted: Admitted, entry: StoredEntry, seen: Seen, owned: Owned
+    ) -> Outcome:
+        """The answer for a key the store maps to a run: from the store, or a re-run."""
+        record, request = admitted.record, admitted.request
+        if request.rerun is None or seen is Seen.REUSED:
+            return stored_outcome(record, request, entry, seen)
+        made_by_it = seen is Seen.OWN and entry.status is EntryStatus.TRIGGERED
+        origin = self._origin(record, request)
+        return self._rerunner().rerun(record, request, entry, origin, owned, made_by_it=made_by_it)
 
     def airflow_available(self) -> bool:
         """False while an Airflow outage is waited out (the loop stops fetching)."""

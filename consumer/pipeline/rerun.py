@@ -5,10 +5,17 @@ id noted done); one whose key has a run clears that run through Airflow, guarded
 re-run's mark in the store, judged like a key's entry (``dedup``)::
 
     no mark ──────────────────────────► NEW      read the run's clock, mark pending, clear
-    pending of this very request ─────► RESUMED  clear unless the clock moved (a crash)
-    pending of another request ───────► CLAIMED  ``duplicate``: that request clears it
-    done, of this very request ───────► OWN      ``rerun`` again, no Airflow call
+    pending, with the run's clock ────► RESUMED  clear unless the clock moved since
+    pending, no clock, this request ──► RESUMED  (its trigger found the run) read, clear
+    pending, no clock, another one ───► CLAIMED  ``duplicate``: its trigger makes the run
+    done, of this very request ───────► OWN      ``rerun`` again (``triggered`` without a
+                                                 clock), no Airflow call
     done, of another request ─────────► KNOWN    ``duplicate``: the run was re-run already
+
+A pending mark with a clock is resumed by whichever request of that key and id comes:
+its own re-delivery after a crash, or a re-send after a refusal or a lost answer (the
+clock tells whether the clear happened). Two replicas resuming one mark at the same
+instant could both find the clock unmoved; requests of one key are ordered per worker.
 
 Airflow keeps a run's conf, logical date and note when it clears it, so a re-run whose
 fingerprinted fields differ from the key's first request is ``rerun_conflict``
@@ -22,12 +29,12 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Protocol
 
-from consumer.airflow.clearing import FINISHED, Clocked, RunClock
+from consumer.airflow.clearing import Clocked, RunClock
 from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import CallOutcome, ConcurrencyLimit
 from consumer.contract import Rerun, TriggerRequest
 from consumer.crash import CrashPoint, crash_here
-from consumer.errors import AirflowError, AirflowUnavailableError, StoppingError
+from consumer.errors import AirflowError, AirflowUnavailableError, ErrorCode, StoppingError
 from consumer.outcome import Outcome
 from consumer.pipeline.dedup import stored_run
 from consumer.pipeline.trigger import call_held
@@ -51,7 +58,13 @@ class Clearing(Protocol):
         ...
 
     def ensure_cleared(
-        self, dag_id: str, run_id: str, before: RunClock, *, only_failed: bool
+        self,
+        dag_id: str,
+        run_id: str,
+        before: RunClock,
+        *,
+        only_failed: bool,
+        owned: Callable[[], bool],
     ) -> Clocked:
         """Clear the run unless its clock moved since ``before``; its clock after."""
         ...
@@ -81,13 +94,11 @@ def judge_rerun(mark: RerunMark | None, at: Coordinates) -> RerunSeen:
     Returns:
         One of ``RerunSeen``; a mark this very call wrote (``claimed_here``) is NEW.
     """
-    if mark is None:
+    if mark is None or mark.claimed_here:
         return RerunSeen.NEW
     mine = mark.at == at
     if mark.status is RerunStatus.PENDING:
-        if mine:
-            return RerunSeen.NEW if mark.claimed_here else RerunSeen.RESUMED
-        return RerunSeen.CLAIMED
+        return RerunSeen.RESUMED if mine or mark.evidence is not None else RerunSeen.CLAIMED
     return RerunSeen.OWN if mine else RerunSeen.KNOWN
 
 
@@ -147,6 +158,7 @@ class Rerunner:
             if mark is None:
                 before = self._clock(entry, owned)
                 attempts = before.attempts
+                _check_clearable(entry, before.clock)
                 mark = hold(
                     lambda: self.store.mark_rerun(
                         key, rerun.id, evidence=before.clock.text(), at=at
@@ -160,11 +172,11 @@ class Rerunner:
                 raise StoppingError("partition revoked before the clear")
             cleared = self._clear(entry, mark, rerun, owned)
             after, attempts = cleared.clock, attempts + cleared.attempts
-        except AirflowError as exc:  # the pending mark stays: the same re-run may be re-sent
+        except AirflowError as exc:  # the pending mark stays: a re-send resumes it
             return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         crash_here("after_clear", self.crash_at)  # cleared; the store says pending
-        # a run that was not cleared (only_failed, nothing failed) does not end again
-        track = request.track and after.state not in FINISHED
+        # a run Airflow had nothing to clear in (only_failed, none failed) does not end again
+        track = request.track and cleared.cleared
         hold(
             lambda: self.store.record_rerun(
                 key, rerun.id, run_state=after.state, at=at, track=track, origin=origin
@@ -172,6 +184,18 @@ class Rerunner:
             "record_rerun",
         )
         return Outcome.rerun(record, request, stored_run(entry, after.state), attempts=attempts)
+
+    def claim_for_trigger(self, request: TriggerRequest, at: Coordinates) -> None:
+        """Before a re-run request triggers its key's first run: mark its id, without a clock.
+
+        So that a request of the same key and id elsewhere waits for this one's answer
+        (CLAIMED) instead of clearing the run this one is making.
+        """
+        rerun = _rerun_of(request)
+        key = request.idempotency_key
+        self.store_hold.call(
+            lambda: self.store.mark_rerun(key, rerun.id, evidence=None, at=at), "mark_rerun"
+        )
 
     def note_triggered(self, request: TriggerRequest, at: Coordinates, run_state: str) -> None:
         """Note a re-run request that made its key's first run: its ``rerun.id`` is spent."""
@@ -192,13 +216,18 @@ class Rerunner:
     ) -> Clocked:
         """Clear the run unless the mark's clock shows it was cleared; its clock after."""
         clearing = self.clearing
-        if mark.evidence is None:  # no clock was kept: the one read now stands for it
-            before = self._clock(entry, owned).clock
-        else:
-            before = RunClock.from_text(mark.evidence)
+        kept = RunClock.from_text(mark.evidence) if mark.evidence is not None else None
+        if kept is None:  # no clock was kept (or none readable): the one read now stands in
+            kept = self._clock(entry, owned).clock
+            _check_clearable(entry, kept)
+        before = kept
         return self._held(
             lambda: clearing.ensure_cleared(
-                entry.dag_id, entry.dag_run_id, before, only_failed=rerun.only_failed
+                entry.dag_id,
+                entry.dag_run_id,
+                before,
+                only_failed=rerun.only_failed,
+                owned=owned,
             ),
             owned,
         )
@@ -207,7 +236,8 @@ class Rerunner:
         """One clearing call within the Airflow call limit, held through outages."""
         with self.airflow_limit.slot() as slot:
             try:
-                held = call_held(call, self.gate, owned)
+                # a clearing call proves Airflow serves, not that it makes runs for others
+                held = call_held(call, self.gate, owned, succeeded=self.gate.record_served)
             except AirflowUnavailableError:
                 slot.report(CallOutcome.OVERLOADED)
                 raise
@@ -216,6 +246,18 @@ class Rerunner:
                 raise
             slot.report(CallOutcome.ANSWERED)
         return replace(held.result, attempts=held.result.attempts + held.attempts)
+
+
+def _check_clearable(entry: StoredEntry, clock: RunClock) -> None:
+    """Refuse a clear that a crash could make happen twice unseen (Airflow 2, unfinished)."""
+    if not clock.shows_a_clear:
+        raise AirflowError(
+            ErrorCode.AIRFLOW_REJECTED,
+            f"run {entry.dag_run_id} is {clock.state}: Airflow 2 keeps no trace of a clear "
+            "of a run that has not finished, so it cannot be re-run exactly once; re-send "
+            "the re-run once the run has ended",
+            {"dag_id": entry.dag_id, "dag_run_id": entry.dag_run_id, "attempts": 1},
+        )
 
 
 def _rerun_of(request: TriggerRequest) -> Rerun:

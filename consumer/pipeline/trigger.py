@@ -104,8 +104,17 @@ class Held(Generic[T]):
     attempts: int
 
 
-def call_held(call: Callable[[], T], gate: AirflowGate, owned: Callable[[], bool]) -> Held[T]:
+def call_held(
+    call: Callable[[], T],
+    gate: AirflowGate,
+    owned: Callable[[], bool],
+    *,
+    succeeded: Callable[[], None] | None = None,
+) -> Held[T]:
     """Run ``call`` (one retry budget of Airflow calls); hold while no trigger succeeds.
+
+    ``succeeded`` tells the gate what an answer proves (default ``gate.record_success``:
+    a run was made; a call that makes no run passes ``gate.record_served``).
 
     Each retry budget that runs out while Airflow made runs for others is counted; the
     call fails on the second such budget in a row (one started after Airflow was seen
@@ -147,7 +156,7 @@ def call_held(call: Callable[[], T], gate: AirflowGate, owned: Callable[[], bool
             if _answered(exc):  # a definite refusal proves the endpoint serves
                 gate.record_served()
             raise
-        gate.record_success()
+        (succeeded or gate.record_success)()
         return Held(result, reached, attempts)
 
 

@@ -13,6 +13,8 @@ its real answer returned, except the trigger POSTs (``POST …/dagRuns``) and th
   list endpoint; 503: a listing that fails);
 - ``fail_run_reads(status, times)``: answer the next ``times`` reads of one run
   (``GET …/dagRuns/<run_id>``) ``status``;
+- ``fail_clears(status)``: answer the clears (``POST …/clear``, ``…/clearTaskInstances``)
+  ``status`` (403: a user allowed to trigger but not to edit runs);
 - ``heal()``: forward everything again.
 
 ``requests`` keeps the method and path of every request received, in order.
@@ -43,6 +45,7 @@ class FaultProxy:
         self._fail_after_drop: int | None = None
         self._list_status: int | None = None
         self._run_read_failures: list[int] = []  # statuses for the next reads of one run
+        self._clear_status: int | None = None
         self.requests: list[tuple[str, str]] = []
         self.trigger_posts = 0  # trigger POSTs received
         self.failed_posts = 0  # of which answered with the scripted failure
@@ -73,9 +76,15 @@ class FaultProxy:
         with self._lock:
             self._run_read_failures = [status] * times
 
+    def fail_clears(self, status: int) -> None:
+        """Answer every clear with ``status`` until ``heal``."""
+        with self._lock:
+            self._clear_status = status
+
     def heal(self) -> None:
         """Forward everything again."""
         with self._lock:
+            self._clear_status = None
             self._run_read_failures = []
             self._fail_status = None
             self._drop_next = False
@@ -96,12 +105,14 @@ class FaultProxy:
         drop = False
         with self._lock:
             self.requests.append((handler.command, handler.path))
-            list_status = self._list_status if path.endswith("/dagRuns/list") else None
+            answer_status = self._list_status if path.endswith("/dagRuns/list") else None
+            if handler.command == "POST" and path.endswith(("/clear", "/clearTaskInstances")):
+                answer_status = self._clear_status
             run_read = handler.command == "GET" and "/dagRuns/" in path
-            if run_read and self._run_read_failures and list_status is None:
-                list_status = self._run_read_failures.pop()  # the status to answer
-        if list_status is not None:
-            self._send(handler, list_status, {}, json.dumps({"detail": "fault proxy"}).encode())
+            if run_read and self._run_read_failures and answer_status is None:
+                answer_status = self._run_read_failures.pop()  # the status to answer
+        if answer_status is not None:
+            self._send(handler, answer_status, {}, json.dumps({"detail": "fault proxy"}).encode())
             return
         if trigger:
             with self._lock:

@@ -15,6 +15,7 @@ from consumer.crash import CRASH_EXIT
 from consumer.run_id import run_id_for
 from devstack.airflow import AirflowServer, wait_for_run
 from tests.conftest import KafkaCluster, unique_name
+from tests.faults.proxy import FaultProxy
 from tests.scenarios.harness import (
     Topics,
     WorkerProcess,
@@ -172,3 +173,36 @@ def test_crash_between_the_clear_and_the_store_write(
     assert [reply["status"] for reply in replies] == ["triggered", "completed", "rerun"]
     assert wait_for_run(airflow, FLAKY, run_id_for(key), timeout=180)["state"] == "success"
     assert _tries(airflow, key) == {"prepare": 2, "flaky": 2}  # cleared once, not twice
+
+
+def test_a_clear_refused_403_is_answered_and_a_re_send_clears_it(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """A user that may trigger but not edit runs: an error for that request, no stop.
+
+    The worker goes on, and once the permission is granted the same re-run re-sent clears
+    the run (the refused attempt left nothing that makes it a duplicate).
+    """
+    proxy = FaultProxy(airflow3.url)
+    key = unique_name("clear-403")
+    try:
+        worker = make_worker(airflow_url=proxy.url, **RERUNS)
+        with running(worker):
+            _failed_run(kafka, topics, airflow3, key)
+            proxy.fail_clears(403)
+            _send(kafka, topics, key, rerun={"id": "fix"})
+            refused = _replies(kafka, topics, key, 3)[2]
+            proxy.heal()
+            _send(kafka, topics, key, rerun={"id": "fix"})
+            rerun = _replies(kafka, topics, key, 4)[3]
+            assert worker.process is not None
+            assert worker.process.poll() is None  # still running
+    finally:
+        proxy.close()
+    assert (refused["status"], refused["error"]["code"]) == ("error", "airflow_rejected")
+    assert "permission" in refused["error"]["message"]
+    assert rerun["status"] == "rerun"
+    assert _tries(airflow3, key) == {"prepare": 2, "flaky": 2}
