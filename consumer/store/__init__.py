@@ -9,7 +9,8 @@ The life of one key::
 
     mark_pending ──► pending ──► record(triggered | duplicate) ──► mark_completed (track only)
                         │                                     └──► abandon_tracking (horizon)
-                        └──────► release   (the attempt certainly created no run)
+                        └──────► release   (the attempt certainly created no run;
+                                            its record's refusal is remembered beyond it)
 
 A ``rerun`` request (issue 29) keeps one mark per key and re-run id beside the key's entry,
 forgotten with it (release, expiry, purge)::
@@ -22,6 +23,7 @@ from __future__ import annotations
 from consumer.store.entry import (
     Coordinates,
     EntryStatus,
+    RememberedRefusal,
     RequestOrigin,
     RerunMark,
     RerunStatus,
@@ -39,6 +41,7 @@ __all__ = [
     "Coordinates",
     "EntryStatus",
     "IdempotencyStore",
+    "RememberedRefusal",
     "RequestOrigin",
     "RerunMark",
     "RerunStatus",

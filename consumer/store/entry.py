@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from consumer.trace import TraceContext
 
@@ -140,3 +140,30 @@ class RerunMark:
     run_state: str | None
     created_at: datetime
     claimed_here: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RememberedRefusal:
+    """A definite refusal that released its key, remembered for the record it answered.
+
+    Releasing the key lets a corrected request take it; if the refused record is then
+    delivered again (a crash before its offset was committed), the key's entry belongs to
+    that other request and judging it against the entry would answer
+    ``idempotency_key_reused``. The record's own answer is kept here instead, so its
+    re-delivery is answered the same (nemesis seed 303).
+
+    Attributes:
+        key: the idempotency key the record named.
+        at: the record's (topic, partition, offset).
+        code: the error code it was answered with (``ErrorCode`` value).
+        message: the error message.
+        details: the error details (JSON-serializable).
+        created_at: when it was remembered (UTC); purged with the retention window.
+    """
+
+    key: str
+    at: Coordinates
+    code: str
+    message: str
+    details: dict[str, Any]
+    created_at: datetime

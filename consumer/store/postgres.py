@@ -13,8 +13,15 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from consumer.errors import ConfigError
-from consumer.store import postgres_reruns
-from consumer.store.entry import Coordinates, EntryStatus, RequestOrigin, RerunMark, StoredEntry
+from consumer.store import postgres_refusals, postgres_reruns
+from consumer.store.entry import (
+    Coordinates,
+    EntryStatus,
+    RememberedRefusal,
+    RequestOrigin,
+    RerunMark,
+    StoredEntry,
+)
 from consumer.store.failures import store_failures
 from consumer.store.postgres_failures import classify_postgres_error
 from consumer.store.postgres_schema import (
@@ -24,15 +31,18 @@ from consumer.store.postgres_schema import (
     entry_from_row,
     open_schema,
     origin_params,
+    refusal_from_row,
     rerun_from_row,
 )
 from consumer.store.postgres_sql import (
+    ABANDON,
     ALL_COLUMNS,
-    HELD_BY,
+    COMPLETE,
     LEASE,
     LIVE,
     MARK_PENDING,
     RECORD,
+    RELEASE_LEASES,
     RENEW,
     TRACKED,
 )
@@ -244,9 +254,16 @@ class PostgresStore:
         values.update(origin_params(origin))
         return values
 
-    def release(self, key: str) -> bool:
-        """Forget ``key`` and its re-run marks: its attempt ended without creating a run."""
-        return self._count(postgres_reruns.RELEASE, {"key": key}) > 0
+    def release(self, key: str, *, refusal: RememberedRefusal | None = None) -> bool:
+        """Forget ``key`` and its re-run marks, remembering ``refusal``; say if it was held."""
+        return self._count(*postgres_refusals.release(key, refusal, now=self._clock())) > 0
+
+    def refusal_at(self, key: str, at: Coordinates) -> RememberedRefusal | None:
+        """Return the live refusal remembered for ``key`` at ``at``, or None."""
+        values = postgres_refusals.params(key, at, cutoff=self._cutoff())
+        with _failures(), self._pool.connection() as conn:
+            row = conn.execute(postgres_refusals.SELECT, values).fetchone()
+        return None if row is None else refusal_from_row(row)
 
     def get_rerun(self, key: str, rerun_id: str) -> RerunMark | None:
         """Return the live re-run mark of ``key`` named ``rerun_id``, or None."""
@@ -317,22 +334,13 @@ class PostgresStore:
 
     def release_leases(self, owner: str) -> int:
         """Give up every lease ``owner`` holds; return how many."""
-        sql = (
-            f"UPDATE {TABLE} SET lease_owner = NULL, lease_until = NULL"  # noqa: S608
-            " WHERE lease_owner = %(owner)s"
-        )
-        return self._count(sql, {"owner": owner})
+        return self._count(RELEASE_LEASES, {"owner": owner})
 
     def mark_completed(self, key: str, run_state: str, *, owner: str | None = None) -> bool:
         """Note that the tracked run of ``key`` reached ``run_state``; end its lease.
 
         With ``owner``, only while ``owner`` holds the key's lease.
         """
-        sql = (
-            f"UPDATE {TABLE} t SET run_state = %(state)s, completed_at = %(now)s,"  # noqa: S608
-            " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL"
-            f" WHERE key = %(key)s AND {LIVE} AND {HELD_BY}"
-        )
         now = self._clock()
         params = {
             "state": run_state,
@@ -341,33 +349,28 @@ class PostgresStore:
             "owner": owner,
             "cutoff": now - self._retention,
         }
-        return self._count(sql, params) > 0
+        return self._count(COMPLETE, params) > 0
 
     def abandon_tracking(self, key: str, *, owner: str | None = None) -> bool:
         """Stop tracking the run of ``key`` without it being seen complete; end its lease.
 
         With ``owner``, only while ``owner`` holds the key's lease.
         """
-        sql = (
-            f"UPDATE {TABLE} t SET abandoned_at = %(now)s, updated_at = %(now)s,"  # noqa: S608
-            " lease_owner = NULL, lease_until = NULL"
-            f" WHERE key = %(key)s AND {LIVE} AND {HELD_BY}"
-        )
         now = self._clock()
         params = {"now": now, "key": key, "owner": owner, "cutoff": now - self._retention}
-        return self._count(sql, params) > 0
+        return self._count(ABANDON, params) > 0
 
     def purge(self, older_than: datetime) -> int:
-        """Delete entries created before the timezone-aware ``older_than``, with their re-runs."""
+        """Delete entries (with their re-runs) and refusals created before ``older_than``."""
         if older_than.tzinfo is None:
             raise ValueError(f"naive datetime {older_than!r}: the store compares instants")
         params = {"cutoff": older_than, "retention": self._retention}
-        return self._purged(postgres_reruns.PURGE, params)
+        return self._purged(postgres_refusals.PURGE, params)
 
     def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
-        """Delete at most ``batch`` expired entries, with their re-runs (``IdempotencyStore``)."""
+        """Delete at most ``batch`` rows past the retention: entries first, then refusals."""
         params = {"cutoff": self._cutoff(), "retention": self._retention, "batch": batch}
-        return self._purged(postgres_reruns.PURGE_EXPIRED, params)
+        return self._purged(postgres_refusals.PURGE_EXPIRED, params)
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the database."""

@@ -99,17 +99,21 @@ def _purge(entries: str, orphans: str) -> str:
         f" forgotten AS (DELETE FROM {RERUNS} r USING gone WHERE r.key = gone.key"
         " AND r.created_at < gone.created_at + %(retention)s),"
         f" orphaned AS (DELETE FROM {RERUNS} WHERE (key, rerun_id) IN ({orphans}))"
-        " SELECT count(*) FROM gone"
     )
 
 
 PURGE = _purge("created_at < %(cutoff)s", _ORPHANS)
+"""``purge``'s ``WITH`` clauses: ``gone`` (the entries deleted), then their marks' deletions.
+
+``postgres_refusals`` completes them into one statement that also counts ``gone``.
+"""
 # replicas purging at once skip each other's rows
 PURGE_EXPIRED = _purge(
     f"key IN (SELECT key FROM {TABLE} WHERE created_at < %(cutoff)s"  # noqa: S608 -- constants
     " LIMIT %(batch)s FOR UPDATE SKIP LOCKED)",
     f"{_ORPHANS} LIMIT %(batch)s FOR UPDATE SKIP LOCKED",
 )
+"""``PURGE`` bounded to %(batch)s entries (and orphaned marks)."""
 
 
 def params(

@@ -1,7 +1,8 @@
 """The PostgreSQL store's layout: versioned DDL, its safe upgrade, rows ↔ entries and marks.
 
 ``PostgresStore`` runs the statements; this module says what the database holds: the
-idempotency table and the re-run marks' table (``postgres_reruns``). Many
+idempotency table, the re-run marks' table (``postgres_reruns``) and the remembered
+refusals' table (``postgres_refusals``). Many
 replicas may start at once against one database, so the upgrade runs in one transaction
 under a transaction-scoped advisory lock: one replica applies each step, the others wait
 and then find the schema current. Steps are additive (new tables, columns, indexes), so
@@ -17,12 +18,13 @@ import psycopg
 
 from consumer.errors import ConfigError
 from consumer.store import rows
-from consumer.store.entry import RequestOrigin, RerunMark, StoredEntry
+from consumer.store.entry import RememberedRefusal, RequestOrigin, RerunMark, StoredEntry
 
 TABLE = "trigger_consumer_idempotency"
 VERSION_TABLE = "trigger_consumer_schema"
 RERUNS = "trigger_consumer_reruns"
-SCHEMA_VERSION = 3
+REFUSALS = "trigger_consumer_refusals"
+SCHEMA_VERSION = 4
 # any constant shared by every release: the advisory lock that serialises upgrades
 UPGRADE_LOCK = 0x7472_6967_6765_72  # "trigger"
 
@@ -77,6 +79,22 @@ _STEPS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (key, rerun_id)
         )""",
         f"CREATE INDEX {RERUNS}_created_at ON {RERUNS} (created_at)",
+    ),
+    # remembered refusals (nemesis seed 303): one answer per key and record, kept beyond
+    # the key's entry and purged by their own age
+    4: (
+        f"""CREATE TABLE {REFUSALS} (
+            key              text NOT NULL,
+            source_topic     text NOT NULL,
+            source_partition integer NOT NULL,
+            source_offset    bigint NOT NULL,
+            code             text NOT NULL,
+            message          text NOT NULL,
+            details          text NOT NULL,
+            created_at       timestamptz NOT NULL,
+            PRIMARY KEY (key, source_topic, source_partition, source_offset)
+        )""",
+        f"CREATE INDEX {REFUSALS}_created_at ON {REFUSALS} (created_at)",
     ),
 }
 """Version → the statements that upgrade the previous version to it."""
@@ -201,6 +219,11 @@ def entry_from_row(row: tuple[Any, ...]) -> StoredEntry:
 def rerun_from_row(row: tuple[Any, ...]) -> RerunMark:
     """Return the re-run mark that ``row`` (selected as ``rows.RERUN_COLUMNS``) holds."""
     return rows.rerun_from_row(row, _utc_instant)
+
+
+def refusal_from_row(row: tuple[Any, ...]) -> RememberedRefusal:
+    """Return the refusal that ``row`` (selected as ``rows.REFUSAL_COLUMNS``) holds."""
+    return rows.refusal_from_row(row, _utc_instant)
 
 
 def origin_params(origin: RequestOrigin | None) -> dict[str, Any]:

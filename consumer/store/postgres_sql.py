@@ -1,4 +1,4 @@
-"""The PostgreSQL store's composed statements: claim, record, lease and renew in one round trip.
+"""The PostgreSQL store's composed statements: claim, record, lease, renew, complete, abandon.
 
 ``PostgresStore`` runs them; each is one statement in autocommit, so each is atomic on its own.
 Parameters are named (``%(key)s``); ``ALL_COLUMNS`` lists the full row's.
@@ -79,3 +79,18 @@ RENEW = (
     f" RETURNING {COLUMNS}"
 )
 HELD_BY = "(%(owner)s::text IS NULL OR t.lease_owner = %(owner)s)"
+# a tracked run seen final, or given up: either ends its lease (%(owner)s None: whoever holds it)
+COMPLETE = (
+    f"UPDATE {TABLE} t SET run_state = %(state)s, completed_at = %(now)s,"  # noqa: S608 -- constants
+    " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL"
+    f" WHERE key = %(key)s AND {LIVE} AND {HELD_BY}"
+)
+ABANDON = (
+    f"UPDATE {TABLE} t SET abandoned_at = %(now)s, updated_at = %(now)s,"  # noqa: S608 -- constants
+    " lease_owner = NULL, lease_until = NULL"
+    f" WHERE key = %(key)s AND {LIVE} AND {HELD_BY}"
+)
+RELEASE_LEASES = (
+    f"UPDATE {TABLE} SET lease_owner = NULL, lease_until = NULL"  # noqa: S608 -- constants
+    " WHERE lease_owner = %(owner)s"
+)

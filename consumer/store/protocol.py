@@ -10,7 +10,14 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Protocol, TypeAlias
 
-from consumer.store.entry import Coordinates, EntryStatus, RequestOrigin, RerunMark, StoredEntry
+from consumer.store.entry import (
+    Coordinates,
+    EntryStatus,
+    RememberedRefusal,
+    RequestOrigin,
+    RerunMark,
+    StoredEntry,
+)
 
 Clock: TypeAlias = Callable[[], datetime]
 """Returns the current time as a timezone-aware datetime; injectable for tests."""
@@ -119,7 +126,7 @@ class IdempotencyStore(Protocol):
         """
         ...
 
-    def release(self, key: str) -> bool:
+    def release(self, key: str, *, refusal: RememberedRefusal | None = None) -> bool:
         """Forget ``key`` and its re-run marks: its attempt ended without creating a run.
 
         Use after rejections and Airflow data errors (400, 404, 422) so a corrected
@@ -128,9 +135,28 @@ class IdempotencyStore(Protocol):
 
         Args:
             key: the idempotency key.
+            refusal: the answer of the record that releases it, remembered in the same
+                transaction (an upsert by key and coordinates) for ``refusal_at``; its
+                ``created_at`` is set by the store.
 
         Returns:
             Whether an entry was removed.
+        """
+        ...
+
+    def refusal_at(self, key: str, at: Coordinates) -> RememberedRefusal | None:
+        """Return the refusal remembered for the record at ``at`` naming ``key``, or None.
+
+        Remembered refusals outlive their key's entry (another request may hold the key
+        now) and are purged by ``purge``/``purge_expired`` after the retention window,
+        counted from their own ``created_at``.
+
+        Args:
+            key: the idempotency key.
+            at: the record's (topic, partition, offset).
+
+        Returns:
+            The refusal, or None.
         """
         ...
 
@@ -289,24 +315,28 @@ class IdempotencyStore(Protocol):
     def purge(self, older_than: datetime) -> int:
         """Delete entries created before ``older_than``, with their re-run marks.
 
+        Remembered refusals created before ``older_than`` are deleted too.
+
         Args:
             older_than: a timezone-aware cut-off.
 
         Returns:
-            How many entries were deleted.
+            How many entries and remembered refusals were deleted (re-run marks uncounted).
         """
         ...
 
     def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
-        """Delete at most ``batch`` entries older than the retention window, with their re-runs.
+        """Delete at most ``batch`` rows older than the retention window.
 
-        Call it again while it returns ``batch``: bounded deletes keep each call short.
+        Entries go first, with their re-run marks; remembered refusals fill what the
+        entries left of the batch. Call it again while it returns ``batch``: bounded
+        deletes keep each call short.
 
         Args:
-            batch: the most entries one call deletes.
+            batch: the most entries and remembered refusals one call deletes.
 
         Returns:
-            How many entries were deleted.
+            How many entries and remembered refusals were deleted (re-run marks uncounted).
         """
         ...
 

@@ -1,4 +1,4 @@
-"""RetentionPurger: deletes idempotency keys older than ``DEDUP_RETENTION``, now and then.
+"""RetentionPurger: deletes idempotency keys (and refusals) older than ``DEDUP_RETENTION``.
 
 ``DEDUP_RETENTION`` bounds what the store remembers; the purger bounds what it keeps, so the
 store's size stays about retention times the request rate. It runs in a thread of its own, every
@@ -65,10 +65,10 @@ class RetentionPurger:
         self._thread.join(timeout)
 
     def purge_once(self) -> int:
-        """Purge the expired keys now.
+        """Purge the expired keys and remembered refusals now.
 
         Returns:
-            How many were deleted.
+            How many were deleted (``IdempotencyStore.purge_expired``'s rows).
 
         Raises:
             StoreUnavailableError: the store is unavailable (what was deleted before stays so).

@@ -1,4 +1,4 @@
-"""One stored row → ``StoredEntry`` or ``RerunMark``: both stores select the same columns.
+"""One stored row → ``StoredEntry``, ``RerunMark`` or ``RememberedRefusal`` (both stores).
 
 ``COLUMNS`` of ``sqlite_schema`` and ``postgres_schema`` name, in this order: key,
 fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url, track,
@@ -7,16 +7,24 @@ source_partition, source_offset, source_timestamp_ms, abandoned_at, route, trace
 tracestate (never the lease columns, which the entry does not carry). Only how an instant
 is stored differs (epoch seconds in SQLite, ``timestamptz`` in PostgreSQL): the caller
 passes its ``instant`` converter. ``RERUN_COLUMNS`` name a ``reruns`` row's, in
-``RerunMark`` order.
+``RerunMark`` order; ``REFUSAL_COLUMNS`` a remembered refusal's, details as JSON text.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from consumer.store.entry import EntryStatus, RequestOrigin, RerunMark, RerunStatus, StoredEntry
+from consumer.store.entry import (
+    EntryStatus,
+    RememberedRefusal,
+    RequestOrigin,
+    RerunMark,
+    RerunStatus,
+    StoredEntry,
+)
 from consumer.trace import parse_trace
 
 Instant = Callable[[Any], datetime]
@@ -27,6 +35,10 @@ RERUN_COLUMNS = (
     " run_state, created_at"
 )
 """The columns of a re-run mark, in the order ``rerun_from_row`` reads them (both stores)."""
+REFUSAL_COLUMNS = (
+    "key, source_topic, source_partition, source_offset, code, message, details, created_at"
+)
+"""The columns of a remembered refusal, in the order ``refusal_from_row`` reads them."""
 
 
 def entry_from_row(row: Sequence[Any], instant: Instant) -> StoredEntry:
@@ -93,3 +105,38 @@ def rerun_from_row(row: Sequence[Any], instant: Instant) -> RerunMark:
         run_state=row[7],
         created_at=instant(row[8]),
     )
+
+
+def refusal_from_row(row: Sequence[Any], instant: Instant) -> RememberedRefusal:
+    """Return the remembered refusal that ``row`` (selected as ``REFUSAL_COLUMNS``) holds.
+
+    Args:
+        row: a row of the store's refusals table.
+        instant: the store's converter of a stored instant to UTC.
+
+    Returns:
+        The refusal, its details parsed back from JSON, with a UTC ``created_at``.
+    """
+    return RememberedRefusal(
+        key=row[0],
+        at=(row[1], int(row[2]), int(row[3])),
+        code=row[4],
+        message=row[5],
+        details=json.loads(row[6]),
+        created_at=instant(row[7]),
+    )
+
+
+def details_text(refusal: RememberedRefusal) -> str:
+    """Return ``refusal``'s details as the JSON text both stores keep.
+
+    Args:
+        refusal: the refusal to remember.
+
+    Returns:
+        Compact JSON with sorted keys.
+
+    Raises:
+        TypeError: the details are not JSON-serializable (a bug of the caller).
+    """
+    return json.dumps(refusal.details, sort_keys=True, separators=(",", ":"))

@@ -16,8 +16,15 @@ from pathlib import Path
 from types import TracebackType
 
 from consumer.errors import ConfigError, StoreUnavailableError
-from consumer.store import sqlite_leases, sqlite_reruns
-from consumer.store.entry import Coordinates, EntryStatus, RequestOrigin, RerunMark, StoredEntry
+from consumer.store import sqlite_leases, sqlite_refusals, sqlite_reruns
+from consumer.store.entry import (
+    Coordinates,
+    EntryStatus,
+    RememberedRefusal,
+    RequestOrigin,
+    RerunMark,
+    StoredEntry,
+)
 from consumer.store.failures import store_failures
 from consumer.store.protocol import DEFAULT_PURGE_BATCH, Clock
 from consumer.store.recording import kept_for_run, may_overwrite, records_run
@@ -252,33 +259,24 @@ class SqliteStore:
             same_run = existing is not None and records_run(existing, dag_run_id)
             if existing is not None and same_run:
                 status, run_state = kept_for_run(existing, status, run_state)
-            cur.execute(
-                RECORD_SAME_RUN if same_run else RECORD_REPLACE,
-                (
-                    fingerprint,
-                    dag_id,
-                    dag_run_id,
-                    status.value,
-                    run_state,
-                    logical_date,
-                    run_url,
-                    int(track),
-                    now,
-                    *origin_values(origin),
-                    created,
-                    key,
-                ),
-            )
+            run = (dag_id, dag_run_id, status.value, run_state, logical_date, run_url, int(track))
+            values = (fingerprint, *run, now, *origin_values(origin), created, key)
+            cur.execute(RECORD_SAME_RUN if same_run else RECORD_REPLACE, values)
             stored = self._select_live(cur, key)
         if stored is None:  # pragma: no cover -- only with a clock that runs backwards
             raise AssertionError(f"outcome for {key!r} vanished inside its transaction")
         return stored
 
-    def release(self, key: str) -> bool:
-        """Forget ``key`` and its re-run marks; return whether an entry was removed."""
+    def release(self, key: str, *, refusal: RememberedRefusal | None = None) -> bool:
+        """Forget ``key`` and its re-run marks, remembering ``refusal``; say if it was held."""
+        now = to_epoch(self._clock())
         with self._transaction() as cur:
-            sqlite_reruns.forget(cur, key)
-            return cur.execute("DELETE FROM idempotency WHERE key = ?", (key,)).rowcount > 0
+            return sqlite_refusals.release(cur, key, refusal, now=now)
+
+    def refusal_at(self, key: str, at: Coordinates) -> RememberedRefusal | None:
+        """Return the live refusal remembered for ``key`` at ``at``, or None."""
+        with self._lock, _failures():
+            return sqlite_refusals.select(self._conn.cursor(), key, at, cutoff=self._cutoff())
 
     def get_rerun(self, key: str, rerun_id: str) -> RerunMark | None:
         """Return the live re-run mark of ``key`` named ``rerun_id``, or None."""
@@ -335,15 +333,17 @@ class SqliteStore:
             return sqlite_leases.abandon(cur, key, owner=owner, now=now, cutoff=self._cutoff())
 
     def purge(self, older_than: datetime) -> int:
-        """Delete entries created before the timezone-aware ``older_than``, with their re-runs."""
+        """Delete entries (with their re-runs) and refusals created before ``older_than``."""
         window = replace(self._window(), cutoff=to_epoch(older_than))
         with self._transaction() as cur:
-            return sqlite_reruns.purge(cur, window)
+            return sqlite_reruns.purge(cur, window) + sqlite_refusals.purge(cur, window.cutoff)
 
     def purge_expired(self, batch: int = DEFAULT_PURGE_BATCH) -> int:
-        """Delete at most ``batch`` entries past the retention, with their re-runs; say how many."""
+        """Delete at most ``batch`` rows past the retention: entries first, then refusals."""
+        window = self._window()
         with self._transaction() as cur:
-            return sqlite_reruns.purge(cur, self._window(), batch)
+            entries = sqlite_reruns.purge(cur, window, batch)
+            return entries + sqlite_refusals.purge(cur, window.cutoff, batch - entries)
 
     def lease_tracked(self, owner: str, ttl: timedelta, limit: int = 1000) -> list[StoredEntry]:
         """Lease up to ``limit`` tracked runs to ``owner`` (``IdempotencyStore.lease_tracked``)."""

@@ -1,8 +1,9 @@
-"""The SQLite store's layout: versioned DDL, its migration, and rows ↔ entries and re-run marks.
+"""The SQLite store's layout: versioned DDL, its migration, and rows ↔ entries, marks, refusals.
 
 ``SqliteStore`` runs the statements; this module says what the file holds: the
-``idempotency`` table and the ``reruns`` table (``sqlite_reruns``). Instants are stored as
-REAL seconds since the epoch, so retention is one indexed comparison.
+``idempotency`` table, the ``reruns`` table (``sqlite_reruns``) and the ``refusals`` table
+(``sqlite_refusals``). Instants are stored as REAL seconds since the epoch, so retention is
+one indexed comparison.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import TypeAlias
 
 from consumer.errors import ConfigError
 from consumer.store import rows
-from consumer.store.entry import RequestOrigin, RerunMark, StoredEntry
+from consumer.store.entry import RememberedRefusal, RequestOrigin, RerunMark, StoredEntry
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -64,6 +65,18 @@ CREATE TABLE IF NOT EXISTS reruns (
     PRIMARY KEY (key, rerun_id)
 );
 CREATE INDEX IF NOT EXISTS reruns_created_at ON reruns (created_at);
+CREATE TABLE IF NOT EXISTS refusals (
+    key              TEXT NOT NULL,
+    source_topic     TEXT NOT NULL,
+    source_partition INTEGER NOT NULL,
+    source_offset    INTEGER NOT NULL,
+    code             TEXT NOT NULL,
+    message          TEXT NOT NULL,
+    details          TEXT NOT NULL,
+    created_at       REAL NOT NULL,
+    PRIMARY KEY (key, source_topic, source_partition, source_offset)
+);
+CREATE INDEX IF NOT EXISTS refusals_created_at ON refusals (created_at);
 """
 _LEASE_INDEX = (
     "CREATE INDEX IF NOT EXISTS idempotency_leased ON idempotency (leased_at)"
@@ -98,6 +111,9 @@ _MIGRATION_4 = (
 # Schema version 5 (re-runs, issue 29) adds the ``reruns`` table alone, which ``_SCHEMA``'s
 # CREATE IF NOT EXISTS makes in an older file too: nothing in ``idempotency`` changes.
 _MIGRATION_5: tuple[str, ...] = ()
+# Schema version 6 (remembered refusals, nemesis seed 303) adds the ``refusals`` table alone,
+# made the same way.
+_MIGRATION_6: tuple[str, ...] = ()
 
 ORIGIN_COLUMNS = (
     "correlation_id, reply_topic, source_topic, source_partition, source_offset,"
@@ -229,7 +245,13 @@ def apply_schema(cur: sqlite3.Cursor, path: str) -> None:
     if found is None:
         cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     else:
-        steps = {1: _MIGRATION_2, 2: _MIGRATION_3, 3: _MIGRATION_4, 4: _MIGRATION_5}
+        steps = {
+            1: _MIGRATION_2,
+            2: _MIGRATION_3,
+            3: _MIGRATION_4,
+            4: _MIGRATION_5,
+            5: _MIGRATION_6,
+        }
         for version in range(found, SCHEMA_VERSION):
             for statement in steps[version]:
                 cur.execute(statement)
@@ -291,3 +313,8 @@ def entry_from_row(row: Row) -> StoredEntry:
 def rerun_from_row(row: tuple[object, ...]) -> RerunMark:
     """Return the re-run mark that ``row`` (selected as ``rows.RERUN_COLUMNS``) holds."""
     return rows.rerun_from_row(row, _from_epoch)
+
+
+def refusal_from_row(row: tuple[object, ...]) -> RememberedRefusal:
+    """Return the refusal that ``row`` (selected as ``rows.REFUSAL_COLUMNS``) holds."""
+    return rows.refusal_from_row(row, _from_epoch)

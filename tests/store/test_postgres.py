@@ -12,7 +12,14 @@ import psycopg
 import pytest
 
 from consumer.errors import ConfigError, StoreUnavailableError
-from consumer.store import EntryStatus, RequestOrigin, open_store
+from consumer.store import (
+    EntryStatus,
+    RememberedRefusal,
+    RequestOrigin,
+    RerunStatus,
+    open_store,
+    postgres_schema,
+)
 from consumer.store.postgres import PostgresStore, display_url
 from consumer.store.postgres_schema import SCHEMA_VERSION, TABLE, VERSION_TABLE
 from tests.store.faults import read_only
@@ -78,7 +85,7 @@ def test_version_1_database_gains_route_and_trace_columns_its_entries_without_th
         )
 
     with PostgresStore(new_database, RETENTION) as upgraded:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 3
+        assert upgraded.schema_version() == SCHEMA_VERSION == 4
         assert_upgrade_kept_old_origin_and_stores_route_and_trace(upgraded)
 
 
@@ -98,7 +105,7 @@ def test_version_2_database_gains_the_reruns_table_keeping_its_entries(new_datab
         )
 
     with PostgresStore(new_database, RETENTION) as upgraded:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 3
+        assert upgraded.schema_version() == SCHEMA_VERSION == 4
         (entry,) = upgraded.tracked_runs()
         marked = upgraded.mark_rerun("k1", "r1", evidence="clock", at=("requests", 2, 50))
         assert upgraded.get_rerun("k1", "r1") == marked
@@ -106,6 +113,33 @@ def test_version_2_database_gains_the_reruns_table_keeping_its_entries(new_datab
     assert (entry.key, entry.dag_run_id, entry.status) == ("k1", "run-k1", EntryStatus.TRIGGERED)
     assert entry.origin == RequestOrigin("requests", 2, 41, None, route="orders")
     assert marked.claimed_here
+
+
+def test_version_3_database_gains_the_refusals_table_keeping_its_rows(
+    new_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version 3 database is upgraded: its entry and re-run mark stay, refusals are kept."""
+    with monkeypatch.context() as previous:
+        previous.setattr(postgres_schema, "SCHEMA_VERSION", 3)  # the previous release's steps
+        with PostgresStore(new_database, RETENTION) as old:
+            assert old.schema_version() == 3
+            old.record(
+                "k1", fingerprint="fp", dag_id="etl", dag_run_id="r", status=EntryStatus.TRIGGERED
+            )
+            old.record_rerun("k1", "r1", run_state="queued", at=("requests", 2, 50))
+    at = ("requests", 2, 51)
+    refused = RememberedRefusal("k2", at, "dag_not_allowed", "no", {}, datetime.now(UTC))
+
+    with PostgresStore(new_database, RETENTION) as upgraded:
+        assert upgraded.schema_version() == SCHEMA_VERSION == 4
+        entry = upgraded.get("k1")
+        mark = upgraded.get_rerun("k1", "r1")
+        upgraded.release("k2", refusal=refused)
+        found = upgraded.refusal_at("k2", at)
+
+    assert entry is not None and (entry.dag_run_id, entry.status) == ("r", EntryStatus.TRIGGERED)
+    assert mark is not None and (mark.status, mark.run_state) == (RerunStatus.DONE, "queued")
+    assert found is not None and (found.code, found.details) == ("dag_not_allowed", {})
 
 
 def test_newer_schema_version_is_a_config_error(new_database: str) -> None:
@@ -139,6 +173,11 @@ def test_read_only_database_with_a_current_schema_opens_reads_and_holds_writes(
             store.mark_rerun("k1", "r1", evidence=None, at=("requests", 0, 1))
         with pytest.raises(StoreUnavailableError, match="read-only transaction"):
             store.record_rerun("k1", "r1", run_state=None, at=("requests", 0, 1), track=True)
+        at = ("requests", 0, 1)
+        assert store.refusal_at("k1", at) is None
+        refused = RememberedRefusal("k1", at, "dag_not_allowed", "no", {}, datetime.now(UTC))
+        with pytest.raises(StoreUnavailableError, match="read-only transaction"):
+            store.release("k1", refusal=refused)
 
 
 def test_read_only_database_without_the_schema_is_a_config_error(new_database: str) -> None:

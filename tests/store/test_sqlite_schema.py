@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from consumer.errors import ConfigError, StoreUnavailableError
-from consumer.store import EntryStatus, RequestOrigin
+from consumer.store import EntryStatus, RememberedRefusal, RequestOrigin, RerunStatus
 from consumer.store.sqlite import SqliteStore
 from consumer.store.sqlite_schema import SCHEMA_VERSION
 from tests.store.origins import assert_upgrade_kept_old_origin_and_stores_route_and_trace
 
 RETENTION = timedelta(days=7)
+START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
@@ -38,7 +39,7 @@ def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 5
+        assert migrated.schema_version() == SCHEMA_VERSION == 6
         tracked = migrated.tracked_runs()
 
     assert [(e.key, e.origin, e.abandoned_at) for e in tracked] == [("k1", None, None)]
@@ -82,7 +83,7 @@ def test_version_3_file_gains_route_and_trace_columns_its_entries_without_them(
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 5
+        assert migrated.schema_version() == SCHEMA_VERSION == 6
         assert_upgrade_kept_old_origin_and_stores_route_and_trace(migrated)
 
 
@@ -106,7 +107,7 @@ def test_version_4_file_gains_the_reruns_table_keeping_its_entries(db_path: Path
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 5
+        assert migrated.schema_version() == SCHEMA_VERSION == 6
         (entry,) = migrated.tracked_runs()
         marked = migrated.mark_rerun("k1", "r1", evidence="clock", at=("requests", 2, 50))
         assert migrated.get_rerun("k1", "r1") == marked
@@ -114,6 +115,48 @@ def test_version_4_file_gains_the_reruns_table_keeping_its_entries(db_path: Path
     assert (entry.key, entry.dag_run_id, entry.status) == ("k1", "run-k1", EntryStatus.TRIGGERED)
     assert entry.origin == RequestOrigin("requests", 2, 41, None, route="orders")
     assert marked.claimed_here
+
+
+# the file schema version 5 wrote (before refusals were remembered)
+VERSION_5 = VERSION_4.replace("VALUES (4)", "VALUES (5)") + (
+    "CREATE TABLE reruns (key TEXT NOT NULL, rerun_id TEXT NOT NULL"
+    " CHECK (length(rerun_id) BETWEEN 1 AND 128), status TEXT NOT NULL, evidence TEXT,"
+    " source_topic TEXT NOT NULL, source_partition INTEGER NOT NULL,"
+    " source_offset INTEGER NOT NULL, run_state TEXT, created_at REAL NOT NULL,"
+    " PRIMARY KEY (key, rerun_id));"
+    "CREATE INDEX reruns_created_at ON reruns (created_at);"
+)
+
+
+def test_version_5_file_gains_the_refusals_table_keeping_its_rows(db_path: Path) -> None:
+    """A version 5 file is migrated: its entry and re-run mark stay, refusals can be remembered."""
+    with closing(sqlite3.connect(db_path)) as raw, raw:
+        raw.executescript(VERSION_5)
+        now = datetime.now(UTC).timestamp()
+        raw.execute(
+            "INSERT INTO idempotency (key, fingerprint, dag_id, dag_run_id, status, track,"
+            " created_at, updated_at) VALUES ('k1', 'fp-1', 'etl', 'run-k1', 'triggered', 0, ?, ?)",
+            (now, now),
+        )
+        raw.execute(
+            "INSERT INTO reruns VALUES ('k1', 'r1', 'done', NULL, 'requests', 2, 50, 'queued', ?)",
+            (now,),
+        )
+    refused = RememberedRefusal("k2", ("requests", 2, 51), "dag_not_allowed", "no", {}, START)
+
+    with SqliteStore(db_path, RETENTION) as migrated:
+        assert migrated.schema_version() == SCHEMA_VERSION == 6
+        entry = migrated.get("k1")
+        mark = migrated.get_rerun("k1", "r1")
+        migrated.release("k2", refusal=refused)
+        found = migrated.refusal_at("k2", ("requests", 2, 51))
+
+    assert entry is not None and (entry.dag_run_id, entry.status) == (
+        "run-k1",
+        EntryStatus.TRIGGERED,
+    )
+    assert mark is not None and (mark.status, mark.run_state) == (RerunStatus.DONE, "queued")
+    assert found is not None and (found.code, found.details) == ("dag_not_allowed", {})
 
 
 def test_schema_version_is_recorded_once(db_path: Path) -> None:
@@ -151,5 +194,10 @@ def test_current_file_opens_while_another_process_holds_the_write_lock(db_path: 
                 store.mark_rerun("k1", "r1", evidence=None, at=("requests", 0, 1))
             with pytest.raises(StoreUnavailableError, match="locked"):
                 store.record_rerun("k1", "r1", run_state=None, at=("requests", 0, 1), track=True)
+            at = ("requests", 0, 1)
+            assert store.refusal_at("k1", at) is None
+            refused = RememberedRefusal("k1", at, "dag_not_allowed", "no", {}, START)
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                store.release("k1", refusal=refused)
 
         other.execute("ROLLBACK")
