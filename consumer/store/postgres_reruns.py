@@ -62,7 +62,8 @@ _DONE = ", ".join(
 )
 _RETRACK = ", ".join(
     [
-        "track = true, run_state = %(run_state)s, updated_at = %(now)s",
+        # created_at too: the re-run's run is tracked (horizon) and kept (retention) from now
+        "track = true, run_state = %(run_state)s, updated_at = %(now)s, created_at = %(now)s",
         *(f"{name} = NULL" for name in RUN_TRACKING),
         *(f"{name} = %(origin_{name})s" for name in ORIGIN_COLUMNS),
     ]

@@ -205,7 +205,8 @@ class IdempotencyStore(Protocol):
 
         With ``track``, the key's run is tracked again from now on: ``track`` set,
         ``completed_at``, ``abandoned_at`` and the tracking lease cleared (a tracker that
-        leased the row before cannot complete it), ``run_state`` set, and ``origin``
+        leased the row before cannot complete it), ``created_at`` set to now (the tracking
+        horizon and the retention count from the re-run), ``run_state`` set, and ``origin``
         replacing the entry's, so that the ``completed`` reply of the cleared run goes to
         the re-run request's reply topic.
 

@@ -39,7 +39,8 @@ _WRITE = (
     f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {RERUN_COLUMNS}"
 )
 _RETRACK = (
-    "UPDATE idempotency SET track = 1, run_state = ?, updated_at = ?, "  # noqa: S608 -- constants
+    # created_at too: the re-run's run is tracked (horizon) and kept (retention) from now
+    "UPDATE idempotency SET track = 1, run_state = ?, updated_at = ?, created_at = ?, "  # noqa: S608 -- constants
     + ", ".join(f"{name} = NULL" for name in RUN_TRACKING)
     + ", "
     + ", ".join(f"{name.strip()} = ?" for name in ORIGIN_COLUMNS.split(","))
@@ -159,7 +160,7 @@ def record(
     cur.execute(_WRITE, (key, rerun_id, status, evidence, *at, run_state, created))
     if track:
         origin_row = origin_values(origin)
-        cur.execute(_RETRACK, (run_state, window.now, *origin_row, key, window.cutoff))
+        cur.execute(_RETRACK, (run_state, window.now, window.now, *origin_row, key, window.cutoff))
 
 
 def forget(cur: sqlite3.Cursor, key: str) -> None:

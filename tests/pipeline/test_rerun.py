@@ -29,8 +29,10 @@ MARK = RerunMark(
         (None, HERE, RerunSeen.NEW),
         (replace(MARK, claimed_here=True), HERE, RerunSeen.NEW),
         (MARK, HERE, RerunSeen.RESUMED),  # its own mark, written before a crash
-        (MARK, ELSEWHERE, RerunSeen.CLAIMED),
-        (replace(MARK, claimed_here=True), ELSEWHERE, RerunSeen.CLAIMED),
+        (MARK, ELSEWHERE, RerunSeen.RESUMED),  # a re-send after a refusal: the clock decides
+        (replace(MARK, evidence=None), HERE, RerunSeen.RESUMED),  # its trigger found a run
+        (replace(MARK, evidence=None), ELSEWHERE, RerunSeen.CLAIMED),  # another one triggers
+        (replace(MARK, claimed_here=True), ELSEWHERE, RerunSeen.NEW),
         (replace(MARK, status=RerunStatus.DONE), HERE, RerunSeen.OWN),
         (replace(MARK, status=RerunStatus.DONE), ELSEWHERE, RerunSeen.KNOWN),
     ],
