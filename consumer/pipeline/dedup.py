@@ -28,15 +28,21 @@ and whether a definite refusal (no run) releases the key (``releases_key``): its
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 
 from consumer.airflow import DagRun, TriggerResult
 from consumer.contract import TriggerRequest
-from consumer.errors import ErrorCode, Rejected
+from consumer.errors import AirflowError, ErrorCode, Rejected
 from consumer.outcome import Outcome
 from consumer.record import InboundRecord
-from consumer.store import Coordinates, EntryStatus, StoredEntry, coordinates
+from consumer.store import (
+    Coordinates,
+    EntryStatus,
+    RememberedRefusal,
+    StoredEntry,
+    coordinates,
+)
 
 
 class Seen(Enum):
@@ -121,6 +127,33 @@ def releases_key(seen: Seen) -> bool:
         True for the request's own mark; False for another request's (CLAIMED).
     """
     return seen is not Seen.CLAIMED
+
+
+def remembered(key: str, at: Coordinates, exc: AirflowError) -> RememberedRefusal:
+    """The refusal of the record at ``at``, kept when it releases ``key`` (``release``).
+
+    A corrected request may take the key next; if this record is then delivered again (a
+    crash before its offset was committed), it is answered this refusal again, not
+    ``idempotency_key_reused`` (nemesis seed 303).
+
+    Args:
+        key: the released key.
+        at: the refused record's (topic, partition, offset).
+        exc: Airflow's definite refusal.
+
+    Returns:
+        The value to remember (the store sets its ``created_at``).
+    """
+    details = {name: value for name, value in exc.details.items() if name != "attempts"}
+    return RememberedRefusal(key, at, exc.code.value, exc.message, details, datetime.now(UTC))
+
+
+def refused_again(
+    record: InboundRecord, request: TriggerRequest, refusal: RememberedRefusal
+) -> Outcome:
+    """The answer of a re-delivered record that its remembered refusal answered before."""
+    error = AirflowError(ErrorCode(refusal.code), refusal.message, refusal.details)
+    return Outcome.failed(record, error, request=request, attempts=0)
 
 
 def key_reused(entry: StoredEntry, request: TriggerRequest) -> Rejected:

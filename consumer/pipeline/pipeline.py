@@ -40,7 +40,9 @@ from consumer.pipeline.dedup import (
     claimed,
     judge,
     made_the_run,
+    refused_again,
     releases_key,
+    remembered,
     stored_outcome,
 )
 from consumer.pipeline.policy import Policy
@@ -226,7 +228,8 @@ class Pipeline:
             return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         except AirflowError as exc:
             if releases_key(seen):  # no run: a corrected retry may reuse the key
-                hold(lambda: self.store.release(key), "release")
+                refusal = remembered(key, at, exc)
+                hold(lambda: self.store.release(key, refusal=refusal), "release")
             return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
         made_here = made_the_run(seen, result)
@@ -246,6 +249,12 @@ class Pipeline:
     ) -> Outcome:
         """The answer for a key the store maps to a run: from the store, or a re-run."""
         record, request = admitted.record, admitted.request
+        if seen is Seen.REUSED:
+            # this very record may have released the key before another request took it
+            key, at = request.idempotency_key, (record.topic, record.partition, record.offset)
+            refusal = self.store_hold.call(lambda: self.store.refusal_at(key, at), "read")
+            if refusal is not None:
+                return refused_again(record, request, refusal)
         if request.rerun is None or seen is Seen.REUSED:
             return stored_outcome(record, request, entry, seen)
         made_by_it = seen is Seen.OWN and entry.status is EntryStatus.TRIGGERED
@@ -358,9 +367,10 @@ class Pipeline:
 def _judged(admitted: Admitted, entry: StoredEntry | None, current: bool) -> Outcome | Admitted:
     record, request = admitted.record, admitted.request
     seen = judge(entry, admitted.fingerprint, (record.topic, record.partition, record.offset))
-    # a re-run of a known run needs its re-run mark, read in ``execute``
-    rerun_of_run = request.rerun is not None and seen is not Seen.REUSED
-    if current and entry is not None and seen in ANSWERED and not rerun_of_run:
+    # a re-run of a known run needs its re-run mark, and a reuse this record's remembered
+    # refusal (``_answered``): both read in ``execute``
+    needs_execute = request.rerun is not None or seen is Seen.REUSED
+    if current and entry is not None and seen in ANSWERED and not needs_execute:
         return stored_outcome(record, request, entry, seen)
     return Admitted(record, request, admitted.fingerprint, entry, current)
 

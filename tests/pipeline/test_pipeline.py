@@ -13,13 +13,15 @@ from consumer.contract import TriggerRequest
 from consumer.fingerprint import fingerprint
 from consumer.limits import DEFAULT_LIMITS
 from consumer.outcome import Outcome
-from consumer.pipeline.pipeline import Pipeline
+from consumer.pipeline.pipeline import Admitted, Pipeline
 from consumer.pipeline.policy import Policy
 from consumer.pipeline.screen import screen
 from consumer.record import InboundRecord
 from consumer.run_id import run_id_for
-from consumer.store import EntryStatus, open_store
+from consumer.store import EntryStatus, RequestOrigin, open_store
+from devstack.airflow import AirflowServer
 from tests.airflow.conftest import connection_for
+from tests.conftest import unique_name
 
 POLICY = Policy.from_lists("*")
 
@@ -59,3 +61,50 @@ def test_an_unreadable_stored_entry_is_an_internal_error_not_a_stopped_loop(
     assert isinstance(item, Outcome)
     assert item.status == "error"
     assert item.error_code == "internal_error"
+
+
+def test_a_refused_record_delivered_again_after_its_key_moved_on_is_refused_the_same(
+    tmp_path: Path, airflow3: AirflowServer
+) -> None:
+    """Nemesis seed 303: refused (404), key released, taken by a corrected request, crash.
+
+    The refused record came back (its offset was not committed) while the key held the
+    corrected request's pending mark: it was answered ``idempotency_key_reused`` after
+    ``dag_not_found``, two answers to one request. Its refusal is remembered now.
+    """
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}", timedelta(days=1))
+    pipeline = Pipeline(
+        limits=DEFAULT_LIMITS,
+        policy=POLICY,
+        store=store,
+        airflow=AirflowClient(connection_for(airflow3.url)),
+        gate=AirflowGate(threading.Event()),
+        airflow_limit=FixedLimit(1),
+    )
+    key = unique_name("moved-on")
+    refused = f'{{"idempotency_key": "{key}", "dag_id": "devstack_missing"}}'.encode()
+    corrected = f'{{"idempotency_key": "{key}", "dag_id": "devstack_plain"}}'.encode()
+    first = InboundRecord("requests", 0, 3, None, key.encode(), refused)
+
+    def answer(record: InboundRecord) -> Outcome:
+        (item,) = pipeline.triage([record], busy=lambda _key: False)
+        if isinstance(item, Outcome):
+            return item
+        assert isinstance(item, Admitted)
+        return pipeline.execute(item)
+
+    before = answer(first)
+    request = screen(corrected, DEFAULT_LIMITS, POLICY)
+    assert isinstance(request, TriggerRequest)
+    store.mark_pending(  # the corrected request at offset 4 claimed the key, then a crash
+        key,
+        fingerprint=fingerprint(request),
+        dag_id="devstack_plain",
+        dag_run_id=run_id_for(key),
+        origin=RequestOrigin("requests", 0, 4, None),
+    )
+    again = answer(first)
+
+    assert (before.status, before.error_code) == ("error", "dag_not_found")
+    assert (again.status, again.error_code) == ("error", "dag_not_found")
+    store.close()
