@@ -78,6 +78,7 @@ class History:
         ends: each (topic, partition)'s end offset, of the request and event topics.
         readiness: each replica's /readyz status and reasons at the end.
         deaths: replicas that exited without the nemesis killing them.
+        killed: the process ids the nemesis SIGKILLed (a reply's ``worker`` names its pid).
     """
 
     request_topic: str
@@ -92,6 +93,7 @@ class History:
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
     readiness: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
     deaths: list[str] = field(default_factory=list)
+    killed: frozenset[int] = frozenset()
 
 
 def read_topic(bootstrap: str, topic: str, *, committed_only: bool) -> list[Message]:

@@ -73,6 +73,7 @@ class Fleet:
     started_at: float = field(default_factory=time.monotonic)
     replicas: list[Replica] = field(default_factory=list)
     deaths: list[Death] = field(default_factory=list)
+    killed_pids: set[int] = field(default_factory=set)  # every process the nemesis SIGKILLed
 
     def add(self) -> Replica | None:
         """Launch one more replica (a rebalance follows); None when at the limit."""
@@ -93,6 +94,8 @@ class Fleet:
         """SIGKILL a replica; ``supervise`` restarts it ``RESTART_DELAY`` later."""
         replica.killed_at = time.monotonic()
         replica.paused = False
+        if replica.pid is not None:
+            self.killed_pids.add(replica.pid)
         replica.worker.kill()
 
     def pause(self, replica: Replica) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -225,6 +226,23 @@ def test_a_missing_or_doubled_completed_reply_is_reported() -> None:
     assert _broken_by("completed once per tracked run", history)[0].keys == (
         "t1: 2 completed replies from ['?', '?']",
     )
+
+
+def test_a_completed_reply_sent_again_after_its_sender_was_killed_is_the_named_limit() -> None:
+    """A killed sender's `completed` plus its successor's is allowed; two living ones not."""
+    history = _clean()
+    history.replies.pop()
+    tracked = history.requests[-1]
+
+    def sent_by(worker: str) -> Message:
+        return _reply(tracked, "completed", "t1", run_state="success", worker=f"{worker}/1.0")
+
+    history.replies += [sent_by("vm-41"), sent_by("vm-52")]
+    assert _broken_by("completed once per tracked run", history)[0].keys == (
+        "t1: 2 completed replies from ['vm-41', 'vm-52']",
+    )
+    killed = dataclasses.replace(history, killed=frozenset({41}))
+    assert _broken_by("completed once per tracked run", killed) == []
 
 
 def test_a_missing_dead_letter_is_reported() -> None:
