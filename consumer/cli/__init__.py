@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "replay": "replay",
     "doctor": "doctor",
     "routes": "routes",
+    "audit": "audit",
 }
 
 

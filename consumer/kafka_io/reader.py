@@ -23,11 +23,14 @@ DEFAULT_IDLE_TIMEOUT = 30.0
 POLL_TIMEOUT_MS = 500
 
 
-def open_reader(connection: Connection) -> KafkaConsumer:
+def open_reader(connection: Connection, *, read_committed: bool = False) -> KafkaConsumer:
     """A group-less consumer that commits nothing and never creates topics.
 
     Args:
         connection: the settings, or ``security.connection_options(settings)``.
+        read_committed: read as the worker does (``read_committed``: no aborted
+            transaction's records, end offsets at the last stable offset); replay copies
+            every record, so it reads uncommitted ones too.
 
     Returns:
         The consumer; the caller closes it.
@@ -39,6 +42,7 @@ def open_reader(connection: Connection) -> KafkaConsumer:
         allow_auto_create_topics=False,
         # offsets deleted by retention since the plan: continue at the oldest one left
         auto_offset_reset="earliest",
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
 
 
