@@ -4,7 +4,8 @@ One worker answers a range of requests on Airflow 3 with a SQLite store, or on A
 with a PostgreSQL store; then the history is damaged as issue 29 lists: a reply deleted by
 compacting the reply topic, a reply written to a topic the audit does not read, a run
 deleted in Airflow, a request produced while no worker runs, a request whose offset was
-committed without any answer (an offset reset), and a ``kafka__`` run no request made.
+committed without any answer (an offset reset), a ``kafka__`` run no request made, and a
+forged ``error`` reply contradicting a ``triggered`` one.
 The audit must name each one, exit 1, repair the lost request, and agree on a clean range.
 """
 
@@ -235,10 +236,36 @@ def damage(bench: Bench) -> str:
     if bench.airflow.major == "3":
         body["logical_date"] = None
     assert bench.run_api("POST", f"/dags/{DAG}/dagRuns", json=body) == 200
+    # a second, contradicting reply to the request whose run was deleted, with no dead letter
+    # (under a Kafka key of its own: compaction would otherwise drop the real reply)
+    forged = forged_error(bench.topics.requests, 4, keys["deleted"])
+    produce(bench.bootstrap, bench.topics.replies, [(b"forged", forged, [])])
     compacted = keys["compacted"]
     produce(bench.bootstrap, bench.topics.replies, [(compacted.encode(), None, [])])
     wait_until(lambda: compacted_away(bench, compacted), timeout=90, what="reply compacted away")
     return orphan
+
+
+def forged_error(topic: str, offset: int, key: str) -> bytes:
+    """An ``error`` reply to the request at ``offset``, as a faulty producer might write one."""
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "idempotency_key": key,
+            "correlation_id": key,
+            "dag_id": DAG,
+            "status": "error",
+            "dag_run_id": None,
+            "run_state": None,
+            "logical_date": None,
+            "run_url": None,
+            "error": {"code": "airflow_rejected", "message": "forged", "details": {}},
+            "source": {"topic": topic, "partition": 0, "offset": offset, "timestamp": None},
+            "attempts": 1,
+            "processed_at": "2026-12-07T00:00:00Z",
+            "worker": "forger",
+        }
+    ).encode()
 
 
 def keys_of(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -279,8 +306,12 @@ def test_audit_names_each_damage_repairs_the_lost_request_and_agrees_on_a_clean_
         run_id_for(key) for key in keys.values()
     }
     assert doc["dead_letters"] == {"dag_not_found": 1, "invalid_json": 1}
-    assert doc["disagreeing_keys"] == []
-    assert doc["not_dead_lettered"] == []
+    (disagreeing,) = doc["disagreeing_keys"]
+    assert disagreeing["idempotency_key"] == keys["deleted"]
+    assert disagreeing["reasons"] == [
+        f"request {bench.topics.requests}/0@4 was answered both triggered and error"
+    ]
+    assert [row["offset"] for row in doc["not_dead_lettered"]] == [4]
     assert doc["reply_topics"] == [bench.topics.replies]
 
     before = end_offsets(bench.bootstrap, bench.topics.requests)[0]
