@@ -114,10 +114,9 @@ def read_history(
         AirflowError, AirflowUnavailableError, ConfigError: Airflow refused or is down.
         ConfigError, StoreUnavailableError, sqlite3.Error, psycopg.Error: the store failed.
     """
-    connection: Connection = settings
-    reader = open_reader(connection, read_committed=True)
+    topic = settings.request_topic
+    reader = open_reader(settings, read_committed=True)
     try:
-        topic = settings.request_topic
         ranges = plan_ranges(reader, topic, partition=partition, window=window)
         requests = tuple(
             request_of(record)
@@ -129,29 +128,24 @@ def read_history(
         reply_topics = reply_topics_of(
             settings.reply_topic, settings.reply_topic_allowlist, requests
         )
-        answers: list[Answer] = []
-        letters: list[DeadLetter] = []
-        last_answer_ms = max((r.timestamp_ms or 0 for r in requests), default=0)
-        if first is not None:
-            since = Window(since_ms=first - int(SKEW.total_seconds() * 1000))
-            places = {request.place for request in requests}
-            for reply_topic in reply_topics:
-                for record in _read_since(reader, reply_topic, since, progress, "replies"):
-                    answer = answer_of(record)
-                    if answer is not None:
-                        answers.append(answer)
-                        if answer.source in places:
-                            last_answer_ms = max(last_answer_ms, record.timestamp_ms or 0)
-            for record in _read_since(reader, settings.dlq_topic, since, progress, "dead letters"):
-                letter = dead_letter_of(record)
-                if letter is not None:
-                    letters.append(letter)
+        answered = (
+            _Answered((), (), 0)
+            if first is None
+            else _read_answers(
+                reader,
+                settings,
+                reply_topics=reply_topics,
+                requests=requests,
+                first_ms=first,
+                progress=progress,
+            )
+        )
     finally:
         reader.close()
-    committed = read_committed_offsets(connection, settings.kafka_group_id, topic)
+    committed = read_committed_offsets(settings, settings.kafka_group_id, topic)
     claims, store = read_claims(settings, {r.key for r in requests if r.key is not None})
     bounded = window.to_offset is not None or window.until_ms is not None
-    partial = History(requests=requests, answers=tuple(answers), claims=claims)
+    partial = History(requests=requests, answers=answered.answers, claims=claims)
     runs, api_version = (
         ({}, None)
         if first is None
@@ -159,17 +153,56 @@ def read_history(
     )
     if dags:
         runs = {ref: run for ref, run in runs.items() if run.dag_id in dags}
+    last = max([answered.last_ms, *(r.timestamp_ms or 0 for r in requests)])
     history = History(
         requests=requests,
-        answers=tuple(answers),
-        dead_letters=tuple(letters),
+        answers=answered.answers,
+        dead_letters=answered.letters,
         committed=committed,
         claims=claims,
         runs=runs,
         orphans_since=None if first is None else _moment(first),
-        orphans_until=_moment(last_answer_ms) if bounded and first is not None else None,
+        orphans_until=_moment(last) if bounded and first is not None else None,
     )
     return Reading(history, reply_topics, ranges, api_version, store)
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """The replies and dead letters read, and the latest reply to a request of the range."""
+
+    answers: tuple[Answer, ...]
+    letters: tuple[DeadLetter, ...]
+    last_ms: int
+
+
+def _read_answers(
+    reader: KafkaConsumer,
+    settings: Settings,
+    *,
+    reply_topics: tuple[str, ...],
+    requests: tuple[Request, ...],
+    first_ms: int,
+    progress: Progress,
+) -> _Answered:
+    """Every reply and dead letter written since ``SKEW`` before ``first_ms``."""
+    since = Window(since_ms=first_ms - int(SKEW.total_seconds() * 1000))
+    places = {request.place for request in requests}
+    answers: list[Answer] = []
+    last_ms = 0
+    for reply_topic in reply_topics:
+        for record in _read_since(reader, reply_topic, since, progress, "replies"):
+            answer = answer_of(record)
+            if answer is not None:
+                answers.append(answer)
+                if answer.source in places:
+                    last_ms = max(last_ms, record.timestamp_ms or 0)
+    letters = [
+        letter
+        for record in _read_since(reader, settings.dlq_topic, since, progress, "dead letters")
+        if (letter := dead_letter_of(record)) is not None
+    ]
+    return _Answered(tuple(answers), tuple(letters), last_ms)
 
 
 def read_committed_offsets(
