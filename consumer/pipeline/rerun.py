@@ -275,8 +275,13 @@ def _answer(
     *,
     attempts: int,
 ) -> Outcome:
-    """The answer of a re-run that this request does not clear (OWN, KNOWN, CLAIMED)."""
-    run = stored_run(entry, mark.run_state)
+    """The answer of a re-run that this request does not clear (OWN, KNOWN, CLAIMED).
+
+    The run's state is the latest the store knows: the entry's when its tracking was
+    re-armed by this re-run or later (the tracker records the end), else the mark's.
+    """
+    rearmed = entry.created_at >= mark.created_at
+    run = stored_run(entry, entry.run_state if rearmed else mark.run_state)
     if seen is RerunSeen.OWN:  # a mark without a clock: its re-run id made the first run
         build = Outcome.triggered if mark.evidence is None else Outcome.rerun
         return build(record, request, run, attempts=attempts)

@@ -6,6 +6,8 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from consumer.airflow import AirflowClient
 from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import FixedLimit
@@ -73,11 +75,13 @@ def test_a_refused_record_delivered_again_after_its_key_moved_on_is_refused_the_
     ``dag_not_found``, two answers to one request. Its refusal is remembered now.
     """
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}", timedelta(days=1))
+    described = airflow3.describe()
+    admin, password = described["username"], SecretStr(described["password"])
     pipeline = Pipeline(
         limits=DEFAULT_LIMITS,
         policy=POLICY,
         store=store,
-        airflow=AirflowClient(connection_for(airflow3.url)),
+        airflow=AirflowClient(connection_for(airflow3.url, username=admin, password=password)),
         gate=AirflowGate(threading.Event()),
         airflow_limit=FixedLimit(1),
     )

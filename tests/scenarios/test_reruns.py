@@ -205,4 +205,5 @@ def test_a_clear_refused_403_is_answered_and_a_re_send_clears_it(
     assert (refused["status"], refused["error"]["code"]) == ("error", "airflow_rejected")
     assert "permission" in refused["error"]["message"]
     assert rerun["status"] == "rerun"
+    assert wait_for_run(airflow3, FLAKY, run_id_for(key), timeout=180)["state"] == "success"
     assert _tries(airflow3, key) == {"prepare": 2, "flaky": 2}
