@@ -6,6 +6,8 @@ second try of its ``flaky`` task, and of ``prepare`` unless ``only_failed``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -207,3 +209,44 @@ def test_a_clear_refused_403_is_answered_and_a_re_send_clears_it(
     assert rerun["status"] == "rerun"
     assert wait_for_run(airflow3, FLAKY, run_id_for(key), timeout=180)["state"] == "success"
     assert _tries(airflow3, key) == {"prepare": 2, "flaky": 2}
+
+
+def _replay_with_rerun(worker: WorkerProcess, topics: Topics, rerun_id: str) -> str:
+    """``replay --from-topic <requests> --rerun ID``: every request again, stamped."""
+    command = [sys.executable, "-m", "consumer", "replay", "--from-topic", topics.requests]
+    result = subprocess.run(
+        [*command, "--rerun", rerun_id],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=worker.env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def test_a_batch_replay_with_rerun_reprocesses_each_run_once_per_replay_id(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """``replay --rerun R`` re-runs the runs the batch made; the same replay again does not."""
+    keys = [unique_name("batch") for _ in range(2)]
+    worker = make_worker(**RERUNS)
+    with running(worker):
+        for key in keys:
+            _send(kafka, topics, key)
+        for key in keys:
+            assert wait_for_run(airflow3, FLAKY, run_id_for(key), timeout=180)["state"] == "failed"
+        _replay_with_rerun(worker, topics, "replay-1")
+        first = {key: _replies(kafka, topics, key, 2)[1]["status"] for key in keys}
+        _replay_with_rerun(worker, topics, "replay-1")  # the first replay again, by mistake
+        again = {key: _replies(kafka, topics, key, 4)[3]["status"] for key in keys}
+    assert first == dict.fromkeys(keys, "rerun")
+    assert again == dict.fromkeys(keys, "duplicate")  # the copies of the first replay too
+    for key in keys:
+        assert wait_for_run(airflow3, FLAKY, run_id_for(key), timeout=180)["state"] == "success"
+        assert _tries(airflow3, key) == {"prepare": 2, "flaky": 2}
