@@ -150,7 +150,7 @@ class Rerunner:
         key, hold = request.idempotency_key, self.store_hold.call
         mark = hold(lambda: self.store.get_rerun(key, rerun.id), "read_rerun")
         if made_by_it and (mark is None or mark.evidence is None):
-            if mark is None:  # it crashed before noting its re-run id
+            if mark is None or mark.status is RerunStatus.PENDING:  # crashed before noting it
                 self.note_triggered(request, at, entry.run_state or "unknown")
             return Outcome.triggered(record, request, stored_run(entry), attempts=0)
         try:

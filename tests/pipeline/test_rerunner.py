@@ -22,7 +22,14 @@ from consumer.outcome import Outcome
 from consumer.pipeline.rerun import Rerunner
 from consumer.record import InboundRecord
 from consumer.run_id import run_id_for
-from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry, open_store
+from consumer.store import (
+    EntryStatus,
+    IdempotencyStore,
+    RequestOrigin,
+    RerunStatus,
+    StoredEntry,
+    open_store,
+)
 from consumer.store.holds import StoreHold
 from tests.faults.clearing import START, ScriptedClearing
 
@@ -151,3 +158,20 @@ def test_a_clear_does_not_count_as_a_run_made_for_others(store: IdempotencyStore
     began = time.monotonic()
     assert _rerun(rerunner, entry, offset=5).status is Status.RERUN
     assert not rerunner.gate.others_succeeded_since(began)
+
+
+def test_a_rerun_request_that_made_the_first_run_is_triggered_again(
+    store: IdempotencyStore,
+) -> None:
+    """Re-delivered after a crash between its trigger and noting its id: no clear."""
+    clearing = ScriptedClearing()
+    rerunner, entry = _rerunner(store, clearing), _entry(store)
+    store.mark_rerun(KEY, "fix-1", evidence=None, at=("requests", 0, 1))  # before its POST
+    record = _record(1)
+    origin = RequestOrigin(record.topic, record.partition, record.offset, None)
+    outcome = rerunner.rerun(record, _request(), entry, origin, lambda: True, made_by_it=True)
+    mark = store.get_rerun(KEY, "fix-1")
+    assert outcome.status is Status.TRIGGERED
+    assert clearing.clears == 0
+    assert mark is not None
+    assert mark.status is RerunStatus.DONE  # the id is spent: a re-send elsewhere is duplicate
