@@ -250,3 +250,43 @@ def test_a_batch_replay_with_rerun_reprocesses_each_run_once_per_replay_id(
     for key in keys:
         assert wait_for_run(airflow3, FLAKY, run_id_for(key), timeout=180)["state"] == "success"
         assert _tries(airflow3, key) == {"prepare": 2, "flaky": 2}
+
+
+def test_a_rerun_across_replicas_of_a_shared_store_clears_once(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+    new_database: str,
+) -> None:
+    """One replica made the run, another re-runs it, a third sees the re-run done.
+
+    Each replica is SIGKILLed when its part is answered, so the next one may answer the
+    same records again: every answer to a record must agree with its first.
+    """
+    options = RERUNS | {"store_url": new_database}
+    key = unique_name("replicas")
+    with running(make_worker(name="a", **options)):
+        _failed_run(kafka, topics, airflow3, key)
+    with running(make_worker(name="b", **options)):
+        _send(kafka, topics, key, rerun={"id": "fix"})
+        _replies(kafka, topics, key, 3)
+    with running(make_worker(name="c", **options)):
+        _send(kafka, topics, key, rerun={"id": "fix"})
+        wait_until(
+            lambda: (
+                sum(committed(kafka.bootstrap_servers, topics.group, topics.requests).values()) == 3
+            ),
+            timeout=120,
+            what="the three requests committed",
+        )
+    records = read_all(kafka.bootstrap_servers, topics.replies, at_least=4)
+    replies = replies_by_key(records)[key]
+    by_offset: dict[int, set[str]] = {}
+    for reply in replies:
+        by_offset.setdefault(reply["source"]["offset"], set()).add(reply["status"])
+    first, rerun, again = sorted(by_offset)
+    assert by_offset[first] == {"triggered", "completed"}
+    assert (by_offset[rerun], by_offset[again]) == ({"rerun"}, {"duplicate"})
+    assert wait_for_run(airflow3, FLAKY, run_id_for(key), timeout=180)["state"] == "success"
+    assert _tries(airflow3, key) == {"prepare": 2, "flaky": 2}
