@@ -145,14 +145,18 @@ def remembered(key: str, at: Coordinates, exc: AirflowError) -> RememberedRefusa
         The value to remember (the store sets its ``created_at``).
     """
     details = {name: value for name, value in exc.details.items() if name != "attempts"}
-    return RememberedRefusal(key, at, exc.code.value, exc.message, details, datetime.now(UTC))
+    message = exc.message.replace("\x00", "")  # Airflow's words; PostgreSQL text holds no NUL
+    return RememberedRefusal(key, at, exc.code.value, message, details, datetime.now(UTC))
 
 
 def refused_again(
     record: InboundRecord, request: TriggerRequest, refusal: RememberedRefusal
 ) -> Outcome:
     """The answer of a re-delivered record that its remembered refusal answered before."""
-    error = AirflowError(ErrorCode(refusal.code), refusal.message, refusal.details)
+    # a code this release does not know (written by a newer replica): the nearest known one
+    known = refusal.code in ErrorCode.__members__.values()
+    code = ErrorCode(refusal.code) if known else ErrorCode.AIRFLOW_REJECTED
+    error = AirflowError(code, refusal.message, refusal.details)
     return Outcome.failed(record, error, request=request, attempts=0)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -78,7 +79,8 @@ class History:
         ends: each (topic, partition)'s end offset, of the request and event topics.
         readiness: each replica's /readyz status and reasons at the end.
         deaths: replicas that exited without the nemesis killing them.
-        killed: the process ids the nemesis SIGKILLed (a reply's ``worker`` names its pid).
+        killed: the process ids the nemesis SIGKILLed, with when (a reply's ``worker`` names
+            its pid, its ``processed_at`` when it was built).
     """
 
     request_topic: str
@@ -93,7 +95,7 @@ class History:
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
     readiness: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
     deaths: list[str] = field(default_factory=list)
-    killed: frozenset[int] = frozenset()
+    killed: dict[int, datetime] = field(default_factory=dict)
 
 
 def read_topic(bootstrap: str, topic: str, *, committed_only: bool) -> list[Message]:

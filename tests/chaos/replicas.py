@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -73,7 +74,8 @@ class Fleet:
     started_at: float = field(default_factory=time.monotonic)
     replicas: list[Replica] = field(default_factory=list)
     deaths: list[Death] = field(default_factory=list)
-    killed_pids: set[int] = field(default_factory=set)  # every process the nemesis SIGKILLed
+    # every process the nemesis SIGKILLed, and when (wall clock: replies carry processed_at)
+    killed_pids: dict[int, datetime] = field(default_factory=dict)
 
     def add(self) -> Replica | None:
         """Launch one more replica (a rebalance follows); None when at the limit."""
@@ -95,7 +97,7 @@ class Fleet:
         replica.killed_at = time.monotonic()
         replica.paused = False
         if replica.pid is not None:
-            self.killed_pids.add(replica.pid)
+            self.killed_pids[replica.pid] = datetime.now(UTC)
         replica.worker.kill()
 
     def pause(self, replica: Replica) -> None:

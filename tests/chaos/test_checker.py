@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -229,20 +230,35 @@ def test_a_missing_or_doubled_completed_reply_is_reported() -> None:
 
 
 def test_a_completed_reply_sent_again_after_its_sender_was_killed_is_the_named_limit() -> None:
-    """A killed sender's `completed` plus its successor's is allowed; two living ones not."""
+    """A killed sender's `completed` (built before the kill) plus its successor's is allowed.
+
+    Two from living processes, two from one process, or one built after its sender's kill
+    are still violations.
+    """
     history = _clean()
     history.replies.pop()
     tracked = history.requests[-1]
+    kill = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
-    def sent_by(worker: str) -> Message:
-        return _reply(tracked, "completed", "t1", run_state="success", worker=f"{worker}/1.0")
+    def sent_by(worker: str, built: datetime) -> Message:
+        return _reply(
+            tracked,
+            "completed",
+            "t1",
+            run_state="success",
+            worker=f"{worker}/1.0",
+            processed_at=built.isoformat(),
+        )
 
-    history.replies += [sent_by("vm-41"), sent_by("vm-52")]
-    assert _broken_by("completed once per tracked run", history)[0].keys == (
-        "t1: 2 completed replies from ['vm-41', 'vm-52']",
-    )
-    killed = dataclasses.replace(history, killed=frozenset({41}))
-    assert _broken_by("completed once per tracked run", killed) == []
+    def broken(*replies: Message, killed: dict[int, datetime]) -> bool:
+        case = dataclasses.replace(history, replies=[*history.replies, *replies], killed=killed)
+        return bool(_broken_by("completed once per tracked run", case))
+
+    before, after = kill - timedelta(seconds=1), kill + timedelta(seconds=5)
+    assert not broken(sent_by("vm-41", before), sent_by("vm-52", after), killed={41: kill})
+    assert broken(sent_by("vm-41", before), sent_by("vm-52", after), killed={})
+    assert broken(sent_by("vm-41", before), sent_by("vm-41", before), killed={41: kill})
+    assert broken(sent_by("vm-41", after), sent_by("vm-52", after), killed={41: kill})
 
 
 def test_a_missing_dead_letter_is_reported() -> None:

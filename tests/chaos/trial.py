@@ -249,7 +249,7 @@ def _record(stage: Stage, names: Names, workload: Workload, fleet: Fleet) -> His
         ends=ends,
         readiness=fleet.readiness(),
         deaths=[f"{d.replica} exit {d.code} at +{d.at:.0f}s: {d.tail}" for d in fleet.deaths],
-        killed=frozenset(fleet.killed_pids),
+        killed=dict(fleet.killed_pids),
     )
 
 

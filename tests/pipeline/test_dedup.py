@@ -8,7 +8,18 @@ from datetime import UTC, datetime
 import pytest
 
 from consumer.airflow import TriggerResult
-from consumer.pipeline.dedup import Seen, claimed, judge, made_the_run, releases_key
+from consumer.contract import TriggerRequest
+from consumer.errors import AirflowError, ErrorCode
+from consumer.pipeline.dedup import (
+    Seen,
+    claimed,
+    judge,
+    made_the_run,
+    refused_again,
+    releases_key,
+    remembered,
+)
+from consumer.record import InboundRecord
 from consumer.store import EntryStatus, RequestOrigin, StoredEntry
 
 HERE = ("requests", 0, 7)
@@ -125,3 +136,20 @@ def test_made_the_run_for_every_combination(
 def test_a_refusal_releases_only_the_requests_own_mark(seen: Seen, releases: bool) -> None:
     """A definite refusal drops this request's pending mark, never another request's."""
     assert releases_key(seen) is releases
+
+
+def test_a_remembered_refusal_holds_no_nul_and_reads_back_with_an_unknown_code() -> None:
+    """Airflow's words may hold NUL (PostgreSQL text cannot); a newer release's code degrades."""
+    exc = AirflowError(ErrorCode.DAG_NOT_FOUND, "no\x00such DAG", {"status": 404, "attempts": 3})
+    refusal = remembered("k", ("requests", 0, 7), exc)
+    assert (refusal.code, refusal.message, refusal.details) == (
+        "dag_not_found",
+        "nosuch DAG",
+        {"status": 404},
+    )
+    record = InboundRecord("requests", 0, 7, None, b"k", b"{}")
+    request = TriggerRequest(idempotency_key="k", dag_id="d")
+    newer = replace(refusal, code="dag_paused_forever")
+    outcome = refused_again(record, request, newer)
+    assert outcome.error_code is ErrorCode.AIRFLOW_REJECTED
+    assert refused_again(record, request, refusal).error_code is ErrorCode.DAG_NOT_FOUND
