@@ -141,6 +141,11 @@ class LeaseKeeper:
             self._drop(key)
         return held
 
+    def published(self) -> dict[str, str]:
+        """Every key whose reply was acknowledged here but not yet marked, with its state."""
+        with self._lock:
+            return dict(self._published)
+
     def published_state(self, key: str) -> str | None:
         """The run state of ``key``'s reply already acknowledged here but not yet marked."""
         return self._published.get(key)

@@ -46,7 +46,7 @@ from typing import TypeAlias
 import structlog
 
 from consumer.airflow import AirflowApi, DagRun
-from consumer.errors import AirflowError, ConfigError
+from consumer.errors import AirflowError, ConfigError, StoreUnavailableError
 from consumer.outcome import Outcome, RunView
 from consumer.settings import default_of
 from consumer.store import Clock, IdempotencyStore, RequestOrigin, StoredEntry
@@ -242,6 +242,7 @@ class CompletionTracker:
         """
         now = self._clock()
         leased = self._leases.take(self._batch)
+        marked = self._mark_published()
         if self._listable:
             try:
                 ended = self._window.ended(leased)
@@ -254,10 +255,33 @@ class CompletionTracker:
                 if leased:
                     self._count(checks=1)
                 jobs = [(entry, self._past_horizon(entry, now), ended) for entry in leased]
-                return self._run_checks([job for job in jobs if job[1] or job[0].key in ended])
+                checked = [job for job in jobs if job[1] or job[0].key in ended]
+                return marked + self._run_checks(checked)
             self._listable = False
             log.info("tracking_run_by_run", reason="Airflow has no list endpoint for DAG runs")
-        return self._run_checks(self._due_run_by_run(leased, now))
+        return marked + self._run_checks(self._due_run_by_run(leased, now))
+
+    def _mark_published(self) -> int:
+        """Mark first the runs whose reply was acknowledged but not marked (a store outage).
+
+        Marking needs no Airflow call, so an Airflow outage does not delay it; every moment
+        it stays unmarked is one in which a lease lost (a pause, an expiry) would let another
+        replica send that reply again (nemesis seed 909).
+        """
+        marked = 0
+        for key, state in self._leases.published().items():
+            if not self._leases.holds(key):
+                continue
+            try:
+                completion = self._leases.complete(key, state, _sent)
+            except StoreUnavailableError as exc:  # still out: the next poll marks it
+                log.warning("tracking_mark_failed", error=str(exc))
+                return marked
+            if completion is Completion.MARKED:
+                self._schedule.forget(key)
+                self._count(completed=1)
+                marked += 1
+        return marked
 
     def _due_run_by_run(self, leased: list[StoredEntry], now: datetime) -> list[_Check]:
         """The leased runs due for a look of their own (``get_run``), backing off per run."""

@@ -16,6 +16,7 @@ from consumer.store.sqlite import SqliteStore
 from consumer.tracking import CompletionTracker
 from consumer.tracking.lease import PUBLISH_BOUND, LeaseKeeper
 from devstack.airflow import AirflowServer
+from tests.faults.proxy import FaultProxy
 from tests.faults.store import MarkCompletedFailsOnce
 from tests.store.test_sqlite import ManualClock
 from tests.tracking.test_tracker import FAST_INTERVAL, POLL_EVERY, Collected
@@ -255,4 +256,38 @@ def test_a_store_outage_between_the_ack_and_the_mark_sends_no_second_completed(
         return found is not None and found.completed_at is not None
 
     wait_until(marked, timeout=RUN_TIMEOUT, interval=POLL_EVERY, what="the run marked completed")
+    assert [outcome.idempotency_key for outcome in published.outcomes] == [key]
+
+
+def test_an_acknowledged_reply_is_marked_while_airflow_cannot_list(
+    airflow3: AirflowServer, store: IdempotencyStore, client_for: Callable[..., AirflowApi]
+) -> None:
+    """Acknowledged, the mark met a store outage, then Airflow's listing failed: marked anyway.
+
+    Nemesis seed 909: the mark waited for a listing that failed (API stopped), the replica
+    was then paused past its lease, and another replica sent the reply again.
+    """
+    proxy = FaultProxy(airflow3.url)
+    try:
+        client = client_for(airflow3)
+        key, run = trigger_tracked(store, client, "devstack_plain")
+        _wait_ended(client, "devstack_plain", [run.dag_run_id])
+        faulty = MarkCompletedFailsOnce(store)
+        published = Collected()
+        tracker = CompletionTracker(
+            faulty,  # type: ignore[arg-type]
+            client_for(airflow3, url=proxy.url),
+            published,
+            stop=threading.Event(),
+            interval=FAST_INTERVAL,
+        )
+        tracker.poll_once()  # published; the mark failed
+        assert faulty.failed
+        proxy.fail_lists(503)
+        tracker.poll_once()  # the listing fails: the mark must not wait for it
+        found = store.get(key)
+    finally:
+        proxy.close()
+    assert found is not None
+    assert found.completed_at is not None
     assert [outcome.idempotency_key for outcome in published.outcomes] == [key]
