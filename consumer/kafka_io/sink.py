@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain, repeat
 from typing import Any
 
+import structlog
 from kafka.errors import (
     InvalidTopicError,
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
+    NoBrokersAvailable,
     TopicAuthorizationFailedError,
     UnknownTopicOrPartitionError,
 )
@@ -34,6 +37,15 @@ MAX_REQUEST_SIZE = 64 * 1024 * 1024
 # refused reply topic falls back to the default one (answering.py) held its partition 5 min.
 MAX_BLOCK_MS = 5_000
 _ACKED = "acked"  # a record's state once the broker acknowledged it
+# the waits between attempts to reach a broker at start-up: doubling to 30 s, then forever
+START_DELAYS: Iterable[float] = (1.0, 2.0, 4.0, 8.0, 16.0)
+START_DELAY_MAX = 30.0
+
+log = structlog.get_logger(__name__)
+
+
+def _start_delays() -> Iterator[float]:
+    return chain(START_DELAYS, repeat(START_DELAY_MAX))
 
 
 OnSettled = Callable[[SinkError | None], None]
@@ -165,22 +177,46 @@ TOPIC_REFUSALS = (
 class RecordSink:
     """One idempotent ``acks=all`` producer shared by all threads (it is thread-safe)."""
 
-    def __init__(self, connection: Connection, *, client_id: str) -> None:
-        """Connect the producer.
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        client_id: str,
+        start_delays: Iterable[float] | None = None,
+    ) -> None:
+        """Connect the producer, waiting for a broker while none answers.
+
+        kafka-python asks a broker for its version when the producer is made; a worker that
+        starts while the brokers are down or paused waits for them (nemesis seed 1415: it
+        exited with ``NoBrokersAvailable``) instead of dying.
 
         Args:
             connection: the settings, or ``security.connection_options(settings)``.
             client_id: names this worker in broker logs.
+            start_delays: the waits between attempts; None: doubling to 30 s, forever.
+
+        Raises:
+            NoBrokersAvailable: no broker answered and ``start_delays`` ran out.
         """
         # monotonic time of the broker's last metadata answer (kafka-python's listener)
         self._metadata_at: float | None = None
-        self._producer = open_acked_producer(
-            connection,
-            client_id=client_id,
-            max_request_size=MAX_REQUEST_SIZE,
-            max_block_ms=MAX_BLOCK_MS,
-            delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
-        )
+        delays = iter(start_delays) if start_delays is not None else _start_delays()
+        while True:
+            try:
+                self._producer = open_acked_producer(
+                    connection,
+                    client_id=client_id,
+                    max_request_size=MAX_REQUEST_SIZE,
+                    max_block_ms=MAX_BLOCK_MS,
+                    delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+                )
+                break
+            except NoBrokersAvailable:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning("kafka_unreachable_at_start", retry_in=delay)
+                time.sleep(delay)
         # kafka-python exposes no public hook for "the broker answered metadata": its
         # cluster's listeners run after every successful metadata response
         self._producer._metadata.add_listener(self._metadata_answered)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaTimeoutError, NoBrokersAvailable
+from structlog.testing import capture_logs
 
 from consumer.errors import SinkError
 from consumer.kafka_io.sink import MAX_REQUEST_SIZE, Delivery, RecordSink
 from consumer.record import OutboundRecord
 from tests.conftest import KafkaCluster
+from tests.faults.delay_proxy import DelayProxy
 from tests.scenarios.harness import read_all
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -116,3 +120,44 @@ def test_the_sink_learns_when_the_broker_answers_metadata(
     sink.publish([OutboundRecord(new_topic(), b"k", b"v", ())])
     assert sink._answered_since(before)
     assert not sink._answered_since(time.monotonic() + 1)
+
+
+def test_a_sink_made_while_no_broker_answers_waits_for_one(kafka: KafkaCluster) -> None:
+    """Nemesis seed 1415: the worker exited when it started while the broker was away.
+
+    The broker's address swallows every byte (a paused broker) while the sink is made; once
+    it answers again the sink is ready, having waited instead of raising.
+    """
+    host, port = kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)
+    with DelayProxy((host, int(port))) as proxy, capture_logs() as logs:
+        proxy.blackhole()
+        made: list[RecordSink] = []
+        maker = threading.Thread(
+            target=lambda: made.append(
+                RecordSink(
+                    {"bootstrap_servers": f"127.0.0.1:{proxy.port}"},
+                    client_id="test-sink-wait",
+                    start_delays=[0.2] * 100,
+                )
+            )
+        )
+        maker.start()
+        wait_until(
+            lambda: sum(e["event"] == "kafka_unreachable_at_start" for e in logs) >= 2,
+            timeout=60,
+            what="the sink waiting for a broker twice",
+        )
+        assert maker.is_alive() and not made  # waiting, not failed
+        proxy.restore()
+        maker.join(timeout=60)
+    assert len(made) == 1
+    made[0].close()
+
+
+def test_a_sink_gives_up_only_when_its_start_delays_run_out() -> None:
+    """With a bounded wait, no broker at all ends in ``NoBrokersAvailable``."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again before the sink tries it
+    with pytest.raises(NoBrokersAvailable):
+        RecordSink({"bootstrap_servers": f"127.0.0.1:{port}"}, client_id="t", start_delays=[0.1])
