@@ -36,11 +36,10 @@ import requests
 from consumer.airflow.client import AirflowClient
 from consumer.airflow.retry import SINGLE_ATTEMPT
 from consumer.airflow.runs import parse_timestamp
-from consumer.airflow.transport import read_json
+from consumer.airflow.transport import read_json, run_path
 from consumer.errors import AirflowError, ErrorCode, StoppingError
 
 FINISHED = frozenset({"success", "failed"})
-_RUN_ID_SAFE = ":+~"
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ class RunClearing:
             ConfigError: credentials refused or TLS failure.
         """
         client = self._client
-        path = _run_path(dag_id, run_id)
+        path = run_path(dag_id, run_id)
         response, state = client.transport.request(client.retry.start(), "GET", path)
         if response.status_code == requests.codes.not_found:
             raise AirflowError(
@@ -215,19 +214,15 @@ def _clear_call(
     """The path and body of the clear on this API version."""
     dag = quote(dag_id, safe="")
     if api_version == "v2":
-        return f"{_run_path(dag_id, run_id)}/clear", {"dry_run": False, "only_failed": only_failed}
+        return f"{run_path(dag_id, run_id)}/clear", {"dry_run": False, "only_failed": only_failed}
     if not only_failed:
-        return f"{_run_path(dag_id, run_id)}/clear", {"dry_run": False}
+        return f"{run_path(dag_id, run_id)}/clear", {"dry_run": False}
     return f"/dags/{dag}/clearTaskInstances", {
         "dry_run": False,
         "dag_run_id": run_id,
         "only_failed": True,
         "reset_dag_runs": True,
     }
-
-
-def _run_path(dag_id: str, run_id: str) -> str:
-    return f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe=_RUN_ID_SAFE)}"
 
 
 def _iso(moment: datetime | None) -> str | None:

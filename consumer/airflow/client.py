@@ -27,7 +27,7 @@ from consumer.airflow.calls import CallPurpose, CountCalls, count_nothing
 from consumer.airflow.connection import AirflowConnection
 from consumer.airflow.retry import SINGLE_ATTEMPT, RetryState
 from consumer.airflow.runs import ApiVersion, DagRun, EndedRuns, TriggerResult, parse_timestamp
-from consumer.airflow.transport import Transport, read_json
+from consumer.airflow.transport import RUN_ID_SAFE, Transport, read_json, run_path
 from consumer.errors import AirflowError, ConfigError, ErrorCode
 
 DETAIL_LIMIT = 2000
@@ -37,7 +37,6 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.~:+-]{1,248}")
 RESERVED_RUN_ID_PREFIXES = ("scheduled__", "backfill__", "asset_triggered__", "dataset_triggered__")
 DAG_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,250}")
 
-_RUN_ID_SAFE = ":+~"
 # the batch list endpoint of both API versions; pages of Airflow's default maximum size
 LIST_PATH = "/dags/~/dagRuns/list"
 LIST_PAGE = 100
@@ -148,7 +147,7 @@ class AirflowClient:
         """
         dag = quote(dag_id, safe="")
         if self.api_version == "v2":
-            return f"{self.base_url}/dags/{dag}/runs/{quote(run_id, safe=_RUN_ID_SAFE)}"
+            return f"{self.base_url}/dags/{dag}/runs/{quote(run_id, safe=RUN_ID_SAFE)}"
         return f"{self.base_url}/dags/{dag}/grid?{urlencode({'dag_run_id': run_id})}"
 
     def get_run(self, dag_id: str, run_id: str) -> DagRun | None:
@@ -311,8 +310,7 @@ class AirflowClient:
     def _fetch_run(
         self, state: RetryState, dag_id: str, run_id: str
     ) -> tuple[DagRun | None, RetryState]:
-        path = f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe=_RUN_ID_SAFE)}"
-        response, state = self.transport.request(state, "GET", path)
+        response, state = self.transport.request(state, "GET", run_path(dag_id, run_id))
         if response.status_code == requests.codes.not_found:
             return None, state
         if not response.ok:

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
@@ -34,6 +34,7 @@ from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
 INVALID_JWT = "Invalid JWT token"
 NO_PROXIES: dict[str, str] = {}  # trust_env is off: no proxy applies (spares a URL parse)
 
+RUN_ID_SAFE = ":+~"  # run id characters a path keeps as they are (Airflow reads them so)
 log = structlog.get_logger(__name__)
 
 
@@ -329,3 +330,16 @@ def read_json(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return {}
+
+
+def run_path(dag_id: str, run_id: str) -> str:
+    """The API path of one run (``/dags/{dag_id}/dagRuns/{run_id}``), quoted as Airflow reads it.
+
+    Args:
+        dag_id: the DAG.
+        run_id: the run.
+
+    Returns:
+        The path, relative to the API base.
+    """
+    return f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe=RUN_ID_SAFE)}"
