@@ -6,12 +6,12 @@ import threading
 
 import structlog
 
-from consumer.airflow import CallPurpose, make_airflow_client
+from consumer.airflow import AirflowClient, CallPurpose, make_airflow_client
 from consumer.airflow.clearing import RunClearing
 from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
-from consumer.errors import KafkaUnreachableError
+from consumer.errors import AirflowUnavailableError, KafkaUnreachableError
 from consumer.kafka_io.lag import LagMeter
 from consumer.kafka_io.preflight import check_connection
 from consumer.kafka_io.security import connection_options
@@ -53,6 +53,7 @@ def build_worker(
     airflow = make_airflow_client(
         settings, stop=stop, purpose=CallPurpose.TRIGGER, count_calls=count_calls
     )
+    _check_airflow_release(airflow)
     airflow_limit: ConcurrencyLimit = (
         AdaptiveLimit(settings.airflow_max_concurrency, on_change=metrics.set_concurrency_limit)
         if settings.airflow_concurrency == "adaptive"
@@ -135,6 +136,19 @@ def build_worker(
         readiness=readiness,
         metrics=metrics,
     )
+
+
+def _check_airflow_release(airflow: AirflowClient) -> None:
+    """Detect the API now, so that an Airflow older than supported stops the start.
+
+    Raises:
+        ConfigError: the Airflow is older than supported (``airflow.support``), or is none.
+    """
+    try:
+        airflow.api_version  # noqa: B018 -- detects, and detection refuses an old release
+    except AirflowUnavailableError as exc:
+        # an outage is no configuration error: the first call detects, and checks, again
+        log.warning("airflow_unreachable_at_start", error=str(exc))
 
 
 def _router(settings: Settings, metrics: Metrics) -> Router | None:

@@ -19,6 +19,7 @@ from consumer.airflow.auth import ApiAuth, BasicAuth, StaticToken
 from consumer.airflow.calls import OnCall, uncounted
 from consumer.airflow.failures import NO_ANSWER_ERRORS, classify_failure, is_transient
 from consumer.airflow.runs import ApiVersion
+from consumer.airflow.support import check_release
 from consumer.errors import AirflowUnavailableError, ConfigError, ErrorCode
 
 _HTTP_OK = 200
@@ -63,10 +64,35 @@ def detect_api_version(
         The detected API.
 
     Raises:
-        ConfigError: TLS verification failed, or no probe identified Airflow.
+        ConfigError: TLS verification failed, no probe identified Airflow, or the release is
+            older than the worker supports (``support.check_release``).
         AirflowUnavailableError: Airflow could not be reached or answered 429/5xx.
     """
     probes = _Probes(session, base_url, timeout, on_call)
+    found = _identify(probes, username=username, password=password, token=token)
+    if found is not None:
+        check_release(found.api_version, found.airflow_version, base_url)
+        return found
+    if probes.transient is not None:
+        raise AirflowUnavailableError(
+            ErrorCode.AIRFLOW_UNAVAILABLE,
+            f"Airflow at {base_url} answered {probes.transient} while detecting its API version",
+            {"reachable": True, "status": probes.transient},
+        )
+    raise ConfigError(
+        f"could not tell which Airflow REST API {base_url} serves "
+        f"(answers: {', '.join(probes.seen)}); check the URL or set the API version to v1 or v2"
+    )
+
+
+def _identify(
+    probes: _Probes,
+    *,
+    username: str | None,
+    password: SecretStr | None,
+    token: SecretStr | None,
+) -> DetectedApi | None:
+    """Probe without credentials, then with them; None when nothing identified Airflow."""
     apis: tuple[ApiVersion, ...] = ("v2", "v1")
     for api in apis:
         found = probes.version(api, None)
@@ -80,19 +106,8 @@ def detect_api_version(
     elif username is not None and password is not None:
         if probes.token_endpoint(username, password):
             return DetectedApi("v2", None)
-        found = probes.version("v1", BasicAuth(username, password))
-        if found is not None:
-            return found
-    if probes.transient is not None:
-        raise AirflowUnavailableError(
-            ErrorCode.AIRFLOW_UNAVAILABLE,
-            f"Airflow at {base_url} answered {probes.transient} while detecting its API version",
-            {"reachable": True, "status": probes.transient},
-        )
-    raise ConfigError(
-        f"could not tell which Airflow REST API {base_url} serves "
-        f"(answers: {', '.join(probes.seen)}); check the URL or set the API version to v1 or v2"
-    )
+        return probes.version("v1", BasicAuth(username, password))
+    return None
 
 
 class _Probes:

@@ -62,3 +62,16 @@ def test_unreachable_server_is_transient() -> None:
     with requests.Session() as session, pytest.raises(AirflowUnavailableError) as caught:
         detect_api_version(session, f"http://127.0.0.1:{free_port()}", timeout=TIMEOUT)
     assert caught.value.details["reachable"] is False
+
+
+def test_an_airflow_older_than_supported_is_refused_naming_versions(
+    faults: FaultInjector,
+) -> None:
+    """An Airflow 2.3.0 stops detection with ConfigError naming it and the supported floor."""
+    faults.script("GET", "/api/v1/version", Reply(200, {"version": "2.3.0"}))
+    with requests.Session() as session, pytest.raises(ConfigError) as caught:
+        detect_api_version(session, faults.url, timeout=TIMEOUT)
+    message = str(caught.value)
+    assert "Airflow 2.3.0" in message
+    assert "2.6.0 or later" in message
+    assert faults.url in message
