@@ -19,6 +19,7 @@ trigger reported (``made_the_run``)::
     created (its POST answered with the run) ─────────────────────► made it: triggered
     RESUMED (its own earlier attempt may have POSTed) ─────────────► made it: triggered
     found after a POST of its own that got no answer ──────────────► made it: triggered
+    found by NEW whose mark another owner of this record resumed ──► made it: triggered
     found otherwise (NEW or CLAIMED) ──────────────────────────────► another did: duplicate
 
 and whether a definite refusal (no run) releases the key (``releases_key``): its own mark
@@ -115,6 +116,29 @@ def made_the_run(seen: Seen, result: TriggerResult) -> bool:
         ``duplicate``.
     """
     return result.created or seen is Seen.RESUMED or result.may_have_reached
+
+
+def taken_over(mine: StoredEntry, now: StoredEntry | None, at: Coordinates) -> bool:
+    """Whether another owner of the record at ``at`` resumed the mark ``mine`` wrote.
+
+    Two owners of one record (a partition moved mid-work): the old one wrote the mark
+    (NEW), the new one resumed it and stamped it before its POST (``resume_pending``). The
+    run the writer found may be the resumer's: this record's, so ``triggered`` (nemesis
+    seeds 1313, 1515). A stamp without a POST at worst answers ``triggered`` as RESUMED does.
+
+    Args:
+        mine: the pending mark this process wrote (NEW).
+        now: the key's live entry, read after the trigger found the run.
+        at: the request record's (topic, partition, offset).
+
+    Returns:
+        True when the record's mark was stamped since, or its resumer recorded the run.
+    """
+    if now is None or coordinates(now.origin) != at:
+        return False
+    if now.status is EntryStatus.TRIGGERED:
+        return True
+    return now.status is EntryStatus.PENDING and now.updated_at != mine.updated_at
 
 
 def releases_key(seen: Seen) -> bool:

@@ -34,16 +34,17 @@ from consumer.errors import AirflowError, AirflowUnavailableError, Rejected, Sto
 from consumer.fingerprint import fingerprint
 from consumer.limits import Limits
 from consumer.outcome import Outcome
+from consumer.pipeline.claim import KeyClaim
 from consumer.pipeline.dedup import (
     ANSWERED,
     Seen,
-    claimed,
     judge,
     made_the_run,
     refused_again,
     releases_key,
     remembered,
     stored_outcome,
+    taken_over,
 )
 from consumer.pipeline.policy import Policy
 from consumer.pipeline.rerun import Clearing, Rerunner
@@ -198,20 +199,11 @@ class Pipeline:
         hold = self.store_hold.call
         entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key), "read")
         at = (record.topic, record.partition, record.offset)
-        seen = judge(entry, admitted.fingerprint, at)
-        if seen is Seen.NEW:
-            entry = hold(
-                lambda: self.store.mark_pending(
-                    key,
-                    fingerprint=admitted.fingerprint,
-                    dag_id=request.dag_id,
-                    dag_run_id=run_id_for(key),
-                    origin=self._origin(record, request),
-                ),
-                "mark_pending",
-            )
-            # another process (replica) may have claimed the key since the read
-            seen = claimed(entry, admitted.fingerprint, at)
+        origin = self._origin(record, request)
+        claim = KeyClaim(
+            self.store, self.store_hold, key, admitted.fingerprint, request.dag_id, at, origin
+        )
+        entry, seen = claim.take(entry)
         if entry is not None and seen in ANSWERED:
             return self._answered(admitted, entry, seen, owned)
         if not owned():  # the pending mark stays: the new owner resumes the request
@@ -233,11 +225,12 @@ class Pipeline:
             return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
         made_here = made_the_run(seen, result)
+        if not made_here and seen is Seen.NEW and entry is not None:
+            made_here = taken_over(entry, hold(lambda: self.store.get(key), "read"), at)
         # the run exists
         stored = hold(lambda: self._record(admitted, result, made_here=made_here), "record")
         # the key had a run already (not one another request is still making): clear it
         if request.rerun is not None and not made_here and stored.status is not EntryStatus.PENDING:
-            origin = self._origin(record, request)
             return self._rerunner().rerun(record, request, stored, origin, owned)
         if request.rerun is not None and made_here:
             self._rerunner().note_triggered(request, at, result.state)

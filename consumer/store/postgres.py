@@ -44,7 +44,8 @@ from consumer.store.postgres_sql import (
     RECORD,
     RELEASE_LEASES,
     RENEW,
-    TRACKED,
+    RESUME_PENDING,
+    TRACKED_RUNS,
 )
 from consumer.store.protocol import DEFAULT_PURGE_BATCH, Clock
 from consumer.store.redaction import display_url, mask_url_secrets
@@ -198,6 +199,13 @@ class PostgresStore:
         # a live holder keeps its created_at: this call's own clock reading means it wrote it
         return replace(holder, claimed_here=holder.created_at == values["created_at"])
 
+    def resume_pending(self, key: str, at: Coordinates) -> StoredEntry | None:
+        """Stamp the pending mark of the record at ``at`` (``IdempotencyStore.resume_pending``)."""
+        topic, partition, offset = at
+        stamp = {"key": key, "now": self._clock(), "cutoff": self._cutoff(), "topic": topic}
+        found = self._rows(RESUME_PENDING, {**stamp, "partition": partition, "offset": offset})
+        return found[0] if found else None
+
     def record(
         self,
         key: str,
@@ -314,11 +322,7 @@ class PostgresStore:
 
     def tracked_runs(self, limit: int = 1000) -> list[StoredEntry]:
         """Return live tracked entries whose run is not yet seen complete, oldest first."""
-        sql = (
-            f"SELECT {COLUMNS} FROM {TABLE} WHERE {TRACKED}"  # noqa: S608 -- constant names
-            " ORDER BY created_at, key LIMIT %(limit)s"
-        )
-        return self._rows(sql, {"cutoff": self._cutoff(), "limit": limit})
+        return self._rows(TRACKED_RUNS, {"cutoff": self._cutoff(), "limit": limit})
 
     def lease_tracked(self, owner: str, ttl: timedelta, limit: int = 1000) -> list[StoredEntry]:
         """Lease up to ``limit`` tracked runs to ``owner`` (``IdempotencyStore.lease_tracked``)."""

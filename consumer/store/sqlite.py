@@ -36,6 +36,7 @@ from consumer.store.sqlite_schema import (
     MARK_PENDING,
     RECORD_REPLACE,
     RECORD_SAME_RUN,
+    RESUME_PENDING,
     apply_schema,
     entry_from_row,
     origin_values,
@@ -170,28 +171,12 @@ class SqliteStore:
         return None if row is None else entry_from_row(row)
 
     def get(self, key: str) -> StoredEntry | None:
-        """Return the live entry for ``key``, or None if unknown or expired.
-
-        Args:
-            key: the idempotency key.
-
-        Returns:
-            The entry, or None.
-        """
+        """Return the live entry for ``key``, or None if unknown or expired."""
         with self._lock, _failures():
             return self._select_live(self._conn.cursor(), key)
 
     def get_many(self, keys: Collection[str]) -> dict[str, StoredEntry]:
-        """Return the live entries of ``keys``; unknown or expired keys are absent.
-
-        One SELECT per ``READ_BATCH`` keys: the worker looks up a whole poll at once.
-
-        Args:
-            keys: idempotency keys.
-
-        Returns:
-            Key to entry, for the keys that have a live entry.
-        """
+        """Return the live entries of ``keys``: one SELECT per ``READ_BATCH`` keys."""
         unique = list(dict.fromkeys(keys))
         found: dict[str, StoredEntry] = {}
         with self._lock, _failures():
@@ -230,6 +215,14 @@ class SqliteStore:
         if created is None:  # pragma: no cover -- only with a clock that runs backwards
             raise AssertionError(f"pending mark for {key!r} vanished inside its transaction")
         return replace(created, claimed_here=True)
+
+    def resume_pending(self, key: str, at: Coordinates) -> StoredEntry | None:
+        """Stamp the pending mark of the record at ``at`` (``IdempotencyStore.resume_pending``)."""
+        with self._transaction() as cur:
+            stamp = (to_epoch(self._clock()), key, self._cutoff(), *at)
+            return (
+                self._select_live(cur, key) if cur.execute(RESUME_PENDING, stamp).rowcount else None
+            )
 
     def record(
         self,

@@ -169,6 +169,15 @@ MARK_PENDING = (
 updated_at, then ``origin_values``.
 """
 
+RESUME_PENDING = (
+    "UPDATE idempotency SET updated_at = MAX(?, updated_at + 0.000001)"
+    " WHERE key = ? AND status = 'pending' AND created_at >= ? AND (source_topic IS NULL"
+    " OR (source_topic = ? AND source_partition = ? AND source_offset = ?))"
+)
+"""``resume_pending``'s stamp: now (always later than before), key, cut-off, coordinates;
+a mark without origin (schema 1) is any record's.
+"""
+
 _RECORDED = (
     "fingerprint, dag_id, dag_run_id, status, run_state, logical_date, run_url, track,"
     f" updated_at, {ORIGIN_COLUMNS}, created_at"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,6 +18,7 @@ from consumer.pipeline.dedup import (
     refused_again,
     releases_key,
     remembered,
+    taken_over,
 )
 from consumer.record import InboundRecord
 from consumer.store import EntryStatus, RequestOrigin, StoredEntry
@@ -153,3 +154,26 @@ def test_a_remembered_refusal_holds_no_nul_and_reads_back_with_an_unknown_code()
     outcome = refused_again(record, request, newer)
     assert outcome.error_code is ErrorCode.AIRFLOW_REJECTED
     assert refused_again(record, request, refusal).error_code is ErrorCode.DAG_NOT_FOUND
+
+
+MINE = entry(EntryStatus.PENDING, HERE)
+STAMPED = replace(MINE, updated_at=NOW + timedelta(microseconds=1))
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (MINE, False),  # nobody resumed the mark: the run found is another request's
+        (STAMPED, True),  # another owner of this record stamped it before its POST
+        (entry(EntryStatus.TRIGGERED, HERE), True),  # ... and recorded the run it made
+        (entry(EntryStatus.DUPLICATE, HERE), False),  # ... and found the run too
+        (replace(STAMPED, origin=entry(EntryStatus.PENDING, ELSEWHERE).origin), False),
+        (entry(EntryStatus.TRIGGERED, ELSEWHERE), False),  # another request's run
+        (None, False),  # released since: nothing says this record made the run
+    ],
+)
+def test_taken_over_only_by_another_owner_of_the_same_record(
+    now: StoredEntry | None, expected: bool
+) -> None:
+    """The writer of a mark answers ``triggered`` for a 409 only if its record resumed it."""
+    assert taken_over(MINE, now, HERE) is expected

@@ -112,3 +112,52 @@ def test_a_refused_record_delivered_again_after_its_key_moved_on_is_refused_the_
     assert (before.status, before.error_code) == ("error", "dag_not_found")
     assert (again.status, again.error_code) == ("error", "dag_not_found")
     store.close()
+
+
+def test_the_writer_of_a_mark_whose_record_another_owner_resumed_answers_triggered(
+    tmp_path: Path, airflow3: AirflowServer
+) -> None:
+    """Nemesis seeds 1313 and 1515: two owners of one record (a partition moved mid-work).
+
+    The old owner wrote the pending mark (NEW); before its POST, the new owner judged the
+    mark RESUMED and its POST made the run. The old owner's POST then met the run (409) and
+    it answered ``duplicate`` (and stored it): a request that made its run, never answered
+    ``triggered``. A resumer stamps the mark before its POST now, and the writer reads it.
+    """
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}", timedelta(days=1))
+    described = airflow3.describe()
+    admin, password = described["username"], SecretStr(described["password"])
+
+    def owner() -> Pipeline:
+        return Pipeline(
+            limits=DEFAULT_LIMITS,
+            policy=POLICY,
+            store=store,
+            airflow=AirflowClient(connection_for(airflow3.url, username=admin, password=password)),
+            gate=AirflowGate(threading.Event()),
+            airflow_limit=FixedLimit(1),
+        )
+
+    old, new = owner(), owner()
+    key = unique_name("two-owners")
+    value = f'{{"idempotency_key": "{key}", "dag_id": "devstack_paused"}}'.encode()
+    record = InboundRecord("requests", 0, 68, None, key.encode(), value)
+
+    def admitted(pipeline: Pipeline) -> Admitted:
+        (item,) = pipeline.triage([record], busy=lambda _key: False)
+        assert isinstance(item, Admitted)
+        return item
+
+    answers: list[Outcome] = []
+
+    def new_owner_runs_first() -> bool:  # asked right before the old owner's POST
+        if not answers:
+            answers.append(new.execute(admitted(new)))
+        return True
+
+    answers.append(old.execute(admitted(old), owned=new_owner_runs_first))
+
+    assert [answer.status for answer in answers] == ["triggered", "triggered"]
+    entry = store.get(key)
+    assert entry is not None and entry.status is EntryStatus.TRIGGERED
+    store.close()
