@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Protocol, TypeAlias
 
+from consumer.store.deferral_protocol import DeferralStore
 from consumer.store.entry import (
     Coordinates,
     EntryStatus,
@@ -25,8 +26,10 @@ Clock: TypeAlias = Callable[[], datetime]
 DEFAULT_PURGE_BATCH = 1000  # rows per purge call: bounds how long one DELETE holds its locks
 
 
-class IdempotencyStore(Protocol):
+class IdempotencyStore(DeferralStore, Protocol):
     """Remembers, per idempotency key, which request claimed it and which run it made.
+
+    It keeps deferred requests too (``DeferralStore``, issue 30), which retention leaves be.
 
     Every method is safe to call from many threads at once. Entries older than the
     retention window are invisible to every method, whether or not they were purged yet;

@@ -28,6 +28,7 @@ from consumer.store.entry import (
 from consumer.store.failures import store_failures
 from consumer.store.protocol import DEFAULT_PURGE_BATCH, Clock
 from consumer.store.recording import kept_for_run, may_overwrite, records_run
+from consumer.store.sqlite_deferred import SqliteDeferrals
 from consumer.store.sqlite_failures import classify_sqlite_error
 from consumer.store.sqlite_leases import READ_BATCH
 from consumer.store.sqlite_reruns import Window
@@ -57,8 +58,8 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class SqliteStore:
-    """The ``IdempotencyStore`` in one SQLite database file.
+class SqliteStore(SqliteDeferrals):
+    """The ``IdempotencyStore`` in one SQLite database file (deferrals: ``SqliteDeferrals``).
 
     One connection is shared by all threads behind a lock: SQLite serialises writers
     anyway, and a single connection is what makes ``:memory:`` work. WAL mode lets other

@@ -1,8 +1,9 @@
 """The SQLite store's layout: versioned DDL, its migration, and rows ↔ entries, marks, refusals.
 
 ``SqliteStore`` runs the statements; this module says what the file holds: the
-``idempotency`` table, the ``reruns`` table (``sqlite_reruns``) and the ``refusals`` table
-(``sqlite_refusals``). Instants are stored as REAL seconds since the epoch, so retention is
+``idempotency`` table, the ``reruns`` table (``sqlite_reruns``), the ``refusals`` table
+(``sqlite_refusals``) and the flow control's ``deferred``, ``flow_lease`` and ``flow_rate``
+tables (``sqlite_deferred``). Instants are stored as REAL seconds since the epoch, so retention is
 one indexed comparison.
 """
 
@@ -16,7 +17,7 @@ from consumer.errors import ConfigError
 from consumer.store import rows
 from consumer.store.entry import RememberedRefusal, RequestOrigin, RerunMark, StoredEntry
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -77,6 +78,38 @@ CREATE TABLE IF NOT EXISTS refusals (
     PRIMARY KEY (key, source_topic, source_partition, source_offset)
 );
 CREATE INDEX IF NOT EXISTS refusals_created_at ON refusals (created_at);
+CREATE TABLE IF NOT EXISTS deferred (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    key                 TEXT NOT NULL,
+    dag_id              TEXT NOT NULL,
+    fingerprint         TEXT NOT NULL,
+    request_json        TEXT NOT NULL,
+    source_topic        TEXT NOT NULL,
+    source_partition    INTEGER NOT NULL,
+    source_offset       INTEGER NOT NULL,
+    source_timestamp_ms INTEGER,
+    record_key          BLOB,
+    record_value        BLOB,
+    headers             TEXT NOT NULL,
+    route               TEXT,
+    traceparent         TEXT,
+    tracestate          TEXT,
+    reason              TEXT NOT NULL,
+    due_at              REAL,
+    released            INTEGER NOT NULL DEFAULT 0,
+    created_at          REAL NOT NULL,
+    UNIQUE (key, source_topic, source_partition, source_offset)
+);
+CREATE INDEX IF NOT EXISTS deferred_by_dag ON deferred (dag_id, reason, created_at);
+CREATE TABLE IF NOT EXISTS flow_lease (
+    name        TEXT PRIMARY KEY,
+    lease_owner TEXT NOT NULL,
+    lease_until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flow_rate (
+    dag_id  TEXT PRIMARY KEY,
+    next_at REAL NOT NULL
+);
 """
 _LEASE_INDEX = (
     "CREATE INDEX IF NOT EXISTS idempotency_leased ON idempotency (leased_at)"
@@ -114,6 +147,9 @@ _MIGRATION_5: tuple[str, ...] = ()
 # Schema version 6 (remembered refusals, nemesis seed 303) adds the ``refusals`` table alone,
 # made the same way.
 _MIGRATION_6: tuple[str, ...] = ()
+# Schema version 7 (flow control, issue 30) adds the ``deferred``, ``flow_lease`` and
+# ``flow_rate`` tables alone, made the same way (AUTOINCREMENT: a deleted seq is never reused).
+_MIGRATION_7: tuple[str, ...] = ()
 
 ORIGIN_COLUMNS = (
     "correlation_id, reply_topic, source_topic, source_partition, source_offset,"
@@ -260,6 +296,7 @@ def apply_schema(cur: sqlite3.Cursor, path: str) -> None:
             3: _MIGRATION_4,
             4: _MIGRATION_5,
             5: _MIGRATION_6,
+            6: _MIGRATION_7,
         }
         for version in range(found, SCHEMA_VERSION):
             for statement in steps[version]:
@@ -285,7 +322,8 @@ def to_epoch(moment: datetime) -> float:
     return moment.timestamp()
 
 
-def _from_epoch(seconds: float) -> datetime:
+def from_epoch(seconds: float) -> datetime:
+    """Return the stored REAL ``seconds`` as a UTC instant (``to_epoch``'s inverse)."""
     return datetime.fromtimestamp(seconds, UTC)
 
 
@@ -316,14 +354,14 @@ def origin_values(origin: RequestOrigin | None) -> tuple[object, ...]:
 
 def entry_from_row(row: Row) -> StoredEntry:
     """Return the entry that ``row`` (selected as ``COLUMNS``) holds, with UTC datetimes."""
-    return rows.entry_from_row(row, _from_epoch)
+    return rows.entry_from_row(row, from_epoch)
 
 
 def rerun_from_row(row: tuple[object, ...]) -> RerunMark:
     """Return the re-run mark that ``row`` (selected as ``rows.RERUN_COLUMNS``) holds."""
-    return rows.rerun_from_row(row, _from_epoch)
+    return rows.rerun_from_row(row, from_epoch)
 
 
 def refusal_from_row(row: tuple[object, ...]) -> RememberedRefusal:
     """Return the refusal that ``row`` (selected as ``rows.REFUSAL_COLUMNS``) holds."""
-    return rows.refusal_from_row(row, _from_epoch)
+    return rows.refusal_from_row(row, from_epoch)

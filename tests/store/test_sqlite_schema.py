@@ -11,6 +11,7 @@ import pytest
 
 from consumer.errors import ConfigError, StoreUnavailableError
 from consumer.store import EntryStatus, RememberedRefusal, RequestOrigin, RerunStatus
+from consumer.store.deferred import DeferralReason, DeferredRequest
 from consumer.store.sqlite import SqliteStore
 from consumer.store.sqlite_schema import SCHEMA_VERSION
 from tests.store.origins import assert_upgrade_kept_old_origin_and_stores_route_and_trace
@@ -39,7 +40,7 @@ def test_version_1_file_is_migrated_keeping_its_entries(db_path: Path) -> None:
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 6
+        assert migrated.schema_version() == SCHEMA_VERSION == 7
         tracked = migrated.tracked_runs()
 
     assert [(e.key, e.origin, e.abandoned_at) for e in tracked] == [("k1", None, None)]
@@ -83,7 +84,7 @@ def test_version_3_file_gains_route_and_trace_columns_its_entries_without_them(
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 6
+        assert migrated.schema_version() == SCHEMA_VERSION == 7
         assert_upgrade_kept_old_origin_and_stores_route_and_trace(migrated)
 
 
@@ -107,7 +108,7 @@ def test_version_4_file_gains_the_reruns_table_keeping_its_entries(db_path: Path
         )
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 6
+        assert migrated.schema_version() == SCHEMA_VERSION == 7
         (entry,) = migrated.tracked_runs()
         marked = migrated.mark_rerun("k1", "r1", evidence="clock", at=("requests", 2, 50))
         assert migrated.get_rerun("k1", "r1") == marked
@@ -145,7 +146,7 @@ def test_version_5_file_gains_the_refusals_table_keeping_its_rows(db_path: Path)
     refused = RememberedRefusal("k2", ("requests", 2, 51), "dag_not_allowed", "no", {}, START)
 
     with SqliteStore(db_path, RETENTION) as migrated:
-        assert migrated.schema_version() == SCHEMA_VERSION == 6
+        assert migrated.schema_version() == SCHEMA_VERSION == 7
         entry = migrated.get("k1")
         mark = migrated.get_rerun("k1", "r1")
         migrated.release("k2", refusal=refused)
@@ -157,6 +158,50 @@ def test_version_5_file_gains_the_refusals_table_keeping_its_rows(db_path: Path)
     )
     assert mark is not None and (mark.status, mark.run_state) == (RerunStatus.DONE, "queued")
     assert found is not None and (found.code, found.details) == ("dag_not_allowed", {})
+
+
+# the file schema version 6 wrote (before flow control deferred requests)
+VERSION_6 = VERSION_5.replace("VALUES (5)", "VALUES (6)") + (
+    "CREATE TABLE refusals (key TEXT NOT NULL, source_topic TEXT NOT NULL,"
+    " source_partition INTEGER NOT NULL, source_offset INTEGER NOT NULL, code TEXT NOT NULL,"
+    " message TEXT NOT NULL, details TEXT NOT NULL, created_at REAL NOT NULL,"
+    " PRIMARY KEY (key, source_topic, source_partition, source_offset));"
+    "CREATE INDEX refusals_created_at ON refusals (created_at);"
+)
+
+
+def test_version_6_file_gains_the_flow_tables_keeping_its_rows(db_path: Path) -> None:
+    """A version 6 file is migrated in place: its rows stay, requests can be deferred and leased."""
+    with closing(sqlite3.connect(db_path)) as raw, raw:
+        raw.executescript(VERSION_6)
+        now = datetime.now(UTC).timestamp()
+        raw.execute(
+            "INSERT INTO idempotency (key, fingerprint, dag_id, dag_run_id, status, track,"
+            " created_at, updated_at) VALUES ('k1', 'fp-1', 'etl', 'run-k1', 'triggered', 0, ?, ?)",
+            (now, now),
+        )
+        raw.execute(
+            "INSERT INTO refusals VALUES"
+            " ('k2', 'requests', 2, 51, 'dag_not_allowed', 'no', '{}', ?)",
+            (now,),
+        )
+    header = ("h", b"\x00")
+    deferred = DeferredRequest(
+        *("k3", "etl", "fp-3", "{}", "requests", 2, 52, None, None, b"v", (header,)),
+        *(None, None, None, DeferralReason.LIMIT, None),
+    )
+
+    with SqliteStore(db_path, RETENTION) as migrated:
+        assert migrated.schema_version() == SCHEMA_VERSION == 7
+        entry = migrated.get("k1")
+        refused = migrated.refusal_at("k2", ("requests", 2, 51))
+        assert migrated.defer(deferred)
+        (found,) = migrated.due_deferred()
+        assert migrated.take_flow_lease("me", timedelta(minutes=1))
+
+    assert entry is not None and entry.status is EntryStatus.TRIGGERED
+    assert refused is not None and refused.code == "dag_not_allowed"
+    assert (found.key, found.record_value, found.headers) == ("k3", b"v", (header,))
 
 
 def test_schema_version_is_recorded_once(db_path: Path) -> None:
