@@ -38,6 +38,7 @@ ENV_PREFIX = "TRIGGER_CONSUMER_"
 # the fault hook TEST_CRASH_AT is a setting, so a typo in its name is still caught.
 RESERVED_PREFIXES = (f"{ENV_PREFIX}TEST_KAFKA_",)
 SECRET_FIELDS = ("kafka_sasl_password", "airflow_password", "airflow_token", "store_password")
+REREAD_FILES = frozenset({"airflow_token"})
 
 
 def split_commas(value: Any) -> Any:
@@ -91,6 +92,15 @@ class Settings(BaseSettings):
     airflow_username: str | None = Field(None, description="basic auth (v1) or JWT login (v2)")
     airflow_password: SecretStr | None = Field(None, description="Airflow password (or _FILE)")
     airflow_token: SecretStr | None = Field(None, description="static bearer token (or _FILE)")
+    airflow_token_file: Path | None = Field(
+        None, description="bearer token file, re-read whenever it changes (Astronomer)"
+    )
+    airflow_auth: Literal["auto", "mwaa", "google"] = Field(
+        "auto",
+        description="auto: the credentials given (user/password, token, none); mwaa: Amazon "
+        "MWAA's InvokeRestApi with AWS credentials; google: Cloud Composer with Google's",
+    )
+    mwaa_environment: str | None = Field(None, description="MWAA environment name (auth mwaa)")
     airflow_ca_bundle: Path | None = Field(None, description="CA bundle for HTTPS to Airflow")
     airflow_connect_timeout: Duration = Field(timedelta(seconds=5), description="connect timeout")
     airflow_read_timeout: Duration = Field(timedelta(seconds=30), description="read timeout")
@@ -171,7 +181,10 @@ class Settings(BaseSettings):
             return data
         data = dict(data)
         for name in SECRET_FIELDS:
-            path = data.pop(f"{name}_file", None)
+            reread = name in REREAD_FILES  # the client re-reads it when it changes: kept too
+            path = data.get(f"{name}_file") if reread else data.pop(f"{name}_file", None)
+            if path and reread and data.get(name):
+                raise ValueError(f"give {name} or {name}_file, not both")
             if path and not data.get(name):
                 try:
                     data[name] = Path(path).read_text().rstrip("\r\n")
@@ -183,6 +196,7 @@ class Settings(BaseSettings):
     def _check_combinations(self) -> Settings:
         if self.airflow_password is not None and self.airflow_username is None:
             raise ValueError("airflow_password needs airflow_username")
+        self._check_airflow_auth()
         if self.kafka_security_protocol.startswith("SASL") and not (
             self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
         ):
@@ -191,6 +205,27 @@ class Settings(BaseSettings):
                 "kafka_sasl_username and kafka_sasl_password"
             )
         return self._check_routes()
+
+    def _check_airflow_auth(self) -> None:
+        given = [
+            name
+            for name in ("airflow_username", "airflow_password", "airflow_token")
+            if getattr(self, name) is not None
+        ]
+        if self.airflow_auth == "auto":
+            if self.mwaa_environment is not None:
+                raise ValueError("mwaa_environment needs airflow_auth=mwaa")
+            return
+        if given:  # the managed service's own credentials replace Airflow's
+            raise ValueError(f"airflow_auth={self.airflow_auth} takes no {', '.join(given)}")
+        if self.airflow_auth == "mwaa" and not self.mwaa_environment:
+            raise ValueError("airflow_auth=mwaa needs mwaa_environment (the environment's name)")
+        if self.airflow_auth == "mwaa" and "airflow_url" not in self.model_fields_set:
+            # calls go through AWS's API; the URL only makes the run links of replies right
+            raise ValueError(
+                "airflow_auth=mwaa needs airflow_url: the environment's web server URL "
+                "(GetEnvironment's WebserverUrl), for the runs' links in replies"
+            )
 
     def _check_routes(self) -> Settings:
         topics = self.routes.topics()

@@ -6,8 +6,9 @@
     connection = AirflowConnection.from_settings(settings)
     single = dataclasses.replace(connection, retry=SINGLE_ATTEMPT, pool_size=1)
 
-Every value that is a setting comes from ``Settings`` (no default here); only the tuning knobs
-that are no setting (``jwt_refresh_margin``, ``dag_info_ttl``) have defaults. Its ``repr``
+Every value that is a setting comes from ``Settings``; only the tuning knobs that are no
+setting (``jwt_refresh_margin``, ``dag_info_ttl``) and the managed-service ones (``token_file``,
+``auth``, ``mwaa_environment``: off by default, as before they existed) have defaults. Its ``repr``
 shows the password and token as ``SecretStr`` does: masked.
 """
 
@@ -36,6 +37,11 @@ class AirflowConnection:
         username: Airflow user: basic auth on v1, JWT login on v2.
         password: its password.
         token: a static bearer token instead of username/password.
+        token_file: the file the token came from, re-read whenever it changes (rotation).
+        auth: ``auto`` (the credentials above, or none), ``mwaa`` (every call through
+            MWAA's ``InvokeRestApi``, ``mwaa.py``) or ``google`` (Google OAuth tokens,
+            ``google_auth.py``).
+        mwaa_environment: the MWAA environment's name (``auth`` ``mwaa``).
         ca_bundle: a PEM CA bundle for HTTPS; the system's trust store when None.
         connect_timeout: seconds to establish a connection.
         read_timeout: seconds to wait for an answer.
@@ -56,6 +62,9 @@ class AirflowConnection:
     read_timeout: float
     retry: RetryPolicy
     pool_size: int
+    token_file: Path | None = None
+    auth: Literal["auto", "mwaa", "google"] = "auto"
+    mwaa_environment: str | None = None
     jwt_refresh_margin: float | None = DEFAULT_REFRESH_MARGIN
     dag_info_ttl: float = DEFAULT_DAG_INFO_TTL
 
@@ -76,6 +85,9 @@ class AirflowConnection:
             username=settings.airflow_username,
             password=settings.airflow_password,
             token=settings.airflow_token,
+            token_file=settings.airflow_token_file,
+            auth=settings.airflow_auth,
+            mwaa_environment=settings.mwaa_environment,
             ca_bundle=settings.airflow_ca_bundle,
             connect_timeout=settings.airflow_connect_timeout.total_seconds(),
             read_timeout=settings.airflow_read_timeout.total_seconds(),

@@ -2,9 +2,10 @@
 
 Both version endpoints answer without credentials on stock Airflow (facts §5): a 200 with
 JSON from ``GET /api/v2/version`` means Airflow 3, otherwise one from ``GET /api/v1/version``
-means Airflow 2. Behind a proxy that demands credentials, detection tries them: a token on
-both endpoints, or a username/password at ``POST /auth/token`` (Airflow 3 only) and then as
-basic auth on ``/api/v1/version``.
+means Airflow 2. Behind a proxy that demands credentials, detection tries them: a token (or
+any auth that does not depend on the version: a token file, Google's) on both endpoints, or
+a username/password at ``POST /auth/token`` (Airflow 3 only) and then as basic auth on
+``/api/v1/version``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def detect_api_version(
     username: str | None = None,
     password: SecretStr | None = None,
     token: SecretStr | None = None,
+    auth: ApiAuth | None = None,
     on_call: OnCall = uncounted,
 ) -> DetectedApi:
     """Ask the server which REST API it serves.
@@ -58,6 +60,7 @@ def detect_api_version(
         username: user for the credentialed fallback.
         password: its password.
         token: a static bearer token for the credentialed fallback.
+        auth: an auth for the credentialed fallback instead of ``token``.
         on_call: called before each probe is sent (the ``detect`` call counter).
 
     Returns:
@@ -69,7 +72,9 @@ def detect_api_version(
         AirflowUnavailableError: Airflow could not be reached or answered 429/5xx.
     """
     probes = _Probes(session, base_url, timeout, on_call)
-    found = _identify(probes, username=username, password=password, token=token)
+    if token is not None and auth is None:
+        auth = StaticToken(token)
+    found = _identify(probes, username=username, password=password, auth=auth)
     if found is not None:
         check_release(found.api_version, found.airflow_version, base_url)
         return found
@@ -90,7 +95,7 @@ def _identify(
     *,
     username: str | None,
     password: SecretStr | None,
-    token: SecretStr | None,
+    auth: ApiAuth | None,
 ) -> DetectedApi | None:
     """Probe without credentials, then with them; None when nothing identified Airflow."""
     apis: tuple[ApiVersion, ...] = ("v2", "v1")
@@ -98,9 +103,9 @@ def _identify(
         found = probes.version(api, None)
         if found is not None:
             return found
-    if token is not None:
+    if auth is not None:
         for api in apis:
-            found = probes.version(api, StaticToken(token))
+            found = probes.version(api, auth)
             if found is not None:
                 return found
     elif username is not None and password is not None:

@@ -22,7 +22,8 @@ import requests
 import structlog
 from requests.adapters import HTTPAdapter
 
-from consumer.airflow.auth import ApiAuth, BasicAuth, JwtAuth, StaticToken
+from consumer.airflow.auth import ApiAuth, BasicAuth, JwtAuth
+from consumer.airflow.auth_mode import prepare_session
 from consumer.airflow.calls import CallPurpose, CountCalls, count_nothing
 from consumer.airflow.connection import AirflowConnection
 from consumer.airflow.detect import detect_api_version
@@ -75,9 +76,8 @@ class Transport:
             raise ConfigError("the Airflow URL must be an http:// or https:// URL with a host")
         if parts.username is not None or parts.password is not None:
             raise ConfigError("the Airflow URL must not carry credentials; set username/password")
-        if connection.token is not None and (
-            connection.username is not None or connection.password is not None
-        ):
+        tokens = connection.token is not None or connection.token_file is not None
+        if tokens and (connection.username is not None or connection.password is not None):
             raise ConfigError("give either an Airflow token or a username/password, not both")
         if (connection.username is None) != (connection.password is None):
             raise ConfigError("an Airflow username needs a password, and a password a username")
@@ -92,7 +92,6 @@ class Transport:
         self._forced: ApiVersion | None = None if api_version == "auto" else api_version
         self._username = connection.username
         self._password = connection.password
-        self._token = connection.token
         self._timeout = (connection.connect_timeout, connection.read_timeout)
         self.retry = connection.retry
         self._jwt_refresh_margin = connection.jwt_refresh_margin
@@ -115,6 +114,11 @@ class Transport:
         self._lock = threading.Lock()
         self._api: ApiVersion | None = None
         self._auth: ApiAuth | None = None
+        # AIRFLOW_AUTH (auth_mode.py): a token, token file or Google auth whatever the API
+        # version, or MWAA's adapter mounted on the session
+        self._fixed_auth = prepare_session(
+            connection, self._session, self._url_root, on_login=self._on_login
+        )
 
     def __repr__(self) -> str:
         """Name the server and API, never a credential."""
@@ -152,15 +156,15 @@ class Transport:
             timeout=self._timeout,
             username=self._username,
             password=self._password,
-            token=self._token,
+            auth=self._fixed_auth,
             on_call=self._on_detect,
         )
         log.info("airflow_api_detected", url=self.base_url, api_version=found.api_version)
         return found.api_version
 
     def _make_auth(self, api: ApiVersion) -> ApiAuth | None:
-        if self._token is not None:
-            return StaticToken(self._token)
+        if self._fixed_auth is not None:
+            return self._fixed_auth
         if self._username is None or self._password is None:
             return None
         if api == "v1":
