@@ -29,6 +29,7 @@ from consumer.airflow.retry import SINGLE_ATTEMPT, RetryState
 from consumer.airflow.runs import ApiVersion, DagRun, EndedRuns, TriggerResult, parse_timestamp
 from consumer.airflow.transport import RUN_ID_SAFE, Transport, read_json, run_path
 from consumer.errors import AirflowError, ConfigError, ErrorCode
+from consumer.provenance import source_of
 
 DETAIL_LIMIT = 2000
 
@@ -288,6 +289,7 @@ class AirflowClient:
             state=run.state,
             logical_date=run.logical_date,
             run_url=run.run_url,
+            source=run.source,
             created=created,
             dag_paused=self._dag_paused(run.dag_id),
             attempts=state.attempts,
@@ -305,6 +307,7 @@ class AirflowClient:
             state=str(body.get("state") or "unknown"),
             logical_date=parse_timestamp(body.get("logical_date")),
             run_url=self.run_url(dag_id, run_id),
+            source=source_of(body.get("conf")),
         )
 
     def _fetch_run(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
+
+from consumer.provenance import Source
 
 ApiVersion: TypeAlias = Literal["v1", "v2"]
 
@@ -19,6 +21,8 @@ class DagRun:
         state: Airflow's run state (``queued``, ``running``, ``success``, ``failed``...).
         logical_date: the run's logical date in UTC, or None (Airflow 3 runs without one).
         run_url: where the run opens in the Airflow UI of that version.
+        source: the request that made it, as its conf names it (``consumer.provenance``);
+            None when unknown.
     """
 
     dag_id: str
@@ -26,6 +30,8 @@ class DagRun:
     state: str
     logical_date: datetime | None
     run_url: str
+    _: KW_ONLY
+    source: Source | None = None
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,16 @@ the entries (one query per poll) and writes the marks::
 after a crash, a drain timeout or a rebalance, on this replica or another one.
 
 Whether the request made the run is decided here, once, from that judgement and what the
-trigger reported (``made_the_run``)::
+trigger reported (``made_the_run``). Every run the worker makes names its request in its
+conf (``consumer.provenance``), so a run found (409) says who made it::
 
     created (its POST answered with the run) ─────────────────────► made it: triggered
-    RESUMED (its own earlier attempt may have POSTed) ─────────────► made it: triggered
-    found after a POST of its own that got no answer ──────────────► made it: triggered
-    found by NEW whose mark another owner of this record resumed ──► made it: triggered
-    found otherwise (NEW or CLAIMED) ──────────────────────────────► another did: duplicate
+    found, naming this very record (any owner's POST of it) ───────► made it: triggered
+    found, naming another request ─────────────────────────────────► another did: duplicate
+    found, naming none (made otherwise, or by an older release):
+        RESUMED (its own earlier attempt may have POSTed) ─────────► made it: triggered
+        after a POST of its own that got no answer ────────────────► made it: triggered
+        otherwise (NEW or CLAIMED) ────────────────────────────────► another did: duplicate
 
 and whether a definite refusal (no run) releases the key (``releases_key``): its own mark
 (NEW, RESUMED) is released so that a corrected retry may reuse the key; another request's
@@ -104,41 +107,23 @@ def claimed(entry: StoredEntry | None, fingerprint: str, at: Coordinates) -> See
     return Seen.NEW if seen is Seen.RESUMED and mine else seen
 
 
-def made_the_run(seen: Seen, result: TriggerResult) -> bool:
+def made_the_run(seen: Seen, result: TriggerResult, at: Coordinates) -> bool:
     """Whether the request judged ``seen`` made the run ``result`` reports (the table above).
 
     Args:
         seen: NEW, RESUMED or CLAIMED: how the request held its key when it triggered.
         result: what the trigger reported, across its retries and holds.
+        at: the request record's (topic, partition, offset).
 
     Returns:
         True when the answer is ``triggered`` (and the store records it so); False for
         ``duplicate``.
     """
-    return result.created or seen is Seen.RESUMED or result.may_have_reached
-
-
-def taken_over(mine: StoredEntry, now: StoredEntry | None, at: Coordinates) -> bool:
-    """Whether another owner of the record at ``at`` resumed the mark ``mine`` wrote.
-
-    Two owners of one record (a partition moved mid-work): the old one wrote the mark
-    (NEW), the new one resumed it and stamped it before its POST (``resume_pending``). The
-    run the writer found may be the resumer's: this record's, so ``triggered`` (nemesis
-    seeds 1313, 1515). A stamp without a POST at worst answers ``triggered`` as RESUMED does.
-
-    Args:
-        mine: the pending mark this process wrote (NEW).
-        now: the key's live entry, read after the trigger found the run.
-        at: the request record's (topic, partition, offset).
-
-    Returns:
-        True when the record's mark was stamped since, or its resumer recorded the run.
-    """
-    if now is None or coordinates(now.origin) != at:
-        return False
-    if now.status is EntryStatus.TRIGGERED:
+    if result.created:
         return True
-    return now.status is EntryStatus.PENDING and now.updated_at != mine.updated_at
+    if result.source is not None:
+        return result.source == at
+    return seen is Seen.RESUMED or result.may_have_reached
 
 
 def releases_key(seen: Seen) -> bool:

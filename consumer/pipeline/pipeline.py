@@ -34,22 +34,22 @@ from consumer.errors import AirflowError, AirflowUnavailableError, Rejected, Sto
 from consumer.fingerprint import fingerprint
 from consumer.limits import Limits
 from consumer.outcome import Outcome
-from consumer.pipeline.claim import KeyClaim
 from consumer.pipeline.dedup import (
     ANSWERED,
     Seen,
+    claimed,
     judge,
     made_the_run,
     refused_again,
     releases_key,
     remembered,
     stored_outcome,
-    taken_over,
 )
 from consumer.pipeline.policy import Policy
 from consumer.pipeline.rerun import Clearing, Rerunner
 from consumer.pipeline.screen import Refusal, screen
 from consumer.pipeline.trigger import trigger
+from consumer.provenance import with_source
 from consumer.record import DerivedRecord, InboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
@@ -200,10 +200,20 @@ class Pipeline:
         entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key), "read")
         at = (record.topic, record.partition, record.offset)
         origin = self._origin(record, request)
-        claim = KeyClaim(
-            self.store, self.store_hold, key, admitted.fingerprint, request.dag_id, at, origin
-        )
-        entry, seen = claim.take(entry)
+        seen = judge(entry, admitted.fingerprint, at)
+        if seen is Seen.NEW:
+            entry = hold(
+                lambda: self.store.mark_pending(
+                    key,
+                    fingerprint=admitted.fingerprint,
+                    dag_id=request.dag_id,
+                    dag_run_id=run_id_for(key),
+                    origin=origin,
+                ),
+                "mark_pending",
+            )
+            # another process (replica) may have claimed the key since the read
+            seen = claimed(entry, admitted.fingerprint, at)
         if entry is not None and seen in ANSWERED:
             return self._answered(admitted, entry, seen, owned)
         if not owned():  # the pending mark stays: the new owner resumes the request
@@ -224,9 +234,7 @@ class Pipeline:
                 hold(lambda: self.store.release(key, refusal=refusal), "release")
             return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
-        made_here = made_the_run(seen, result)
-        if not made_here and seen is Seen.NEW and entry is not None:
-            made_here = taken_over(entry, hold(lambda: self.store.get(key), "read"), at)
+        made_here = made_the_run(seen, result, at)
         # the run exists
         stored = hold(lambda: self._record(admitted, result, made_here=made_here), "record")
         # the key had a run already (not one another request is still making): clear it
@@ -263,15 +271,16 @@ class Pipeline:
         return self.store_hold.available
 
     def _traced(self, request: TriggerRequest, record: InboundRecord) -> TriggerRequest:
-        """The request as sent to Airflow: with the message's trace context in its conf.
+        """The request as sent to Airflow: its conf names the request and its trace context.
 
-        Only the Airflow call sees it: the fingerprint was taken without it (a replay with
-        a new trace is the same request).
+        Only the Airflow call sees them: the fingerprint was taken without (a replay with a
+        new trace is the same request; where a request sits is no part of what it asks).
         """
+        conf = with_source(request.conf, (record.topic, record.partition, record.offset))
         trace = self._trace(record)
-        if trace is None:
-            return request
-        return request.model_copy(update={"conf": with_trace(request.conf, trace)})
+        return request.model_copy(
+            update={"conf": conf if trace is None else with_trace(conf, trace)}
+        )
 
     def _trace(self, record: InboundRecord) -> TraceContext | None:
         """The record's trace context; None when there is none or trace context is off."""

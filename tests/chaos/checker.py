@@ -6,7 +6,8 @@ the worker. The DAG run id rule is the README's, written out again here.
 
 A *request* is identified by where it sits in the log and, for an event, by the route
 that derived it: (topic, partition, offset, route). Its *maker* record for a key is the
-first committed record in log order that carries that key in a readable body.
+record its run's conf names (``trigger_consumer/source``, README), else the first committed
+record in log order that carries that key in a readable body.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:+-]{1,241}")
 UNSAFE = re.compile(r"[^A-Za-z0-9_.:+-]+")
 FINAL_STATES = frozenset({"success", "failed"})
 TRACE_CONF_KEY = "airflow/dagrun_parent_trace_context"
+SOURCE_CONF_KEY = "trigger_consumer/source"  # the request whose POST made the run
+ADDED_CONF_KEYS = frozenset({TRACE_CONF_KEY, SOURCE_CONF_KEY})
 ANSWERS = frozenset({"triggered", "duplicate", "rejected", "error"})  # not `completed`
 MAX_KEYS_SHOWN = 12
 
@@ -143,7 +146,21 @@ def gather(history: History) -> Facts:
     for request in facts.requests:
         if request.key is not None and request.kind not in (INVALID, TOMBSTONE):
             facts.makers.setdefault(request.key, request)
+    for key in facts.makers:
+        named = _named_maker(facts, key)
+        if named is not None:
+            facts.makers[key] = named
     return facts
+
+
+def _named_maker(facts: Facts, key: str) -> Request | None:
+    """The request of ``key`` at the coordinates its run's conf names, if any."""
+    runs = facts.runs.get(run_id_of(key), [])
+    source = runs[0].conf.get(SOURCE_CONF_KEY) if runs else None
+    if not isinstance(source, dict):
+        return None
+    where = (source.get("topic"), source.get("partition"), source.get("offset"))
+    return next((r for r in facts.requests if r.key == key and r.identity[:3] == where), None)
 
 
 def _status(answer: dict[str, Any]) -> tuple[str, str | None, str | None]:
@@ -203,7 +220,7 @@ def check_one_run_per_key(facts: Facts) -> list[Violation]:
             doubled.append(f"{key}: {[r.dag_id for r in runs]}")
         if maker.body is None or not runs:
             continue
-        conf = {k: v for k, v in runs[0].conf.items() if k != TRACE_CONF_KEY}
+        conf = {k: v for k, v in runs[0].conf.items() if k not in ADDED_CONF_KEYS}
         if runs[0].dag_id != maker.body.get("dag_id") or conf != maker.body.get("conf", {}):
             foreign.append(f"{key}: run {runs[0].dag_id} {conf} vs first request {maker.body}")
     found = []

@@ -28,6 +28,7 @@ REQUESTS = "req"
 EVENTS = "ev"
 REPLIES = "rep"
 ROUTES = ("ra", "rb")
+SOURCE = "trigger_consumer/source"  # README: the request that made a run
 
 
 def _request(offset: int, key: str, kind: str = NEW, **fields: Any) -> Message:
@@ -169,6 +170,18 @@ def test_the_maker_answered_duplicate_is_reported() -> None:
     history.replies[0] = _reply(history.requests[0], "duplicate", "k1")
     (violation,) = _broken_by("the request that made a run is answered triggered", history)
     assert violation.keys == ("k1 (req-0@0)",)
+
+
+def test_the_maker_is_the_request_its_runs_conf_names() -> None:
+    """The run names its duplicate (req-0@1) as its maker: that one must be `triggered`."""
+    history = _clean()
+    source = {"topic": REQUESTS, "partition": 0, "offset": 1}
+    history.runs[0] = Run(DAG, run_id_for("k1"), "queued", {"id": "k1", SOURCE: source})
+    (violation,) = _broken_by("the request that made a run is answered triggered", history)
+    assert violation.keys == ("k1 (req-0@1)",)
+    history.replies[0] = _reply(history.requests[0], "duplicate", "k1")
+    history.replies[1] = _reply(history.requests[1], "triggered", "k1")
+    assert checker.check(history) == []
 
 
 @pytest.mark.parametrize("dag_id", ["devstack_plain", DAG])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,7 +18,6 @@ from consumer.pipeline.dedup import (
     refused_again,
     releases_key,
     remembered,
-    taken_over,
 )
 from consumer.record import InboundRecord
 from consumer.store import EntryStatus, RequestOrigin, StoredEntry
@@ -61,14 +60,17 @@ def entry(
     )
 
 
-def result(*, created: bool, may_have_reached: bool) -> TriggerResult:
-    """What a trigger reported."""
+def result(
+    *, created: bool, may_have_reached: bool, source: tuple[str, int, int] | None = None
+) -> TriggerResult:
+    """What a trigger reported; ``source``: the request the run's conf names."""
     return TriggerResult(
         dag_id="d",
         dag_run_id="kafka__k",
         state="queued",
         logical_date=None,
         run_url="",
+        source=source,
         created=created,
         dag_paused=None,
         attempts=1,
@@ -126,9 +128,24 @@ def test_the_mark_just_written_is_new_and_another_claim_is_not() -> None:
 def test_made_the_run_for_every_combination(
     seen: Seen, created: bool, may_have_reached: bool, made: bool
 ) -> None:
-    """Every combination of claim and trigger report: triggered (True) or duplicate."""
+    """Every combination of claim and trigger report: triggered (True) or duplicate.
+
+    The run names no request here (made otherwise, or by an older release): the guess.
+    """
     reported = result(created=created, may_have_reached=may_have_reached)
-    assert made_the_run(seen, reported) is made
+    assert made_the_run(seen, reported, HERE) is made
+
+
+@pytest.mark.parametrize("seen", [Seen.NEW, Seen.RESUMED, Seen.CLAIMED])
+@pytest.mark.parametrize("may_have_reached", [False, True])
+def test_a_found_run_that_names_its_request_settles_who_made_it(
+    seen: Seen, may_have_reached: bool
+) -> None:
+    """Nemesis 1313/1515 and their review: the run's conf, not a guess, says who made it."""
+    mine = result(created=False, may_have_reached=may_have_reached, source=HERE)
+    theirs = result(created=False, may_have_reached=may_have_reached, source=ELSEWHERE)
+    assert made_the_run(seen, mine, HERE) is True
+    assert made_the_run(seen, theirs, HERE) is False
 
 
 @pytest.mark.parametrize(
@@ -154,26 +171,3 @@ def test_a_remembered_refusal_holds_no_nul_and_reads_back_with_an_unknown_code()
     outcome = refused_again(record, request, newer)
     assert outcome.error_code is ErrorCode.AIRFLOW_REJECTED
     assert refused_again(record, request, refusal).error_code is ErrorCode.DAG_NOT_FOUND
-
-
-MINE = entry(EntryStatus.PENDING, HERE)
-STAMPED = replace(MINE, updated_at=NOW + timedelta(microseconds=1))
-
-
-@pytest.mark.parametrize(
-    ("now", "expected"),
-    [
-        (MINE, False),  # nobody resumed the mark: the run found is another request's
-        (STAMPED, True),  # another owner of this record stamped it before its POST
-        (entry(EntryStatus.TRIGGERED, HERE), True),  # ... and recorded the run it made
-        (entry(EntryStatus.DUPLICATE, HERE), False),  # ... and found the run too
-        (replace(STAMPED, origin=entry(EntryStatus.PENDING, ELSEWHERE).origin), False),
-        (entry(EntryStatus.TRIGGERED, ELSEWHERE), False),  # another request's run
-        (None, False),  # released since: nothing says this record made the run
-    ],
-)
-def test_taken_over_only_by_another_owner_of_the_same_record(
-    now: StoredEntry | None, expected: bool
-) -> None:
-    """The writer of a mark answers ``triggered`` for a 409 only if its record resumed it."""
-    assert taken_over(MINE, now, HERE) is expected

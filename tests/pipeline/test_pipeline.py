@@ -122,7 +122,7 @@ def test_the_writer_of_a_mark_whose_record_another_owner_resumed_answers_trigger
     The old owner wrote the pending mark (NEW); before its POST, the new owner judged the
     mark RESUMED and its POST made the run. The old owner's POST then met the run (409) and
     it answered ``duplicate`` (and stored it): a request that made its run, never answered
-    ``triggered``. A resumer stamps the mark before its POST now, and the writer reads it.
+    ``triggered``. The run's conf names the request that made it now (consumer/provenance.py).
     """
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}", timedelta(days=1))
     described = airflow3.describe()
@@ -160,4 +160,9 @@ def test_the_writer_of_a_mark_whose_record_another_owner_resumed_answers_trigger
     assert [answer.status for answer in answers] == ["triggered", "triggered"]
     entry = store.get(key)
     assert entry is not None and entry.status is EntryStatus.TRIGGERED
+    run = airflow3.session().get(
+        f"{airflow3.url}/api/v2/dags/devstack_paused/dagRuns/{run_id_for(key)}", timeout=30
+    )
+    source = {"topic": "requests", "partition": 0, "offset": 68}
+    assert run.json()["conf"]["trigger_consumer/source"] == source  # the run names its maker
     store.close()
