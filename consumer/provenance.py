@@ -11,7 +11,7 @@ reserved: a request's own value is replaced. It is not part of the fingerprint.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeGuard
 
 SOURCE_CONF_KEY = "trigger_consumer/source"
 
@@ -33,8 +33,8 @@ def source_of(conf: object) -> Source | None:
     topic, partition, offset = (value.get(name) for name in ("topic", "partition", "offset"))
     if not isinstance(topic, str) or not _is_int(partition) or not _is_int(offset):
         return None
-    return topic, int(partition), int(offset)
+    return topic, partition, offset
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
