@@ -16,10 +16,17 @@ A ``rerun`` request (issue 29) keeps one mark per key and re-run id beside the k
 forgotten with it (release, expiry, purge)::
 
     mark_rerun ──► pending ──► record_rerun ──► done   (with track: the run is tracked again)
+
+Flow control (issue 30, ``DeferralStore``) parks requests beside the entries, never purged
+by retention; the one replica holding the flow lease releases them::
+
+    defer ──► waiting ──► due_deferred (due_at passed, or release_deferred) ──► forget_deferred
 """
 
 from __future__ import annotations
 
+from consumer.store.deferral_protocol import DeferralStore
+from consumer.store.deferred import DeferralReason, DeferredCount, DeferredRequest
 from consumer.store.entry import (
     Coordinates,
     EntryStatus,
@@ -39,6 +46,10 @@ __all__ = [
     "SQLITE_SCHEME",
     "Clock",
     "Coordinates",
+    "DeferralReason",
+    "DeferralStore",
+    "DeferredCount",
+    "DeferredRequest",
     "EntryStatus",
     "IdempotencyStore",
     "RememberedRefusal",

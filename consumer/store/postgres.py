@@ -23,6 +23,7 @@ from consumer.store.entry import (
     StoredEntry,
 )
 from consumer.store.failures import store_failures
+from consumer.store.postgres_deferred import PostgresDeferrals
 from consumer.store.postgres_failures import classify_postgres_error
 from consumer.store.postgres_schema import (
     COLUMNS,
@@ -69,16 +70,16 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class PostgresStore:
+class PostgresStore(PostgresDeferrals):
     """The ``IdempotencyStore`` in a PostgreSQL database, through a psycopg 3 pool.
 
     Every method is one statement in autocommit (atomic on its own; ``mark_rerun`` of a
-    held mark reads the holder in a second), so the hot path
-    costs one round trip per poll for the reads (``get_many``) and two per new key for
-    the writes (``mark_pending``, ``record``). An entry's instants (creation, retention)
-    come from the injected clock, so replicas' clocks should be NTP-synchronised (as
-    Kafka's own timestamps already assume); tracking leases are timed by the server's
-    clock alone, so a skewed replica never takes a live lease.
+    held mark reads the holder in a second), so the hot path costs one round trip per poll
+    for the reads (``get_many``) and two per new key for the writes (``mark_pending``,
+    ``record``). An entry's instants (creation, retention) come from the injected clock, so
+    replicas' clocks should be NTP-synchronised (as Kafka's own timestamps already assume);
+    tracking leases and deferrals (``PostgresDeferrals``) are timed by the server's clock
+    alone, so a skewed replica never takes a live lease.
     """
 
     def __init__(
@@ -166,8 +167,7 @@ class PostgresStore:
 
     def get(self, key: str) -> StoredEntry | None:
         """Return the live entry for ``key``, or None if unknown or expired."""
-        found = self.get_many([key])
-        return found.get(key)
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: Collection[str]) -> dict[str, StoredEntry]:
         """Return the live entries of ``keys`` in one statement (``= ANY``, no chunks)."""

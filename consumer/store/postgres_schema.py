@@ -1,8 +1,9 @@
 """The PostgreSQL store's layout: versioned DDL, its safe upgrade, rows ↔ entries and marks.
 
 ``PostgresStore`` runs the statements; this module says what the database holds: the
-idempotency table, the re-run marks' table (``postgres_reruns``) and the remembered
-refusals' table (``postgres_refusals``). Many
+idempotency table, the re-run marks' table (``postgres_reruns``), the remembered
+refusals' table (``postgres_refusals``) and flow control's deferred requests, lease and
+rates (``postgres_deferred``). Many
 replicas may start at once against one database, so the upgrade runs in one transaction
 under a transaction-scoped advisory lock: one replica applies each step, the others wait
 and then find the schema current. Steps are additive (new tables, columns, indexes), so
@@ -24,7 +25,10 @@ TABLE = "trigger_consumer_idempotency"
 VERSION_TABLE = "trigger_consumer_schema"
 RERUNS = "trigger_consumer_reruns"
 REFUSALS = "trigger_consumer_refusals"
-SCHEMA_VERSION = 4
+DEFERRED = "trigger_consumer_deferred"
+FLOW_LEASE = "trigger_consumer_flow_lease"
+FLOW_RATE = "trigger_consumer_flow_rate"
+SCHEMA_VERSION = 5
 # any constant shared by every release: the advisory lock that serialises upgrades
 UPGRADE_LOCK = 0x7472_6967_6765_72  # "trigger"
 
@@ -95,6 +99,39 @@ _STEPS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (key, source_topic, source_partition, source_offset)
         )""",
         f"CREATE INDEX {REFUSALS}_created_at ON {REFUSALS} (created_at)",
+    ),
+    # flow control (issue 30): requests deferred until their DAG's limits or not_before
+    # allow them, the one lease of the replica that releases them, each DAG's rate state
+    5: (
+        f"""CREATE TABLE {DEFERRED} (
+            seq                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            key                 text NOT NULL,
+            dag_id              text NOT NULL,
+            fingerprint         text NOT NULL,
+            request_json        text NOT NULL,
+            source_topic        text NOT NULL,
+            source_partition    integer NOT NULL,
+            source_offset       bigint NOT NULL,
+            source_timestamp_ms bigint,
+            record_key          bytea,
+            record_value        bytea,
+            headers             text NOT NULL,
+            route               text,
+            traceparent         text,
+            tracestate          text,
+            reason              text NOT NULL,
+            due_at              timestamptz,
+            released            boolean NOT NULL DEFAULT false,
+            created_at          timestamptz NOT NULL,
+            UNIQUE (key, source_topic, source_partition, source_offset)
+        )""",
+        f"CREATE INDEX {DEFERRED}_by_dag ON {DEFERRED} (dag_id, reason, created_at)",
+        f"""CREATE TABLE {FLOW_LEASE} (
+            name        text PRIMARY KEY,
+            lease_owner text NOT NULL,
+            lease_until timestamptz NOT NULL
+        )""",
+        f"CREATE TABLE {FLOW_RATE} (dag_id text PRIMARY KEY, next_at timestamptz NOT NULL)",
     ),
 }
 """Version → the statements that upgrade the previous version to it."""

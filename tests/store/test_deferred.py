@@ -340,3 +340,15 @@ def test_set_rate_next_is_fenced_by_the_flow_lease(
         "reports": at,
     }
     assert first.rate_next([]) == {}
+
+
+def test_naive_instants_are_refused(store: IdempotencyStore) -> None:
+    """A ``due_at`` or rate instant without a zone is a caller's bug, refused by both stores."""
+    naive = datetime(2025, 1, 1, 12)  # no zone: the bug under test
+    assert store.take_flow_lease("a", HOUR)
+
+    with pytest.raises(ValueError, match="naive"):
+        store.defer(_request(due_at=naive))
+    with pytest.raises(ValueError, match="naive"):
+        store.set_rate_next("etl", naive, "a")
+    assert store.due_deferred() == []

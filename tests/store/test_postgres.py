@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -20,6 +21,7 @@ from consumer.store import (
     open_store,
     postgres_schema,
 )
+from consumer.store.deferred import DeferralReason, DeferredRequest
 from consumer.store.postgres import PostgresStore, display_url
 from consumer.store.postgres_schema import SCHEMA_VERSION, TABLE, VERSION_TABLE
 from tests.store.faults import read_only
@@ -85,7 +87,7 @@ def test_version_1_database_gains_route_and_trace_columns_its_entries_without_th
         )
 
     with PostgresStore(new_database, RETENTION) as upgraded:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 4
+        assert upgraded.schema_version() == SCHEMA_VERSION == 5
         assert_upgrade_kept_old_origin_and_stores_route_and_trace(upgraded)
 
 
@@ -105,7 +107,7 @@ def test_version_2_database_gains_the_reruns_table_keeping_its_entries(new_datab
         )
 
     with PostgresStore(new_database, RETENTION) as upgraded:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 4
+        assert upgraded.schema_version() == SCHEMA_VERSION == 5
         (entry,) = upgraded.tracked_runs()
         marked = upgraded.mark_rerun("k1", "r1", evidence="clock", at=("requests", 2, 50))
         assert upgraded.get_rerun("k1", "r1") == marked
@@ -131,7 +133,7 @@ def test_version_3_database_gains_the_refusals_table_keeping_its_rows(
     refused = RememberedRefusal("k2", at, "dag_not_allowed", "no", {}, datetime.now(UTC))
 
     with PostgresStore(new_database, RETENTION) as upgraded:
-        assert upgraded.schema_version() == SCHEMA_VERSION == 4
+        assert upgraded.schema_version() == SCHEMA_VERSION == 5
         entry = upgraded.get("k1")
         mark = upgraded.get_rerun("k1", "r1")
         upgraded.release("k2", refusal=refused)
@@ -140,6 +142,38 @@ def test_version_3_database_gains_the_refusals_table_keeping_its_rows(
     assert entry is not None and (entry.dag_run_id, entry.status) == ("r", EntryStatus.TRIGGERED)
     assert mark is not None and (mark.status, mark.run_state) == (RerunStatus.DONE, "queued")
     assert found is not None and (found.code, found.details) == ("dag_not_allowed", {})
+
+
+def test_version_4_database_gains_the_flow_tables_keeping_its_rows(
+    new_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version 4 database is upgraded in place: its rows stay, requests can be deferred."""
+    at = ("requests", 2, 51)
+    refused = RememberedRefusal("k2", at, "dag_not_allowed", "no", {}, datetime.now(UTC))
+    with monkeypatch.context() as previous:
+        previous.setattr(postgres_schema, "SCHEMA_VERSION", 4)  # the previous release's steps
+        with PostgresStore(new_database, RETENTION) as old:
+            assert old.schema_version() == 4
+            old.record(
+                "k1", fingerprint="fp", dag_id="etl", dag_run_id="r", status=EntryStatus.TRIGGERED
+            )
+            old.release("k2", refusal=refused)
+    deferred = DeferredRequest(
+        *("k3", "etl", "fp-3", "{}", "requests", 2, 52, None, b"\x00", None, (("h", b""),)),
+        *(None, None, None, DeferralReason.NOT_BEFORE, None),
+    )
+
+    with PostgresStore(new_database, RETENTION) as upgraded:
+        assert upgraded.schema_version() == SCHEMA_VERSION == 5
+        entry = upgraded.get("k1")
+        found = upgraded.refusal_at("k2", at)
+        assert upgraded.defer(deferred)
+        (parked,) = upgraded.due_deferred()
+        assert upgraded.take_flow_lease("me", timedelta(minutes=1))
+
+    assert entry is not None and (entry.dag_run_id, entry.status) == ("r", EntryStatus.TRIGGERED)
+    assert found is not None and found.code == "dag_not_allowed"
+    assert parked == replace(deferred, seq=parked.seq, created_at=parked.created_at)
 
 
 def test_newer_schema_version_is_a_config_error(new_database: str) -> None:
