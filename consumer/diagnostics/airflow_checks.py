@@ -43,10 +43,10 @@ def airflow_checks(settings: Settings, timeout: float) -> list[CheckResult]:
         )
         client = AirflowClient(connection)
     except ConfigError as exc:
-        failed = CheckResult("airflow", False, str(exc), _airflow_remedy(str(exc)))
+        failed = CheckResult("airflow", False, str(exc), _airflow_remedy(str(exc), settings))
         return [failed, *not_checked(AIRFLOW_DEPENDENTS, "airflow")]
     with client:
-        reached = check_airflow(client)
+        reached = check_airflow(client, settings)
         if not reached.ok:
             return [reached, *not_checked(AIRFLOW_DEPENDENTS, "airflow")]
         credentials, dags = check_credentials(client, settings)
@@ -60,11 +60,12 @@ def airflow_checks(settings: Settings, timeout: float) -> list[CheckResult]:
     ]
 
 
-def check_airflow(client: AirflowClient) -> CheckResult:
-    """Airflow answers at the configured URL; its version and REST API go in the detail.
+def check_airflow(client: AirflowClient, settings: Settings | None = None) -> CheckResult:
+    """Airflow answers at the configured URL; its version, REST API and auth go in the detail.
 
     Args:
         client: a single-attempt client.
+        settings: the settings it was built from (for the remedies of its auth mode).
 
     Returns:
         The result; unreachable, TLS failures and non-Airflow servers fail.
@@ -79,24 +80,39 @@ def check_airflow(client: AirflowClient) -> CheckResult:
             f"check {env_name('airflow_url')} and that the Airflow API server is running",
         )
     except ConfigError as exc:
-        return CheckResult("airflow", False, str(exc), _airflow_remedy(str(exc)))
+        return CheckResult("airflow", False, str(exc), _airflow_remedy(str(exc), settings))
     try:
         version = f"Airflow {client.ping()}"
     except (AirflowError, ConfigError):
         # the version endpoint may need credentials; the credentials check says why
         version = "Airflow (version not readable without valid credentials)"
-    return CheckResult("airflow", True, f"{version} at {client.base_url} (REST API {api})")
+    mode = "" if settings is None else f", auth {settings.airflow_auth}"
+    return CheckResult("airflow", True, f"{version} at {client.base_url} (REST API {api}{mode})")
 
 
-def _airflow_remedy(message: str) -> str:
+def _airflow_remedy(message: str, settings: Settings | None = None) -> str:
     if "TLS" in message or "CA bundle" in message:
         return f"set {env_name('airflow_ca_bundle')} to the CA that signed Airflow's certificate"
-    if "username" in message or "token" in message:
-        return _credentials_remedy()
+    managed = settings is not None and settings.airflow_auth != "auto"
+    if managed or "username" in message or "token" in message:
+        return _credentials_remedy(settings)
     return f"check {env_name('airflow_url')}, or set {env_name('airflow_api_version')} to v1 or v2"
 
 
-def _credentials_remedy() -> str:
+def _credentials_remedy(settings: Settings | None = None) -> str:
+    auth = "auto" if settings is None else settings.airflow_auth
+    if auth == "mwaa":
+        return (
+            f"check the AWS credentials and region (boto3's chain: role, profile, "
+            f"AWS_* variables), {env_name('mwaa_environment')}, and that the identity may "
+            "airflow:InvokeRestApi on the environment's Airflow role"
+        )
+    if auth == "google":
+        return (
+            "check Google's default credentials (GOOGLE_APPLICATION_CREDENTIALS, the "
+            "workload's service account, or gcloud auth application-default login) and the "
+            "account's access to the Composer environment"
+        )
     return (
         f"check {env_name('airflow_username')} and {env_name('airflow_password')}[_FILE], "
         f"or {env_name('airflow_token')}[_FILE]"
@@ -119,7 +135,8 @@ def check_credentials(
     try:
         dags = list_dags(client)
     except ConfigError as exc:
-        return CheckResult("airflow credentials", False, str(exc), _credentials_remedy()), None
+        remedy = _credentials_remedy(settings)
+        return CheckResult("airflow credentials", False, str(exc), remedy), None
     except AirflowError as exc:
         detail = f"listing DAGs as {who} failed: {exc}"
         remedy = f"check {env_name('airflow_url')} and the Airflow API server's logs"
@@ -128,6 +145,12 @@ def check_credentials(
 
 
 def _who(settings: Settings) -> str:
+    if settings.airflow_auth == "mwaa":
+        return f"MWAA environment {settings.mwaa_environment} (AWS credentials)"
+    if settings.airflow_auth == "google":
+        return "Google's default credentials"
+    if settings.airflow_token_file is not None:
+        return f"the token in {settings.airflow_token_file}"
     if settings.airflow_token is not None:
         return "the static token"
     if settings.airflow_username is not None:

@@ -16,7 +16,9 @@ import structlog
 
 from consumer.airflow import AirflowClient, RetryPolicy
 from consumer.airflow.clearing import RunClearing
+from consumer.diagnostics.airflow_checks import airflow_checks
 from consumer.errors import AirflowError, ConfigError, ErrorCode
+from consumer.settings import load_settings
 from devstack.airflow import AirflowServer
 from tests.cloud.conftest import MWAA_URL, long_run_id
 from tests.cloud.mwaa_standin import ENVIRONMENT, SECRET_KEY, MwaaStandIn
@@ -215,3 +217,26 @@ def test_worker_end_to_end_through_mwaa(
 def _state(client: AirflowClient, dag_id: str, run_id: str) -> str | None:
     run = client.get_run(dag_id, run_id)
     return None if run is None else run.state
+
+
+def test_doctor_names_the_mode_and_what_is_missing(
+    mwaa: MwaaStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Doctor shows auth mwaa when it works, and says what to check when AWS credentials lack."""
+    settings = load_settings(
+        airflow_url=MWAA_URL,
+        airflow_auth="mwaa",
+        mwaa_environment=ENVIRONMENT,
+        dag_allowlist="devstack_*",
+    )
+    reached, credentials, *_ = airflow_checks(settings, timeout=5)
+    assert reached.ok and "auth mwaa" in reached.detail
+    assert credentials.ok and f"MWAA environment {ENVIRONMENT}" in credentials.detail
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    failed, *rest = airflow_checks(settings, timeout=5)
+    assert not failed.ok and "credentials" in failed.detail
+    assert "airflow:InvokeRestApi" in (failed.remedy or "")
+    assert all(not result.ok for result in rest)
+    with pytest.raises(ConfigError, match="mwaa_environment"):
+        load_settings(airflow_url=MWAA_URL, airflow_auth="mwaa")
