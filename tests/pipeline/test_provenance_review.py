@@ -127,3 +127,61 @@ def test_the_maker_killed_after_its_post_is_answered_triggered_on_redelivery(
 
     assert again_b.status == "triggered", "the request whose POST made the run"
     store.close()
+
+
+def test_a_run_of_an_earlier_topic_incarnation_is_not_claimed_by_a_new_record(
+    tmp_path: Path, airflow3: AirflowServer
+) -> None:
+    """FAILS on b9a5fb3 (low severity): coordinates outlive the topic and the store's entry.
+
+    The topic ``requests`` was deleted and re-created (or the worker moved to a new Kafka
+    cluster with the same topic names): offsets start at 0 again. Interleaving:
+
+    1. in the old incarnation, the record at (requests, 0, 72) made ``kafka__K`` with conf
+       ``{"n": 1}``; its conf names (requests, 0, 72);
+    2. ``DEDUP_RETENTION`` (7 days) passes: the store forgets K (here: a fresh store);
+    3. the new incarnation's record at (requests, 0, 72) carries K with conf ``{"n": 2}``:
+       NEW, POST, 409, the run names (requests, 0, 72) == its coordinates: ``triggered``,
+       recorded as the maker (its ``completed`` reply would follow a run of another conf).
+
+    Before b9a5fb3 it was ``duplicate`` (NEW, nothing may have reached). A run lives as long
+    as Airflow keeps it, far beyond the store's retention, so (topic, partition, offset) is no
+    longer an identity only within the retention window (the store's OWN judgement is).
+
+    Suggested fix: name the request more fully in the run: add its fingerprint (and the
+    record's timestamp) to ``trigger_consumer/source`` and compare them too; a 409 whose run
+    names another fingerprint could then even answer ``idempotency_key_reused`` after the
+    store forgot the key.
+    """
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}", timedelta(days=1))
+    described = airflow3.describe()
+    admin, password = described["username"], SecretStr(described["password"])
+    pipeline = Pipeline(
+        limits=DEFAULT_LIMITS,
+        policy=POLICY,
+        store=store,
+        airflow=AirflowClient(connection_for(airflow3.url, username=admin, password=password)),
+        gate=AirflowGate(threading.Event()),
+        airflow_limit=FixedLimit(1),
+    )
+    key = unique_name("reborn-topic")
+    source = {"topic": "requests", "partition": 0, "offset": 72}
+    made = airflow3.session().post(  # the old incarnation's run, as the worker made it
+        f"{airflow3.url}/api/v2/dags/devstack_paused/dagRuns",
+        json={
+            "dag_run_id": run_id_for(key),
+            "logical_date": None,
+            "conf": {"n": 1, "trigger_consumer/source": source},
+        },
+        timeout=30,
+    )
+    assert made.ok, made.text
+    value = f'{{"idempotency_key": "{key}", "dag_id": "devstack_paused", "conf": {{"n": 2}}}}'
+    record = InboundRecord("requests", 0, 72, None, key.encode(), value.encode())
+
+    (item,) = pipeline.triage([record], busy=lambda _key: False)
+    assert isinstance(item, Admitted)
+    outcome = pipeline.execute(item)
+
+    assert outcome.status != "triggered", "a run of another request (conf {'n': 1})"
+    store.close()
