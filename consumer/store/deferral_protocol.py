@@ -38,15 +38,14 @@ class DeferralStore(Protocol):
         ...
 
     def due_deferred(
-        self, limit: int = DEFAULT_DUE_LIMIT, *, per_dag: int | None = None
+        self, limit: int = DEFAULT_DUE_LIMIT, *, dag_id: str | None = None
     ) -> list[DeferredRequest]:
         """Return the requests whose ``due_at`` is NULL or passed, lowest ``seq`` first.
 
         Args:
             limit: at most this many rows.
-            per_dag: at most this many rows of each DAG (the lowest ``seq`` of each), so
-                that one DAG's backlog at its limit cannot hide the other DAGs' rows;
-                None: no bound per DAG.
+            dag_id: only this DAG's rows (the releaser reads each DAG's apart, so that one
+                DAG's backlog at its limit never hides another's); None: every DAG's.
 
         Returns:
             The due requests in arrival order.

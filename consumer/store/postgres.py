@@ -45,7 +45,6 @@ from consumer.store.postgres_sql import (
     RECORD,
     RELEASE_LEASES,
     RENEW,
-    RESUME_PENDING,
     TRACKED_RUNS,
 )
 from consumer.store.protocol import DEFAULT_PURGE_BATCH, Clock
@@ -198,13 +197,6 @@ class PostgresStore(PostgresDeferrals):
         holder = self._rows(MARK_PENDING, values)[0]
         # a live holder keeps its created_at: this call's own clock reading means it wrote it
         return replace(holder, claimed_here=holder.created_at == values["created_at"])
-
-    def resume_pending(self, key: str, at: Coordinates) -> StoredEntry | None:
-        """Stamp the pending mark of the record at ``at`` (``IdempotencyStore.resume_pending``)."""
-        topic, partition, offset = at
-        stamp = {"key": key, "now": self._clock(), "cutoff": self._cutoff(), "topic": topic}
-        found = self._rows(RESUME_PENDING, {**stamp, "partition": partition, "offset": offset})
-        return found[0] if found else None
 
     def record(
         self,

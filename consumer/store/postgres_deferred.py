@@ -46,11 +46,10 @@ DUE = (
     f"SELECT {DEFERRED_COLUMNS} FROM {DEFERRED} WHERE {_DUE}"  # noqa: S608 -- constants
     " ORDER BY seq LIMIT %(limit)s"
 )
-# the lowest seqs of each DAG: one DAG's backlog at its limit leaves room for the others
-DUE_PER_DAG = (
-    f"SELECT {DEFERRED_COLUMNS} FROM (SELECT *, row_number() OVER"  # noqa: S608 -- constants
-    f" (PARTITION BY dag_id ORDER BY seq) AS place FROM {DEFERRED} WHERE {_DUE}) d"
-    " WHERE place <= %(per_dag)s ORDER BY seq LIMIT %(limit)s"
+# one DAG's: its backlog at its limit never hides another DAG's rows (index dag_id, seq)
+DUE_OF_DAG = (
+    f"SELECT {DEFERRED_COLUMNS} FROM {DEFERRED} WHERE dag_id = %(dag_id)s AND {_DUE}"  # noqa: S608 -- constants
+    " ORDER BY seq LIMIT %(limit)s"
 )
 FORGET = f"DELETE FROM {DEFERRED} WHERE {_AT}"  # noqa: S608 -- constants
 COUNTS = (
@@ -116,11 +115,11 @@ class PostgresDeferrals:
         return bool(self._fetch(DEFER, dict(zip(_NAMES, deferred_values(request), strict=True))))
 
     def due_deferred(
-        self, limit: int = DEFAULT_DUE_LIMIT, *, per_dag: int | None = None
+        self, limit: int = DEFAULT_DUE_LIMIT, *, dag_id: str | None = None
     ) -> list[DeferredRequest]:
         """Return the requests due by the database clock, lowest ``seq`` first."""
-        sql = DUE if per_dag is None else DUE_PER_DAG
-        found = self._fetch(sql, {"limit": limit, "per_dag": per_dag})
+        sql = DUE if dag_id is None else DUE_OF_DAG
+        found = self._fetch(sql, {"limit": limit, "dag_id": dag_id})
         return [deferred_from_row(row, _utc_instant) for row in found]
 
     def forget_deferred(self, key: str, at: Coordinates) -> bool:

@@ -125,7 +125,7 @@ _STEPS: dict[int, tuple[str, ...]] = {
             created_at          timestamptz NOT NULL,
             UNIQUE (key, source_topic, source_partition, source_offset)
         )""",
-        f"CREATE INDEX {DEFERRED}_by_dag ON {DEFERRED} (dag_id, reason, created_at)",
+        f"CREATE INDEX {DEFERRED}_by_dag ON {DEFERRED} (dag_id, seq)",
         f"""CREATE TABLE {FLOW_LEASE} (
             name        text PRIMARY KEY,
             lease_owner text NOT NULL,

@@ -26,16 +26,6 @@ MARK_PENDING = (
     f" ON CONFLICT (key) DO UPDATE SET {_KEEP_LIVE} RETURNING {COLUMNS}"
 )
 
-# resume_pending(): a later updated_at (always), on a live pending mark of this record
-RESUME_PENDING = (
-    f"UPDATE {TABLE} AS t"  # noqa: S608 -- constants
-    " SET updated_at = GREATEST(%(now)s, t.updated_at + interval '1 microsecond')"
-    f" WHERE t.key = %(key)s AND t.status = 'pending' AND {LIVE} AND (t.source_topic IS NULL"
-    " OR (t.source_topic = %(topic)s AND t.source_partition = %(partition)s"
-    " AND t.source_offset = %(offset)s))"
-    f" RETURNING {COLUMNS}"
-)
-
 # record(): see consumer.store.recording, whose may_overwrite this WHERE-less CASE mirrors
 _OVERWRITE = (
     f"(NOT {LIVE} OR %(status)s::text = 'triggered' OR t.source_topic IS NULL"

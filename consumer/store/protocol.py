@@ -88,22 +88,6 @@ class IdempotencyStore(DeferralStore, Protocol):
         """
         ...
 
-    def resume_pending(self, key: str, at: Coordinates) -> StoredEntry | None:
-        """Stamp the pending mark of the record at ``at`` before POSTing for it again.
-
-        A new owner of the record (a partition that moved while its old owner was still at
-        work) stamps the mark (a later ``updated_at``) before its POST, so the process that
-        wrote it learns that the run it finds may be this record's (``dedup.taken_over``).
-
-        Args:
-            key: the idempotency key.
-            at: the request record's (topic, partition, offset).
-
-        Returns:
-            The stamped mark, or None when the key holds no live pending mark of ``at``.
-        """
-        ...
-
     def record(
         self,
         key: str,

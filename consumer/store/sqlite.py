@@ -37,7 +37,6 @@ from consumer.store.sqlite_schema import (
     MARK_PENDING,
     RECORD_REPLACE,
     RECORD_SAME_RUN,
-    RESUME_PENDING,
     apply_schema,
     entry_from_row,
     origin_values,
@@ -216,14 +215,6 @@ class SqliteStore(SqliteDeferrals):
         if created is None:  # pragma: no cover -- only with a clock that runs backwards
             raise AssertionError(f"pending mark for {key!r} vanished inside its transaction")
         return replace(created, claimed_here=True)
-
-    def resume_pending(self, key: str, at: Coordinates) -> StoredEntry | None:
-        """Stamp the pending mark of the record at ``at`` (``IdempotencyStore.resume_pending``)."""
-        with self._transaction() as cur:
-            stamp = (to_epoch(self._clock()), key, self._cutoff(), *at)
-            return (
-                self._select_live(cur, key) if cur.execute(RESUME_PENDING, stamp).rowcount else None
-            )
 
     def record(
         self,

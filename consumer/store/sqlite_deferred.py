@@ -37,11 +37,10 @@ _DEFER = (
 )
 _DUE = "(due_at IS NULL OR due_at <= ?)"
 _DUE_ROWS = f"SELECT {DEFERRED_COLUMNS} FROM deferred WHERE {_DUE} ORDER BY seq LIMIT ?"  # noqa: S608 -- constants
-# the lowest seqs of each DAG: one DAG's backlog at its limit leaves room for the others
-_DUE_ROWS_PER_DAG = (
-    f"SELECT {DEFERRED_COLUMNS} FROM (SELECT *, row_number() OVER"  # noqa: S608 -- constants
-    f" (PARTITION BY dag_id ORDER BY seq) AS place FROM deferred WHERE {_DUE})"
-    " WHERE place <= ? ORDER BY seq LIMIT ?"
+# one DAG's: its backlog at its limit never hides another DAG's rows (index dag_id, seq)
+_DUE_ROWS_OF_DAG = (
+    f"SELECT {DEFERRED_COLUMNS} FROM deferred WHERE dag_id = ? AND {_DUE}"  # noqa: S608 -- constants
+    " ORDER BY seq LIMIT ?"
 )
 _FORGET = (
     "DELETE FROM deferred"
@@ -98,15 +97,15 @@ class SqliteDeferrals:
             return cur.execute(_DEFER, values).rowcount > 0
 
     def due_deferred(
-        self, limit: int = DEFAULT_DUE_LIMIT, *, per_dag: int | None = None
+        self, limit: int = DEFAULT_DUE_LIMIT, *, dag_id: str | None = None
     ) -> list[DeferredRequest]:
         """Return the requests due by the store's clock, lowest ``seq`` first."""
         now = to_epoch(self._clock())
         with self._reading() as cur:
-            if per_dag is None:
+            if dag_id is None:
                 found = cur.execute(_DUE_ROWS, (now, limit)).fetchall()
             else:
-                found = cur.execute(_DUE_ROWS_PER_DAG, (now, per_dag, limit)).fetchall()
+                found = cur.execute(_DUE_ROWS_OF_DAG, (dag_id, now, limit)).fetchall()
         return [deferred_from_row(row, from_epoch) for row in found]
 
     def forget_deferred(self, key: str, at: Coordinates) -> bool:

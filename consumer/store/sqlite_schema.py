@@ -100,7 +100,7 @@ CREATE TABLE IF NOT EXISTS deferred (
     created_at          REAL NOT NULL,
     UNIQUE (key, source_topic, source_partition, source_offset)
 );
-CREATE INDEX IF NOT EXISTS deferred_by_dag ON deferred (dag_id, reason, created_at);
+CREATE INDEX IF NOT EXISTS deferred_by_dag ON deferred (dag_id, seq);
 CREATE TABLE IF NOT EXISTS flow_lease (
     name        TEXT PRIMARY KEY,
     lease_owner TEXT NOT NULL,
@@ -203,15 +203,6 @@ MARK_PENDING = (
 )
 """``mark_pending``'s claim: the key, fingerprint, DAG, run, status, created_at,
 updated_at, then ``origin_values``.
-"""
-
-RESUME_PENDING = (
-    "UPDATE idempotency SET updated_at = MAX(?, updated_at + 0.000001)"
-    " WHERE key = ? AND status = 'pending' AND created_at >= ? AND (source_topic IS NULL"
-    " OR (source_topic = ? AND source_partition = ? AND source_offset = ?))"
-)
-"""``resume_pending``'s stamp: now (always later than before), key, cut-off, coordinates;
-a mark without origin (schema 1) is any record's.
 """
 
 _RECORDED = (

@@ -152,20 +152,17 @@ def test_seq_is_never_reused_after_a_forget(store: IdempotencyStore) -> None:
     assert store.due_deferred()[-1].seq > newest.seq
 
 
-def test_due_deferred_per_dag_leaves_room_for_other_dags(store: IdempotencyStore) -> None:
-    """With ``per_dag``, one DAG's backlog yields only its oldest rows; other DAGs still show."""
+def test_due_deferred_of_one_dag_is_not_hidden_by_another_dags_backlog(
+    store: IdempotencyStore,
+) -> None:
+    """With ``dag_id``, one DAG's rows alone, oldest first, whatever waits before them."""
     for offset in range(1, 6):
         store.defer(_request(f"flood-{offset}", offset))
     store.defer(_request("other", 9, dag_id="reports"))
 
-    listed = store.due_deferred(limit=3, per_dag=2)
-
-    assert [(r.dag_id, r.key) for r in listed] == [
-        ("etl", "flood-1"),
-        ("etl", "flood-2"),
-        ("reports", "other"),
-    ]
-    assert len(store.due_deferred(per_dag=1)) == 2
+    assert [r.key for r in store.due_deferred(limit=2, dag_id="etl")] == ["flood-1", "flood-2"]
+    assert [r.key for r in store.due_deferred(limit=2, dag_id="reports")] == ["other"]
+    assert store.due_deferred(dag_id="unknown") == []
 
 
 def test_due_deferred_leaves_out_requests_not_yet_due(store: IdempotencyStore) -> None:
