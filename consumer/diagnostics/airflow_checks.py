@@ -86,7 +86,8 @@ def check_airflow(client: AirflowClient, settings: Settings | None = None) -> Ch
     except (AirflowError, ConfigError):
         # the version endpoint may need credentials; the credentials check says why
         version = "Airflow (version not readable without valid credentials)"
-    mode = "" if settings is None else f", auth {settings.airflow_auth}"
+    managed = settings is not None and settings.airflow_auth != "auto"
+    mode = f", auth {settings.airflow_auth}" if managed and settings is not None else ""
     return CheckResult("airflow", True, f"{version} at {client.base_url} (REST API {api}{mode})")
 
 
