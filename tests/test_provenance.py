@@ -9,9 +9,9 @@ from consumer.provenance import SOURCE_CONF_KEY, source_of, with_source
 
 def test_the_source_round_trips_and_replaces_a_requests_own_value() -> None:
     """What ``with_source`` writes, ``source_of`` reads; a request cannot forge it."""
-    conf = with_source({"a": 1, SOURCE_CONF_KEY: "forged"}, ("requests", 4, 68))
+    conf = with_source({"a": 1, SOURCE_CONF_KEY: "forged"}, ("requests", 4, 68, "sha256:ab"))
     assert conf["a"] == 1
-    assert source_of(conf) == ("requests", 4, 68)
+    assert source_of(conf) == ("requests", 4, 68, "sha256:ab")
 
 
 @pytest.mark.parametrize(
@@ -23,6 +23,7 @@ def test_the_source_round_trips_and_replaces_a_requests_own_value() -> None:
         {SOURCE_CONF_KEY: {"topic": "t", "partition": True, "offset": 1}},
         {SOURCE_CONF_KEY: {"topic": 7, "partition": 0, "offset": 1}},
         {SOURCE_CONF_KEY: {"topic": "t", "partition": 0}},
+        {SOURCE_CONF_KEY: {"topic": "t", "partition": 0, "offset": 1}},  # no fingerprint
     ],
 )
 def test_a_run_that_names_no_readable_source_names_none(conf: object) -> None:

@@ -18,7 +18,7 @@ trigger reported (``made_the_run``). Every run the worker makes names its reques
 conf (``consumer.provenance``), so a run found (409) says who made it::
 
     created (its POST answered with the run) ─────────────────────► made it: triggered
-    found, naming this very record (any owner's POST of it) ───────► made it: triggered
+    found, naming this very request (any owner's POST of it) ──────► made it: triggered
     found, naming another request ─────────────────────────────────► another did: duplicate
     found, naming none (made otherwise, or by an older release):
         RESUMED (its own earlier attempt may have POSTed) ─────────► made it: triggered
@@ -39,6 +39,7 @@ from consumer.airflow import DagRun, TriggerResult
 from consumer.contract import TriggerRequest
 from consumer.errors import AirflowError, ErrorCode, Rejected
 from consumer.outcome import Outcome
+from consumer.provenance import Source
 from consumer.record import InboundRecord
 from consumer.store import (
     Coordinates,
@@ -107,13 +108,13 @@ def claimed(entry: StoredEntry | None, fingerprint: str, at: Coordinates) -> See
     return Seen.NEW if seen is Seen.RESUMED and mine else seen
 
 
-def made_the_run(seen: Seen, result: TriggerResult, at: Coordinates) -> bool:
+def made_the_run(seen: Seen, result: TriggerResult, me: Source) -> bool:
     """Whether the request judged ``seen`` made the run ``result`` reports (the table above).
 
     Args:
         seen: NEW, RESUMED or CLAIMED: how the request held its key when it triggered.
         result: what the trigger reported, across its retries and holds.
-        at: the request record's (topic, partition, offset).
+        me: the request: its record's (topic, partition, offset) and its fingerprint.
 
     Returns:
         True when the answer is ``triggered`` (and the store records it so); False for
@@ -122,7 +123,7 @@ def made_the_run(seen: Seen, result: TriggerResult, at: Coordinates) -> bool:
     if result.created:
         return True
     if result.source is not None:
-        return result.source == at
+        return result.source == me
     return seen is Seen.RESUMED or result.may_have_reached
 
 

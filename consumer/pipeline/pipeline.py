@@ -200,20 +200,7 @@ class Pipeline:
         entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key), "read")
         at = (record.topic, record.partition, record.offset)
         origin = self._origin(record, request)
-        seen = judge(entry, admitted.fingerprint, at)
-        if seen is Seen.NEW:
-            entry = hold(
-                lambda: self.store.mark_pending(
-                    key,
-                    fingerprint=admitted.fingerprint,
-                    dag_id=request.dag_id,
-                    dag_run_id=run_id_for(key),
-                    origin=origin,
-                ),
-                "mark_pending",
-            )
-            # another process (replica) may have claimed the key since the read
-            seen = claimed(entry, admitted.fingerprint, at)
+        entry, seen = self._claim(admitted, entry, origin)
         if entry is not None and seen in ANSWERED:
             return self._answered(admitted, entry, seen, owned)
         if not owned():  # the pending mark stays: the new owner resumes the request
@@ -221,7 +208,7 @@ class Pipeline:
         if request.rerun is not None and seen is not Seen.CLAIMED:
             self._rerunner().claim_for_trigger(request, at)
         try:
-            traced = self._traced(request, record)
+            traced = self._traced(request, record, admitted.fingerprint)
             run_id = run_id_for(key)
             limit = self.airflow_limit
             result = trigger(traced, run_id, self.airflow, self.gate, limit, owned=owned)
@@ -234,7 +221,12 @@ class Pipeline:
                 hold(lambda: self.store.release(key, refusal=refusal), "release")
             return Outcome.failed(record, exc, request=request, attempts=exc.attempts)
         crash_here("after_trigger", self.crash_at)  # the run exists; the store says pending
-        made_here = made_the_run(seen, result, at)
+        made_here = made_the_run(seen, result, (*at, admitted.fingerprint))
+        if not made_here and result.source is not None and request.rerun is None:
+            # the run names the request that made it, maybe killed before it recorded it:
+            # this request's own mark stays, so that one's re-delivery finds the key
+            # unsettled, POSTs, meets the run naming it, and is answered triggered
+            return Outcome.duplicate(record, request, result, attempts=result.attempts)
         # the run exists
         stored = hold(lambda: self._record(admitted, result, made_here=made_here), "record")
         # the key had a run already (not one another request is still making): clear it
@@ -244,6 +236,28 @@ class Pipeline:
             self._rerunner().note_triggered(request, at, result.state)
         build = Outcome.triggered if made_here else Outcome.duplicate
         return build(record, request, result, attempts=result.attempts)
+
+    def _claim(
+        self, admitted: Admitted, entry: StoredEntry | None, origin: RequestOrigin
+    ) -> tuple[StoredEntry | None, Seen]:
+        """Write the pending mark of a NEW key; the key's entry after it, and how it is held."""
+        at = (origin.topic, origin.partition, origin.offset)
+        seen = judge(entry, admitted.fingerprint, at)
+        if seen is not Seen.NEW:
+            return entry, seen
+        key, dag_id = admitted.request.idempotency_key, admitted.request.dag_id
+        entry = self.store_hold.call(
+            lambda: self.store.mark_pending(
+                key,
+                fingerprint=admitted.fingerprint,
+                dag_id=dag_id,
+                dag_run_id=run_id_for(key),
+                origin=origin,
+            ),
+            "mark_pending",
+        )
+        # another process (replica) may have claimed the key since the read
+        return entry, claimed(entry, admitted.fingerprint, at)
 
     def _answered(
         self, admitted: Admitted, entry: StoredEntry, seen: Seen, owned: Owned
@@ -270,13 +284,16 @@ class Pipeline:
         """False while a store outage is waited out (the loop stops fetching)."""
         return self.store_hold.available
 
-    def _traced(self, request: TriggerRequest, record: InboundRecord) -> TriggerRequest:
+    def _traced(
+        self, request: TriggerRequest, record: InboundRecord, fingerprint: str
+    ) -> TriggerRequest:
         """The request as sent to Airflow: its conf names the request and its trace context.
 
         Only the Airflow call sees them: the fingerprint was taken without (a replay with a
         new trace is the same request; where a request sits is no part of what it asks).
         """
-        conf = with_source(request.conf, (record.topic, record.partition, record.offset))
+        source = (record.topic, record.partition, record.offset, fingerprint)
+        conf = with_source(request.conf, source)
         trace = self._trace(record)
         return request.model_copy(
             update={"conf": conf if trace is None else with_trace(conf, trace)}

@@ -61,7 +61,7 @@ def entry(
 
 
 def result(
-    *, created: bool, may_have_reached: bool, source: tuple[str, int, int] | None = None
+    *, created: bool, may_have_reached: bool, source: tuple[str, int, int, str] | None = None
 ) -> TriggerResult:
     """What a trigger reported; ``source``: the request the run's conf names."""
     return TriggerResult(
@@ -133,7 +133,7 @@ def test_made_the_run_for_every_combination(
     The run names no request here (made otherwise, or by an older release): the guess.
     """
     reported = result(created=created, may_have_reached=may_have_reached)
-    assert made_the_run(seen, reported, HERE) is made
+    assert made_the_run(seen, reported, (*HERE, "f")) is made
 
 
 @pytest.mark.parametrize("seen", [Seen.NEW, Seen.RESUMED, Seen.CLAIMED])
@@ -142,10 +142,14 @@ def test_a_found_run_that_names_its_request_settles_who_made_it(
     seen: Seen, may_have_reached: bool
 ) -> None:
     """Nemesis 1313/1515 and their review: the run's conf, not a guess, says who made it."""
-    mine = result(created=False, may_have_reached=may_have_reached, source=HERE)
-    theirs = result(created=False, may_have_reached=may_have_reached, source=ELSEWHERE)
-    assert made_the_run(seen, mine, HERE) is True
-    assert made_the_run(seen, theirs, HERE) is False
+    me = (*HERE, "f")
+    mine = result(created=False, may_have_reached=may_have_reached, source=me)
+    theirs = result(created=False, may_have_reached=may_have_reached, source=(*ELSEWHERE, "f"))
+    # the same coordinates in an earlier life of the topic, for another request
+    earlier = result(created=False, may_have_reached=may_have_reached, source=(*HERE, "g"))
+    assert made_the_run(seen, mine, me) is True
+    assert made_the_run(seen, theirs, me) is False
+    assert made_the_run(seen, earlier, me) is False
 
 
 @pytest.mark.parametrize(
