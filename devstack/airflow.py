@@ -1,7 +1,7 @@
 """Real Apache Airflow 3 and 2 servers on loopback, each from its own cached venv.
 
 An extra Airflow 3 API server can also serve HTTPS (``start_extra_api(..., tls=...)``) with
-a certificate from a throwaway CA that ``issue_tls`` makes; nothing of it is committed.
+a certificate from a throwaway CA that ``tls.issue_tls`` makes; nothing of it is committed.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +16,14 @@ from pathlib import Path
 import requests
 
 from devstack import procs
-from devstack.paths import BUILTIN_DAGS, cache_dir
+from devstack.airflow_venv import release_venv
+from devstack.paths import BUILTIN_DAGS
+from devstack.tls import ServerTls
 
 VERSIONS = {"3": "3.3.2", "2": "2.11.2"}
 USERNAME = "admin"
 PASSWORD = "devstack-admin"
 READY_TIMEOUT = 180.0
-INSTALL_TIMEOUT = 1800.0
 PARALLELISM = 2  # small, so the stack fits beside the tests on 2 cores
 
 
@@ -33,62 +33,8 @@ def builtin_dag_ids() -> list[str]:
 
 
 def venv_dir(major: str) -> Path:
-    """Install ``apache-airflow[postgres]`` of that major version once; return the venv."""
-    version = VERSIONS[major]
-    venv = cache_dir() / f"airflow-{version}" / "venv"
-    marker = venv / ".installed"
-    if marker.exists():
-        return venv
-    procs.run(
-        [sys.executable, "-m", "venv", "--clear", str(venv)], what="creating venv", timeout=120
-    )
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    procs.run([*pip, "-U", "pip"], what="upgrading pip", timeout=300)
-    procs.run(
-        [*pip, f"apache-airflow[postgres]=={version}"],
-        what=f"pip install apache-airflow {version}",
-        timeout=INSTALL_TIMEOUT,
-    )
-    marker.write_text(version)
-    return venv
-
-
-@dataclass(frozen=True)
-class ServerTls:
-    """What an API server needs to serve HTTPS, and what its clients need to trust it.
-
-    Attributes:
-        cert: PEM certificate chain (server certificate first), valid for ``127.0.0.1``.
-        key: PEM private key of the certificate.
-        ca: PEM certificate of the CA that signed it: the clients' CA bundle.
-    """
-
-    cert: Path
-    key: Path
-    ca: Path
-
-
-def issue_tls(folder: Path) -> ServerTls:
-    """Make a CA and a certificate for ``127.0.0.1``/``localhost`` issued by it.
-
-    Args:
-        folder: where the three PEM files go (created if missing).
-
-    Returns:
-        The files; the CA is trusted by nothing but the clients given ``ca``.
-    """
-    import trustme  # noqa: PLC0415 -- a test dependency, needed only for HTTPS servers
-
-    folder.mkdir(parents=True, exist_ok=True)
-    ca = trustme.CA(organization_name="devstack Airflow test CA")
-    # the IP SAN matters: clients connect to https://127.0.0.1:<port>
-    issued = ca.issue_cert("127.0.0.1", "localhost")
-    tls = ServerTls(cert=folder / "server.pem", key=folder / "server-key.pem", ca=folder / "ca.pem")
-    tls.cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
-    tls.key.touch(mode=0o600)
-    issued.private_key_pem.write_to_path(str(tls.key))
-    ca.cert_pem.write_to_path(str(tls.ca))
-    return tls
+    """The venv of the stack's Airflow of that major version (installed on first use)."""
+    return release_venv(VERSIONS[major])
 
 
 @dataclass
@@ -139,7 +85,7 @@ class AirflowServer:
         }
 
     def _bin(self) -> Path:
-        return venv_dir(self.major) / "bin"
+        return release_venv(self.version) / "bin"
 
     def env(self) -> dict[str, str]:
         """The environment every process of this Airflow runs with."""

@@ -89,8 +89,22 @@ def merge_properties(base: str, overrides: dict[str, str]) -> str:
 
 
 def libs_dir() -> Path:
-    """Resolve the broker's jars with Maven once and return the cached ``libs`` directory."""
-    target = cache_dir() / f"kafka-{KAFKA_VERSION}"
+    """The jars of the stack's broker (``KAFKA_VERSION``), resolved once."""
+    return resolve_libs(KAFKA_VERSION, DEVSTACK_DIR / "pom.xml", {"log4j2.version": LOG4J2_VERSION})
+
+
+def resolve_libs(version: str, pom: Path, properties: dict[str, str]) -> Path:
+    """Resolve a broker's jars with Maven once and return the cached ``libs`` directory.
+
+    Args:
+        version: the Kafka release (the POM's ``kafka.version``).
+        pom: the POM naming the broker and its logging binding.
+        properties: the POM's other properties (logging versions).
+
+    Returns:
+        ``<cache>/kafka-<version>/libs``, complete (a marker says so).
+    """
+    target = cache_dir() / f"kafka-{version}"
     libs = target / "libs"
     marker = target / ".complete"
     if marker.exists():
@@ -99,24 +113,26 @@ def libs_dir() -> Path:
         raise procs.StackError("Kafka needs `java` (17+) and `mvn` on PATH.")
     shutil.rmtree(libs, ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
+    defines = [
+        f"-D{key}={value}" for key, value in {"kafka.version": version, **properties}.items()
+    ]
     procs.run(
         [
             "mvn",
             "-B",
             "-q",
             "-f",
-            str(DEVSTACK_DIR / "pom.xml"),
-            f"-Dkafka.version={KAFKA_VERSION}",
-            f"-Dlog4j2.version={LOG4J2_VERSION}",
+            str(pom),
+            *defines,
             # a pinned plugin: a bare `dependency:` may resolve one too new for Maven 3.8
             "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={libs}",
         ],
-        what="resolving Kafka jars with Maven",
+        what=f"resolving Kafka {version} jars with Maven",
         timeout=MAVEN_TIMEOUT,
     )
-    marker.write_text(KAFKA_VERSION)
+    marker.write_text(version)
     return libs
 
 
@@ -147,12 +163,24 @@ class KafkaBroker:
         """The broker's own log file."""
         return self.work / "logs" / "server.log"
 
+    def _libs(self) -> Path:
+        """The broker's jars (an older release resolves others)."""
+        return libs_dir()
+
+    def _write_log_config(self) -> None:
+        """Write the file-only logging config that ``_log_flags`` points at."""
+        (self.work / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+
+    def _log_flags(self) -> list[str]:
+        """The JVM flags that select the logging config."""
+        return [f"-Dlog4j2.configurationFile={self.work / 'log4j2.properties'}"]
+
     def _java(self, libs: Path, *args: str) -> list[str]:
         return [
             "java",
             *JVM_FLAGS,
             f"-Dkafka.logs.dir={self.work / 'logs'}",
-            f"-Dlog4j2.configurationFile={self.work / 'log4j2.properties'}",
+            *self._log_flags(),
             "-cp",
             f"{libs}/*",
             *args,
@@ -171,7 +199,7 @@ class KafkaBroker:
     def _configure(self, libs: Path) -> None:
         """Write the config files and format storage unless it already holds data."""
         (self.work / "logs").mkdir(parents=True, exist_ok=True)
-        (self.work / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        self._write_log_config()
         (self.work / "server.properties").write_text(self._server_properties())
         if (self.work / "data" / "meta.properties").exists():
             return
@@ -192,7 +220,7 @@ class KafkaBroker:
 
     def start(self, *, tie_to_parent: bool) -> None:
         """Start the broker and wait until a metadata request succeeds."""
-        libs = libs_dir()
+        libs = self._libs()
         self._configure(libs)
         start_mark = self.log.stat().st_size if self.log.exists() else 0
         self.pid = procs.spawn(
@@ -277,7 +305,11 @@ class TunedKafkaBroker(KafkaBroker):
 
 
 def start_broker(
-    work: Path, *, tie_to_parent: bool, overrides: PropertyOverrides | None = None
+    work: Path,
+    *,
+    tie_to_parent: bool,
+    overrides: PropertyOverrides | None = None,
+    kind: type[KafkaBroker] = KafkaBroker,
 ) -> KafkaBroker:
     """Format and start a fresh broker in ``work`` on free ports, retrying with new ones.
 
@@ -286,6 +318,7 @@ def start_broker(
         tie_to_parent: the broker dies with this process.
         overrides: server properties to replace or add, given the broker's ports
             (``auto.create.topics.enable=false``, another listener, ...).
+        kind: the broker class without overrides (``kafka3.Kafka3Broker`` for 3.x).
 
     Returns:
         The running broker.
@@ -299,7 +332,7 @@ def start_broker(
         port, ctrl_port = procs.free_port(), procs.free_port()
         broker: KafkaBroker
         if overrides is None:
-            broker = KafkaBroker(work=work, port=port, ctrl_port=ctrl_port)
+            broker = kind(work=work, port=port, ctrl_port=ctrl_port)
         else:
             props = overrides(port, ctrl_port)
             broker = TunedKafkaBroker(work=work, port=port, ctrl_port=ctrl_port, overrides=props)

@@ -23,6 +23,8 @@ from devstack.airflow import AirflowServer, new_airflow
 from devstack.airflow import venv_dir as airflow_venv
 from devstack.kafka import KafkaBroker, start_broker
 from devstack.kafka import libs_dir as kafka_libs
+from devstack.kafka3 import kafka3_libs
+from devstack.matrix import AIRFLOW_RELEASES, install_release
 from devstack.paths import run_dir
 from devstack.postgres import PostgresServer
 from devstack.postgres import bin_dir as postgres_bin
@@ -39,15 +41,23 @@ def say(message: str) -> None:
 def prepare() -> None:
     """Install everything the stack needs, in parallel, without starting anything."""
     began = time.monotonic()
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=4 + len(AIRFLOW_RELEASES)) as pool:
         jobs = [
-            pool.submit(kafka_libs),
+            pool.submit(_kafka_jars),
             pool.submit(_debian_packages),
             *(pool.submit(airflow_venv, major) for major in ("3", "2")),
+            # the compatibility smoke's older releases (tests/compat)
+            *(pool.submit(install_release, release) for release in AIRFLOW_RELEASES),
         ]
         for job in jobs:
             job.result()
     say(f"prepared in {time.monotonic() - began:.1f} s")
+
+
+def _kafka_jars() -> Path:
+    """The stack's broker's jars, then Kafka 3's: one Maven at a time on the local repository."""
+    kafka_libs()
+    return kafka3_libs()
 
 
 def _debian_packages() -> Path:

@@ -9,7 +9,8 @@ from pathlib import Path
 import requests
 
 from devstack import Stack
-from devstack.airflow import AirflowServer, issue_tls, wait_for_run
+from devstack.airflow import AirflowServer, wait_for_run
+from devstack.tls import issue_tls
 
 
 def _trigger(server: AirflowServer, dag_id: str) -> str:

@@ -24,7 +24,8 @@ from consumer.cli import EXIT_USAGE
 from consumer.errors import ConfigError
 from consumer.run_id import run_id_for
 from consumer.settings import Settings
-from devstack.airflow import PASSWORD, USERNAME, AirflowServer, ServerTls, issue_tls
+from devstack.airflow import PASSWORD, USERNAME, AirflowServer
+from devstack.tls import ServerTls, issue_tls
 from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import (
     Topics,
