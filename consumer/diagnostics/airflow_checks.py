@@ -92,6 +92,8 @@ def check_airflow(client: AirflowClient, settings: Settings | None = None) -> Ch
 
 
 def _airflow_remedy(message: str, settings: Settings | None = None) -> str:
+    if "is not supported" in message:  # support.check_release: too old an Airflow
+        return "upgrade Airflow (README: Versions)"
     if "TLS" in message or "CA bundle" in message:
         return f"set {env_name('airflow_ca_bundle')} to the CA that signed Airflow's certificate"
     managed = settings is not None and settings.airflow_auth != "auto"

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from consumer.diagnostics.airflow_checks import airflow_checks
 from consumer.settings import Settings, load_settings
 from devstack.airflow import AirflowServer
+from tests.faults.server import FaultInjector, Reply
 
 TIMEOUT = 3.0
 NAMES = ["airflow", "airflow credentials", "DAG allow-list 'devstack_*'", "paused DAGs"]
@@ -64,3 +65,17 @@ def test_a_closed_port_fails_the_airflow_check() -> None:
     assert [result.ok for result in results] == [False, False, False, False]
     assert results[0].remedy is not None
     assert "TRIGGER_CONSUMER_AIRFLOW_URL" in results[0].remedy
+
+
+def test_an_airflow_older_than_supported_fails_with_upgrade_as_the_remedy() -> None:
+    """An Airflow 2.3.0 fails the airflow check, naming the version, with "upgrade" to do."""
+    faults = FaultInjector()
+    faults.script("GET", "/api/v1/version", Reply(200, {"version": "2.3.0"}))
+    try:
+        results = airflow_checks(load_settings(airflow_url=faults.url), TIMEOUT)
+    finally:
+        faults.close()
+    assert (results[0].name, results[0].ok) == ("airflow", False)
+    assert "Airflow 2.3.0" in results[0].detail
+    assert "2.6.0 or later" in results[0].detail
+    assert results[0].remedy == "upgrade Airflow (README: Versions)"
