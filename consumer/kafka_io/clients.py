@@ -8,10 +8,13 @@ already derived, it reuses them (one TLS context for a reader and a writer).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeAlias
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias, TypeVar
 
+import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import NoBrokersAvailable
 
 from consumer.kafka_io.security import connection_options
 from consumer.settings import Settings
@@ -20,9 +23,20 @@ Connection: TypeAlias = Settings | Mapping[str, Any]
 """The settings, or ``security.connection_options(settings)`` derived from them."""
 
 
+log = structlog.get_logger(__name__)
+
 # kafka-python's own metrics (sensors updated per record and per request) are read by
 # nothing here, and cost a few percent of the worker's CPU per message
 UNMEASURED: dict[str, Any] = {"metrics_enabled": False}
+
+# kafka-python asks a broker its version with ApiVersions; left unanswered (a paused broker)
+# it falls back to probes of 0.x requests and takes a broker that answers one of those for
+# Kafka 0.9 (nemesis seed 1313): an idempotent producer then refuses to start, a consumer
+# would speak a 2015 protocol (no read_committed). Such a client is made again.
+OLDEST_BROKER = (0, 11)
+VERSION_ATTEMPTS = 5
+VERSION_RETRY_DELAY = 1.0  # seconds
+Client = TypeVar("Client", KafkaConsumer, KafkaProducer)
 
 
 def resolve_connection(connection: Connection) -> dict[str, Any]:
@@ -55,7 +69,8 @@ def open_consumer(connection: Connection, **options: Any) -> KafkaConsumer:
     Raises:
         OSError: the CA file cannot be read.
     """
-    return KafkaConsumer(**{**resolve_connection(connection), **UNMEASURED, **options})
+    config = {**resolve_connection(connection), **UNMEASURED, **options}
+    return _with_modern_version(lambda: KafkaConsumer(**config))
 
 
 def open_producer(connection: Connection, **options: Any) -> KafkaProducer:
@@ -71,7 +86,29 @@ def open_producer(connection: Connection, **options: Any) -> KafkaProducer:
     Raises:
         OSError: the CA file cannot be read.
     """
-    return KafkaProducer(**{**resolve_connection(connection), **UNMEASURED, **options})
+    config = {**resolve_connection(connection), **UNMEASURED, **options}
+    return _with_modern_version(lambda: KafkaProducer(**config))
+
+
+def _with_modern_version(make: Callable[[], Client]) -> Client:
+    """Make a client, again while kafka-python took the broker for one older than 0.11.
+
+    Raises:
+        NoBrokersAvailable: no broker answered, or its version was misread every time.
+    """
+    for attempt in range(1, VERSION_ATTEMPTS + 1):
+        try:
+            client = make()
+        except AssertionError as exc:  # the idempotent producer's own check of that version
+            if "0.11" not in str(exc):
+                raise
+        else:
+            if client.config["api_version"] >= OLDEST_BROKER:
+                return client
+            client.close()
+        log.warning("kafka_version_misread", attempt=attempt, retry_in=VERSION_RETRY_DELAY)
+        time.sleep(VERSION_RETRY_DELAY)
+    raise NoBrokersAvailable("the brokers' version read as older than 0.11 every time")
 
 
 def open_acked_producer(connection: Connection, **options: Any) -> KafkaProducer:

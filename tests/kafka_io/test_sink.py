@@ -174,6 +174,36 @@ def test_a_sink_made_while_no_broker_answers_waits_for_one(kafka: KafkaCluster) 
     assert any("sink ready" in line for line in lines)
 
 
+def test_a_broker_that_answers_again_mid_probe_is_not_taken_for_kafka_0_9(
+    kafka: KafkaCluster,
+) -> None:
+    """Nemesis seed 1313 (second run): a replica exited with "Transactional/Idempotent
+    producer requires >= Kafka 0.11 Brokers".
+
+    kafka-python asks a broker its version with ApiVersions; when that goes unanswered (a
+    paused broker) it falls back to probes of 0.x requests, and a broker that answers again
+    then is taken for Kafka 0.9. Here the broker answers again while those probes run.
+    """
+    host, port = kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)
+    with DelayProxy((host, int(port))) as proxy:
+        proxy.blackhole()
+        maker = subprocess.Popen(
+            [sys.executable, "-c", MAKE_SINK, f"127.0.0.1:{proxy.port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            time.sleep(3.0)  # the fault's timing: kafka-python's ApiVersions gave up at 2 s
+            proxy.restore()
+            out, _ = maker.communicate(timeout=120)
+        finally:
+            maker.kill()
+            maker.wait(timeout=10)
+    assert maker.returncode == 0, out[-2000:]
+    assert "sink ready" in out
+
+
 @pytest.mark.filterwarnings(HALF_BUILT)
 def test_a_sink_gives_up_only_when_its_start_delays_run_out() -> None:
     """With a bounded wait, no broker at all ends in ``NoBrokersAvailable``."""
