@@ -10,13 +10,16 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from consumer.run_id import run_id_for
 from devstack.airflow import AirflowServer
+from devstack.procs import free_port
 from tests.conftest import KafkaCluster, unique_name
 from tests.scenarios.harness import (
     Topics,
@@ -214,3 +217,87 @@ def _body(record: object) -> dict[str, object]:
     value: bytes = record.value  # type: ignore[attr-defined]
     parsed: dict[str, object] = json.loads(value)
     return parsed
+
+
+@pytest.mark.usefixtures("limited_dag")
+def test_a_rate_holds_across_two_replicas_of_one_store(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    new_database: str,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """``rate = "20/min"``: one run each 3 s, whichever of two replicas lets it go."""
+    keys = [unique_name(f"paced{i}") for i in range(5)]
+    produce(
+        kafka.bootstrap_servers,
+        topics.requests,
+        [(k.encode(), request(k, LIMITED), []) for k in keys],
+    )
+    options = {"dag_limits": _limits(rate="20/min"), "store_url": new_database}
+    replicas = [make_worker(name=f"r{index}", **options) for index in range(2)]
+    with running(replicas[0]), running(replicas[1]):
+        replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=len(keys), timeout=120)
+    assert sorted(_body(r)["idempotency_key"] for r in replies) == sorted(keys)
+    session = airflow3.session()
+    made = sorted(
+        datetime.fromisoformat(
+            session.get(
+                _api(airflow3, f"/dags/{LIMITED}/dagRuns/{run_id_for(k)}"), timeout=30
+            ).json()["queued_at"]
+        )
+        for k in keys
+    )
+    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(made)]
+    # slots are 3 s apart on the database clock; a POST's own latency moves a run by less than 1 s
+    assert min(gaps) > 2.0, gaps
+
+
+@pytest.mark.usefixtures("limited_dag")
+def test_max_deferred_stops_fetching_and_nothing_is_dropped(
+    kafka: KafkaCluster,
+    airflow3: AirflowServer,
+    topics: Topics,
+    make_worker: Callable[..., WorkerProcess],
+) -> None:
+    """MAX_DEFERRED 3 reached: fetching stops, /readyz says so; once the DAG runs, all go."""
+    first = [unique_name(f"held{i}") for i in range(6)]
+    later = [unique_name(f"later{i}") for i in range(4)]
+    port = free_port()
+    worker = make_worker(
+        dag_limits=_limits(max_queued_runs=1), max_deferred="3", http_port=str(port)
+    )
+    produce(
+        kafka.bootstrap_servers,
+        topics.requests,
+        [(k.encode(), request(k, LIMITED), []) for k in first],
+    )
+    with running(worker):
+        readyz = f"http://127.0.0.1:{port}/readyz"
+        wait_until(
+            lambda: "deferral full" in requests.get(readyz, timeout=10).text,
+            timeout=90,
+            what="/readyz saying the deferral is full",
+        )
+        produce(
+            kafka.bootstrap_servers,
+            topics.requests,
+            [(k.encode(), request(k, LIMITED), []) for k in later],
+        )
+        shown = f'trigger_consumer_deferred{{dag="{LIMITED}",reason="limit"}} 5.0'
+        wait_until(
+            lambda: (
+                (text := requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+                and "trigger_consumer_paused 1.0" in text
+                and shown in text
+            ),
+            timeout=30,
+            what="fetching paused with five requests deferred",
+        )
+        set_paused(airflow3, False)
+        replies = read_all(kafka.bootstrap_servers, topics.replies, at_least=10, timeout=180)
+        wait_until(
+            lambda: requests.get(readyz, timeout=10).status_code == 200, timeout=60, what="ready"
+        )
+    assert sorted(_body(r)["idempotency_key"] for r in replies) == sorted(first + later)
+    assert all(_body(r)["status"] == "triggered" for r in replies)
