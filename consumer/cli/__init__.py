@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "doctor",
     "routes": "routes",
     "audit": "audit",
+    "deferred": "deferred",
 }
 
 

@@ -5,6 +5,7 @@ Each check is a small function returning a ``CheckResult``; ``diagnose`` runs th
     kafka_checks    kafka, request/reply/DLQ topic, consumer group
     airflow_checks  airflow, airflow credentials, DAG allow-list (per pattern), paused DAGs
     store_check     store
+    deferral_check  deferred (what waits in the store; a warning near MAX_DEFERRED)
 
 A check whose prerequisite failed (topics need Kafka, the allow-list needs Airflow) is
 reported as not checked instead of piling up timeouts. Nothing here prints, and no result
@@ -17,8 +18,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from consumer.diagnostics.airflow_checks import airflow_checks
+from consumer.diagnostics.deferral_check import NAME as DEFERRED
+from consumer.diagnostics.deferral_check import check_deferred
 from consumer.diagnostics.kafka_checks import kafka_checks
-from consumer.diagnostics.result import CheckResult
+from consumer.diagnostics.result import CheckResult, not_checked
 from consumer.diagnostics.store_check import check_store
 from consumer.settings import SECRET_FIELDS, Settings
 
@@ -29,7 +32,7 @@ MASK = "***"
 
 
 def diagnose(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) -> list[CheckResult]:
-    """Run every check, in order: Kafka, topics, group, Airflow, allow-list, store.
+    """Run every check, in order: Kafka, topics, group, Airflow, allow-list, store, deferred.
 
     Args:
         settings: the settings to check.
@@ -41,7 +44,8 @@ def diagnose(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) -> list[Ch
     results = [
         *kafka_checks(settings, timeout),
         *airflow_checks(settings, timeout),
-        check_store(settings),
+        store := check_store(settings),
+        check_deferred(settings) if store.ok else not_checked([DEFERRED], "store")[0],
     ]
     return [_masked(result, _secrets(settings)) for result in results]
 
