@@ -12,6 +12,11 @@ from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
 from consumer.errors import AirflowUnavailableError, KafkaUnreachableError
+from consumer.flow.config import FlowLimits
+from consumer.flow.parking import Flow
+from consumer.flow.queued import QueuedRuns
+from consumer.flow.releaser import Releaser
+from consumer.flow.waiting import Waiting
 from consumer.kafka_io.lag import LagMeter
 from consumer.kafka_io.preflight import check_connection
 from consumer.kafka_io.security import connection_options
@@ -65,11 +70,16 @@ def build_worker(
     store = open_store(settings.store_url, settings.dedup_retention, password=password)
     # spec §3: keys past DEDUP_RETENTION are deleted, so the store's size stays bounded
     RetentionPurger(store, stop, metrics=metrics).start()
+    waiting, wake = Waiting(settings.max_deferred), threading.Event()
+    flow_limits = FlowLimits.build(
+        settings.dag_limits, settings.airflow_max_queued_runs, settings.max_deferred
+    )
     pipeline = Pipeline(
         limits=Limits(
             max_message_bytes=settings.max_message_bytes,
             max_conf_bytes=settings.max_conf_bytes,
             max_conf_depth=settings.max_conf_depth,
+            max_not_before=settings.max_not_before,
         ),
         policy=Policy(
             dag_patterns=settings.dag_allowlist,
@@ -85,6 +95,7 @@ def build_worker(
         store_hold=StoreHold(stop, observe=metrics.observe_store_call),
         router=_router(settings, metrics),
         trace_context=settings.trace_context,
+        flow=Flow(flow_limits, waiting, wake.set),
     )
     connection = connection_options(settings)
 
@@ -124,12 +135,29 @@ def build_worker(
         horizon=settings.track_horizon,
         concurrency=settings.track_concurrency,
     )
+    releaser = Releaser(
+        store,
+        execute=lambda admitted, owned: pipeline.execute(admitted, owned, released=True),
+        answerer=answerer,
+        queued=QueuedRuns(
+            make_airflow_client(
+                settings, stop=stop, purpose=CallPurpose.FLOW, count_calls=count_calls
+            ).transport
+        ),
+        limits=flow_limits,
+        waiting=waiting,
+        owner=worker_name,
+        stop=stop,
+        wake=wake,
+        on_counts=metrics.set_deferred,
+    )
     return Worker(
         source_factory=source_factory,
         lag_meter=LagMeter(connection, client_id=f"{worker_name}-lag", on_lag=metrics.set_lag),
         pipeline=pipeline,
         answerer=answerer,
         tracker=tracker,
+        releaser=releaser,
         max_in_flight=settings.max_in_flight,
         shutdown_timeout=settings.shutdown_timeout.total_seconds(),
         stop=stop,

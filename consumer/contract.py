@@ -265,6 +265,13 @@ class TriggerRequest(BaseModel):
         str | None,
         Field(max_length=MAX_NOTE_CHARS, description="Stored as the DAG run's note."),
     ] = None
+    not_before: Annotated[
+        Rfc3339,
+        Field(
+            description="RFC 3339 timestamp with a zone: make the run at or after this time "
+            "(at most MAX_NOT_BEFORE ahead, 7 days by default); the first reply comes then.",
+        ),
+    ] = None
     correlation_id: Annotated[
         str | None,
         Field(

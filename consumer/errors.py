@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     # deliberate re-runs (issue 29)
     RERUN_CONFLICT = "rerun_conflict"
     RERUN_NOT_ALLOWED = "rerun_not_allowed"
+    NOT_BEFORE_TOO_FAR = "not_before_too_far"
 
 
 class TriggerConsumerError(Exception):

@@ -1,9 +1,10 @@
 """Request fingerprints: what makes two requests under one key "the same request" (spec §3).
 
 Same key with a different fingerprint is ``idempotency_key_reused``. The fingerprint
-covers exactly ``dag_id``, ``conf``, ``logical_date`` and ``note``; routing and tracking
-fields (``correlation_id``, ``reply_topic``, ``track``) may differ between redeliveries.
-It is stored, so its encoding is stable: canonical JSON (sorted keys at every level, no
+covers exactly ``dag_id``, ``conf``, ``logical_date``, ``note`` and ``not_before`` (only
+when set: fingerprints stored before it existed stay equal); routing and tracking fields
+(``correlation_id``, ``reply_topic``, ``track``) may differ between redeliveries. It is
+stored, so its encoding is stable: canonical JSON (sorted keys at every level, no
 whitespace, UTF-8, instants in UTC) hashed with SHA-256.
 """
 
@@ -39,6 +40,8 @@ def fingerprint(request: TriggerRequest) -> str:
         "logical_date": None if logical_date is None else logical_date.astimezone(UTC).isoformat(),
         "note": request.note,
     }
+    if request.not_before is not None:
+        canonical["not_before"] = request.not_before.astimezone(UTC).isoformat()
     text = _CANONICAL.encode(canonical)
     digest = hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
     return FINGERPRINT_PREFIX + digest

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 DEFAULT_MAX_CONF_BYTES = 64 * 1024
 DEFAULT_MAX_CONF_DEPTH = 32
+DEFAULT_MAX_NOT_BEFORE = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -18,11 +20,13 @@ class Limits:
         max_conf_bytes: the largest ``conf``, as compact UTF-8 JSON, in bytes (``conf_too_large``).
         max_conf_depth: the deepest ``conf`` nesting accepted; ``{}`` is depth 1,
             ``{"a": []}`` depth 2 (``conf_too_large``).
+        max_not_before: how far ahead a request's ``not_before`` may be (``not_before_too_far``).
     """
 
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_conf_bytes: int = DEFAULT_MAX_CONF_BYTES
     max_conf_depth: int = DEFAULT_MAX_CONF_DEPTH
+    max_not_before: timedelta = DEFAULT_MAX_NOT_BEFORE
 
     def __post_init__(self) -> None:
         """Refuse bounds that would make every message invalid.
@@ -34,6 +38,8 @@ class Limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if self.max_not_before <= timedelta(0):
+            raise ValueError(f"max_not_before must be positive, not {self.max_not_before}")
 
     @property
     def max_document_depth(self) -> int:

@@ -11,11 +11,13 @@ durations (STYLE §8); ``METRIC_NAMES`` lists them as they appear in the exposit
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from consumer.kafka_io.offsets import Partition
+from consumer.store.deferred import DeferredCount
 
 # The classic text format that ``generate_latest`` writes (Prometheus text 0.0.4).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -57,6 +59,8 @@ METRIC_NAMES = (
     "trigger_consumer_partitions_stalled",
     "trigger_consumer_commit_failures_total",
     "trigger_consumer_held",
+    "trigger_consumer_deferred",
+    "trigger_consumer_deferred_oldest_seconds",
     "trigger_consumer_reply_topic_refused_total",
     "trigger_consumer_unrouted_events_total",
     "trigger_consumer_store_purged_total",
@@ -149,6 +153,17 @@ class Metrics:
             "trigger_consumer_held",
             "1 while requests are held because the named dependency fails (airflow, store).",
             ["reason"],
+            registry=self.registry,
+        )
+        self._deferred = Gauge(
+            "trigger_consumer_deferred",
+            "Requests deferred in the store, by DAG and reason (limit, not_before).",
+            ["dag", "reason"],
+            registry=self.registry,
+        )
+        self._deferred_oldest = Gauge(
+            "trigger_consumer_deferred_oldest_seconds",
+            "Age of the oldest deferred request (0 when none waits).",
             registry=self.registry,
         )
         self._reply_topic_refused = Counter(
@@ -298,6 +313,19 @@ class Metrics:
             held: True while requests wait for it.
         """
         self._held.labels(reason=reason).set(1 if held else 0)
+
+    def set_deferred(self, counts: Sequence[DeferredCount], now: datetime) -> None:
+        """Show what waits deferred (a fresh read of the store) and the oldest's age.
+
+        Args:
+            counts: per DAG and reason, how many wait and since when.
+            now: the store's clock, which timed their deferral.
+        """
+        self._deferred.clear()  # a DAG with nothing left waiting leaves the series
+        for count in counts:
+            self._deferred.labels(dag=count.dag_id, reason=count.reason).set(count.count)
+        oldest = min((count.oldest_created_at for count in counts), default=now)
+        self._deferred_oldest.set(max((now - oldest).total_seconds(), 0.0))
 
     def count_reply_topic_refused(self) -> None:
         """Count one reply redirected to the default reply topic (the broker refused its own)."""

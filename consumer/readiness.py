@@ -63,6 +63,7 @@ class Readiness:
         self._airflow_available = False
         self._airflow_reason: str | None = "not checked yet"
         self._store_reason: str | None = None  # why requests are held on the store, if they are
+        self._deferral_full: str | None = None  # MAX_DEFERRED reached: how many wait
         self._fatal: str | None = None
         self._stalled: dict[Partition, str] = {}
 
@@ -148,6 +149,16 @@ class Readiness:
         with self._lock:
             self._store_reason = None if available else reason or "failing"
 
+    def set_deferral_full(self, full: bool, waiting: int = 0) -> None:
+        """Record whether ``MAX_DEFERRED`` requests wait (fetching stops until fewer do).
+
+        Args:
+            full: whether the bound is reached.
+            waiting: how many wait (shown by /readyz).
+        """
+        with self._lock:
+            self._deferral_full = f"{waiting} requests deferred (MAX_DEFERRED)" if full else None
+
     def set_fatal(self, message: str) -> None:
         """Record an error that stops the worker (both /healthz and /readyz then fail).
 
@@ -211,8 +222,11 @@ class Readiness:
                 reasons.append(_with_reason("airflow unavailable", self._airflow_reason))
             for partition, why in sorted(self._stalled.items()):
                 reasons.append(f"partition {partition.topic}-{partition.partition} stalled: {why}")
-            if self._store_reason is not None:
-                reasons.append(f"store unavailable: {self._store_reason}")
+            held = (
+                ("store unavailable", self._store_reason),
+                ("deferral full", self._deferral_full),
+            )
+            reasons += [f"{what}: {why}" for what, why in held if why is not None]
             if self._started:
                 reasons.extend(self._staleness(now, self.ready_staleness))
         return not reasons, reasons

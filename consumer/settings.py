@@ -7,6 +7,7 @@ named by the ``..._FILE`` variant. Only this module reads ``os.environ``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from datetime import timedelta
@@ -24,11 +25,13 @@ from pydantic_settings import (
 
 from consumer.durations import parse_duration
 from consumer.errors import ConfigError
+from consumer.flow.config import DEFAULT_MAX_DEFERRED, DagLimit
 from consumer.health import DEFAULT_HOST
 from consumer.limits import (
     DEFAULT_MAX_CONF_BYTES,
     DEFAULT_MAX_CONF_DEPTH,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_NOT_BEFORE,
 )
 from consumer.routes.config import RouteTable, TopicOptions
 from consumer.store.redaction import display_url
@@ -39,6 +42,16 @@ ENV_PREFIX = "TRIGGER_CONSUMER_"
 RESERVED_PREFIXES = (f"{ENV_PREFIX}TEST_KAFKA_",)
 SECRET_FIELDS = ("kafka_sasl_password", "airflow_password", "airflow_token", "store_password")
 REREAD_FILES = frozenset({"airflow_token"})
+
+
+def json_array(value: Any) -> Any:
+    """Read a JSON array given as text (an environment variable); TOML arrays pass through."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"not a JSON array: {exc}") from None
 
 
 def split_commas(value: Any) -> Any:
@@ -160,6 +173,19 @@ class Settings(BaseSettings):
     )
     trace_context: bool = Field(
         True, description="carry a W3C traceparent into the run's conf and the reply headers"
+    )
+    # Flow control (issue 30): per-DAG limits by [[dag_limits]] in the config file
+    dag_limits: Annotated[tuple[DagLimit, ...], NoDecode, BeforeValidator(json_array)] = Field(
+        (), description="[[dag_limits]] tables (config file; env: a JSON array)"
+    )
+    airflow_max_queued_runs: int | None = Field(
+        None, ge=1, description="queued runs of every DAG together (default: no bound)"
+    )
+    max_deferred: int = Field(
+        DEFAULT_MAX_DEFERRED, ge=1, description="deferred requests per store before fetching stops"
+    )
+    max_not_before: Duration = Field(
+        DEFAULT_MAX_NOT_BEFORE, description="how far ahead a request's not_before may be"
     )
     # Operations
     http_port: int = Field(9464, ge=0, le=65535, description="metrics and health (0 = off)")

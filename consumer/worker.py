@@ -33,13 +33,16 @@ from consumer.boundary import guarded
 from consumer.checkpoint import Checkpoint, Ticket
 from consumer.dispatch import Dispatcher
 from consumer.errors import ConfigError, StoppingError
+from consumer.flow.parking import Deferred
+from consumer.flow.releaser import Releaser
 from consumer.kafka_io.lag import LagMeter
 from consumer.kafka_io.offsets import Partition
 from consumer.kafka_io.source import RequestSource
 from consumer.logs import bind_message
 from consumer.metrics import Metrics
 from consumer.outcome import Outcome
-from consumer.pipeline.pipeline import Admitted, Fanout, Pipeline
+from consumer.pipeline.items import Admitted, Fanout
+from consumer.pipeline.pipeline import Pipeline
 from consumer.readiness import Readiness
 from consumer.record import InboundRecord
 from consumer.tracking import CompletionTracker
@@ -75,6 +78,7 @@ class Worker:
         pipeline: Pipeline,
         answerer: Answerer,
         tracker: CompletionTracker,
+        releaser: Releaser | None = None,
         max_in_flight: int,
         shutdown_timeout: float,
         stop: threading.Event,
@@ -89,6 +93,7 @@ class Worker:
             pipeline: triages records and executes admitted requests.
             answerer: publishes each request's answer; says when it is acknowledged.
             tracker: sends the ``completed`` replies of tracked runs, in its own thread.
+            releaser: lets deferred requests go (issue 30), in its own thread.
             max_in_flight: bound on fetched-but-unfinished records.
             shutdown_timeout: how long a stop waits for in-flight work, in seconds.
             stop: set to stop; shared with the Airflow client so retry waits end at once.
@@ -100,6 +105,7 @@ class Worker:
         self._pipeline = pipeline
         self._answerer = answerer
         self._tracker = tracker
+        self._releaser = releaser
         self._max_in_flight = max_in_flight
         self._shutdown_timeout = shutdown_timeout
         self._dispatcher = Dispatcher(max_in_flight=max_in_flight)
@@ -134,6 +140,8 @@ class Worker:
         log.info("worker_started", max_in_flight=self._max_in_flight)
         self.readiness.start()
         self._tracker.start()
+        if self._releaser is not None:
+            self._releaser.start()
         try:
             while not self._stop.is_set() and self._fatal is None:
                 self.checkpoint.commit_due()
@@ -213,6 +221,10 @@ class Worker:
                     log.info("request_abandoned", reason="partition revoked before the reply")
                     ticket.abandon()
                     return
+                if isinstance(outcome, Deferred):  # in the store: the releaser answers it
+                    log.info("request_deferred", reason=outcome.reason, due_at=outcome.due_at)
+                    ticket.done()
+                    return
             self._answerer.answer(record, outcome, ticket, airflow_seconds=seconds)
         except BaseException:
             ticket.abandon()  # no path may keep a record's slot (a no-op once it ended)
@@ -226,7 +238,8 @@ class Worker:
         """Pause fetching while the in-flight bound is reached or Airflow or the store is held."""
         airflow_up = self._pipeline.airflow_available()
         store_up = self._pipeline.store_available()
-        paused = self.checkpoint.full() or not airflow_up or not store_up
+        flow_up = self._pipeline.flow_available()
+        paused = self.checkpoint.full() or not airflow_up or not store_up or not flow_up
         if paused:
             self._source.pause()
         else:
@@ -237,10 +250,14 @@ class Worker:
         self._metrics.set_held("store", not store_up)
         self.readiness.set_airflow(airflow_up, None if airflow_up else self._pipeline.gate.reason)
         self.readiness.set_store(store_up, self._pipeline.store_hold.reason)
+        flow = self._pipeline.flow
+        self.readiness.set_deferral_full(not flow_up, flow.waiting.total if flow else 0)
 
     def _observe_loop(self) -> None:
         if self._tracker.fatal is not None:
             self._fail(self._tracker.fatal)
+        if self._releaser is not None and self._releaser.fatal is not None:
+            self._fail(self._releaser.fatal)
         self.readiness.loop_tick()
         silence = self._source.broker_silence()
         if silence < KAFKA_SILENCE_LIMIT:
@@ -290,6 +307,8 @@ class Worker:
         self._lag_meter.close()
         self._stop.set()  # also ends the tracker's wait, after a fatal error
         self._tracker.join(self._shutdown_timeout)
+        if self._releaser is not None:
+            self._releaser.join(self._shutdown_timeout)
         self._answerer.close()
         if self._fatal is not None:
             return StopReason.CONFIG_ERROR

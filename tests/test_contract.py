@@ -45,6 +45,7 @@ def test_request_schema_states_the_contract() -> None:
         "conf",
         "logical_date",
         "note",
+        "not_before",  # issue 30, additive
         "correlation_id",
         "reply_topic",
         "track",

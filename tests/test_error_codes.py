@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 import re
 from pathlib import Path
 
@@ -28,6 +29,7 @@ ROW = re.compile(r"^\| `([a-z_]+)` \| (\w+) \|")
 BEYOND_SPEC = {
     "issue 15 (routes)": {"invalid_cloudevent", "no_route_matched", "route_expression_failed"},
     "issue 29 (re-runs)": {"rerun_conflict", "rerun_not_allowed"},
+    "issue 30 (flow control)": {"not_before_too_far"},
 }
 ROUTE_CODES = BEYOND_SPEC["issue 15 (routes)"]
 
@@ -67,6 +69,10 @@ def _msg(**fields: object) -> bytes:
     base: dict[str, object] = {"idempotency_key": "k-1", "dag_id": "etl_daily"}
     base.update(fields)
     return json.dumps(base).encode()
+
+
+def _ahead(**span: float) -> str:
+    return (datetime.now(UTC) + timedelta(**span)).isoformat()
 
 
 def _run(value: bytes) -> None:
@@ -114,6 +120,10 @@ REQUEST_PATH_CASES = [
         ErrorCode.RERUN_NOT_ALLOWED,
         _msg(dag_id="report_daily", rerun={"id": "fix-1", "only_failed": True}),
     ),
+    (ErrorCode.NOT_BEFORE_TOO_FAR, _msg(not_before="2999-01-01T00:00:00Z")),
+    (ErrorCode.NOT_BEFORE_TOO_FAR, _msg(not_before=_ahead(days=8))),
+    (ErrorCode.SCHEMA_VIOLATION, _msg(not_before="tomorrow")),
+    (ErrorCode.SCHEMA_VIOLATION, _msg(not_before="2026-12-08T00:00:00")),  # no zone
     (ErrorCode.SCHEMA_VIOLATION, _msg(rerun={"id": ""})),
     (ErrorCode.SCHEMA_VIOLATION, _msg(rerun={"id": "x", "only_failed": "yes"})),
 ]

@@ -36,6 +36,8 @@ def test_registered_metric_names_are_exactly_the_documented_ones() -> None:
         "trigger_consumer_partitions_stalled",
         "trigger_consumer_commit_failures_total",
         "trigger_consumer_held",
+        "trigger_consumer_deferred",
+        "trigger_consumer_deferred_oldest_seconds",
         "trigger_consumer_reply_topic_refused_total",
         "trigger_consumer_unrouted_events_total",
         "trigger_consumer_store_purged_total",

@@ -28,6 +28,7 @@ class CallPurpose(StrEnum):
 
     TRIGGER = "trigger"  # creating runs, and the trigger path's look-ups (409, paused flag)
     TRACKING = "tracking"  # completion tracking's list and get calls
+    FLOW = "flow"  # the releaser's queued-run counts (issue 30)
     DETECT = "detect"  # API version detection, once per client
     LOGIN = "login"  # JWT logins (POST /auth/token), about once per token lifetime
 

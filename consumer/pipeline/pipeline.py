@@ -18,8 +18,9 @@ through ``screen`` (``pipeline/screen.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -32,6 +33,7 @@ from consumer.contract import TriggerRequest
 from consumer.crash import CrashPoint, crash_here
 from consumer.errors import AirflowError, AirflowUnavailableError, Rejected, StoppingError
 from consumer.fingerprint import fingerprint
+from consumer.flow.parking import Deferred, Flow, parked, wait_reason
 from consumer.limits import Limits
 from consumer.outcome import Outcome
 from consumer.pipeline.dedup import (
@@ -45,57 +47,21 @@ from consumer.pipeline.dedup import (
     remembered,
     stored_outcome,
 )
+from consumer.pipeline.items import Admitted, Busy, Fanout, Owned
 from consumer.pipeline.policy import Policy
 from consumer.pipeline.rerun import Clearing, Rerunner
 from consumer.pipeline.screen import Refusal, screen
+from consumer.pipeline.sending import as_sent, origin_of
 from consumer.pipeline.trigger import trigger
-from consumer.provenance import with_source
-from consumer.record import DerivedRecord, InboundRecord
+from consumer.record import InboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
 from consumer.store.holds import StoreHold
-from consumer.trace import TraceContext, with_trace
 
 if TYPE_CHECKING:
     from consumer.routes.derive import Expansion
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Admitted:
-    """A request that needs Airflow, or a store look-up after its key's earlier requests.
-
-    Attributes:
-        record: the request record.
-        request: the valid, allowed request.
-        fingerprint: the request's fingerprint, computed once.
-        entry: the key's store entry as triage read it (None: unknown).
-        current: whether ``entry`` is still true when ``execute`` runs; False when an
-            earlier request of the key was in flight (or the read failed), so ``execute``
-            reads the store again.
-    """
-
-    record: InboundRecord
-    request: TriggerRequest
-    fingerprint: str
-    entry: StoredEntry | None
-    current: bool
-
-
-@dataclass(frozen=True)
-class Fanout:
-    """The items of one event record: one per request its routes derived (maybe none).
-
-    Its offset is done once every item is answered; none: an ignored unmatched event.
-
-    Attributes:
-        items: the derived requests' items.
-        records: each item's record (the event as its route read it), in the same order.
-    """
-
-    items: tuple[Outcome | Admitted, ...]
-    records: tuple[InboundRecord, ...]
 
 
 class EventRouter(Protocol):
@@ -106,12 +72,6 @@ class EventRouter(Protocol):
 
     def expand(self, record: InboundRecord, limits: Limits) -> Expansion:
         """The requests the record's event derives, unscreened; never raises ``Rejected``."""
-
-
-Busy = Callable[[str], bool]
-"""Tells whether a key has an admitted request still queued or running."""
-Owned = Callable[[], bool]
-"""Tells whether this worker still owns the partition of the request being executed."""
 
 
 def _always() -> bool:
@@ -136,6 +96,7 @@ class Pipeline:
     router: EventRouter | None = None  # spec §8 Routes: None when no route is configured
     clearing: Clearing | None = None  # re-runs (issue 29): None refuses them as a bug
     trace_context: bool = True  # pass a message's W3C trace context into the run's conf
+    flow: Flow | None = None  # issue 30: limited DAGs and not_before defer; None: never
 
     def triage(
         self, records: Sequence[InboundRecord], busy: Busy
@@ -181,13 +142,19 @@ class Pipeline:
             for item in screened
         ]
 
-    def execute(self, admitted: Admitted, owned: Owned = _always) -> Outcome:
+    def execute(
+        self, admitted: Admitted, owned: Owned = _always, *, released: bool = False
+    ) -> Outcome | Deferred:
         """Claim the key, trigger the run and record it (spec §3: pending mark before POST).
 
         Args:
             admitted: the request ``triage`` admitted.
             owned: whether this worker still owns the record's partition; asked right
                 before the Airflow call, so a revoked partition's work starts none.
+            released: let go by the releaser (issue 30): never deferred again.
+
+        Returns:
+            The outcome, or ``Deferred``: parked in the store (no reply yet, offset done).
 
         Raises:
             ConfigError: credentials or TLS are wrong: the worker must stop.
@@ -198,17 +165,29 @@ class Pipeline:
         key = request.idempotency_key
         hold = self.store_hold.call
         entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key), "read")
-        at = (record.topic, record.partition, record.offset)
         origin = self._origin(record, request)
         entry, seen = self._claim(admitted, entry, origin)
         if entry is not None and seen in ANSWERED:
             return self._answered(admitted, entry, seen, owned)
         if not owned():  # the pending mark stays: the new owner resumes the request
             raise StoppingError("partition revoked before the Airflow call")
+        if not released and (deferred := self._defer(admitted)) is not None:
+            return deferred
+        return self._trigger(admitted, seen, origin, owned)
+
+    def _trigger(
+        self, admitted: Admitted, seen: Seen, origin: RequestOrigin, owned: Owned
+    ) -> Outcome:
+        """POST the run of a key held NEW, RESUMED or CLAIMED; record who made it."""
+        record, request = admitted.record, admitted.request
+        key, hold = request.idempotency_key, self.store_hold.call
+        at = (record.topic, record.partition, record.offset)
         if request.rerun is not None and seen is not Seen.CLAIMED:
             self._rerunner().claim_for_trigger(request, at)
         try:
-            traced = self._traced(request, record, admitted.fingerprint)
+            traced = as_sent(
+                request, record, admitted.fingerprint, trace_context=self.trace_context
+            )
             run_id = run_id_for(key)
             limit = self.airflow_limit
             result = trigger(traced, run_id, self.airflow, self.gate, limit, owned=owned)
@@ -276,6 +255,22 @@ class Pipeline:
         origin = self._origin(record, request)
         return self._rerunner().rerun(record, request, entry, origin, owned, made_by_it=made_by_it)
 
+    def _defer(self, admitted: Admitted) -> Deferred | None:
+        """Park a request that must wait (a limited DAG, a ``not_before`` ahead); None: go."""
+        flow, request = self.flow, admitted.request
+        reason = None if flow is None else wait_reason(request, flow.limits, datetime.now(UTC))
+        if flow is None or reason is None:
+            return None
+        row = parked(admitted.record, request, admitted.fingerprint, reason)
+        if self.store_hold.call(lambda: self.store.defer(row), "defer"):
+            flow.waiting.deferred_here()
+        flow.wake()
+        return Deferred(reason, row.due_at)
+
+    def flow_available(self) -> bool:
+        """False while ``MAX_DEFERRED`` requests wait (the loop stops fetching)."""
+        return self.flow is None or not self.flow.waiting.full()
+
     def airflow_available(self) -> bool:
         """False while an Airflow outage is waited out (the loop stops fetching)."""
         return self.gate.available
@@ -284,37 +279,8 @@ class Pipeline:
         """False while a store outage is waited out (the loop stops fetching)."""
         return self.store_hold.available
 
-    def _traced(
-        self, request: TriggerRequest, record: InboundRecord, fingerprint: str
-    ) -> TriggerRequest:
-        """The request as sent to Airflow: its conf names the request and its trace context.
-
-        Only the Airflow call sees them: the fingerprint was taken without (a replay with a
-        new trace is the same request; where a request sits is no part of what it asks).
-        """
-        source = (record.topic, record.partition, record.offset, fingerprint)
-        conf = with_source(request.conf, source)
-        trace = self._trace(record)
-        return request.model_copy(
-            update={"conf": conf if trace is None else with_trace(conf, trace)}
-        )
-
-    def _trace(self, record: InboundRecord) -> TraceContext | None:
-        """The record's trace context; None when there is none or trace context is off."""
-        return record.trace_context() if self.trace_context else None
-
     def _origin(self, record: InboundRecord, request: TriggerRequest) -> RequestOrigin:
-        """What the store keeps of the request, for the ``completed`` reply of its run."""
-        return RequestOrigin(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            timestamp_ms=record.timestamp_ms,
-            correlation_id=request.correlation_id,
-            reply_topic=request.reply_topic,
-            route=record.route if isinstance(record, DerivedRecord) else None,
-            trace=self._trace(record),
-        )
+        return origin_of(record, request, trace_context=self.trace_context)
 
     def _screen(self, record: InboundRecord) -> Outcome | Admitted | Fanout:
         """The pure stages and the fingerprint of one record (within the boundary)."""

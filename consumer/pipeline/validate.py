@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,8 +51,8 @@ def validate(
         field, else the header, else the idempotency key).
 
     Raises:
-        Rejected: ``unsupported_schema_version``, ``unknown_fields``, ``conf_too_large``
-            or ``schema_violation``.
+        Rejected: ``unsupported_schema_version``, ``unknown_fields``, ``conf_too_large``,
+            ``schema_violation`` or ``not_before_too_far``.
     """
     _check_schema_version(payload)
     _check_known_fields(payload)
@@ -80,7 +81,24 @@ def validate(
         ) from None
     if request.correlation_id is None:  # a valid key the correlation id rules refuse (none today)
         request = request.model_copy(update={"correlation_id": request.idempotency_key})
+    if request.not_before is not None:
+        _check_not_before(request.not_before, limits)
     return request
+
+
+def _check_not_before(not_before: datetime, limits: Limits) -> None:
+    ahead = not_before - datetime.now(UTC)
+    if ahead > limits.max_not_before:
+        raise Rejected(
+            ErrorCode.NOT_BEFORE_TOO_FAR,
+            f"not_before is {_days(ahead)} ahead; at most {_days(limits.max_not_before)} "
+            "(MAX_NOT_BEFORE)",
+            {"field": "not_before", "max_seconds": int(limits.max_not_before.total_seconds())},
+        )
+
+
+def _days(span: timedelta) -> str:
+    return f"{span.total_seconds() / 86400:.1f} days"
 
 
 def check_conf(conf: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> None:
