@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +48,7 @@ from consumer.store.deferred import DeferredCount, DeferredRequest
 log = structlog.get_logger(__name__)
 
 LEASE_TTL = timedelta(seconds=20)
+MAKES_A_RUN = frozenset({Status.TRIGGERED, Status.RERUN})  # a clear queues the run again
 TICK = 1.0  # seconds between passes while requests wait (a queued count is this fresh)
 MIN_WAIT = 0.02
 BATCH = 500  # requests of one DAG let go in one pass at most
@@ -101,21 +103,48 @@ class Releaser:
         self._answered: list[DeferredRequest] = []
         self._counts_read = 0.0
         self._thread = threading.Thread(target=self.run, name="releaser", daemon=True)
+        # the lease outlives a release that waits on Airflow (a hold, a retry budget): renewed
+        # on its own beat while held, not only between requests
+        self._heartbeat = threading.Thread(target=self._keep_lease, name="lease", daemon=True)
+        self._holding = False
         self.fatal: ConfigError | None = None
 
     def start(self) -> None:
-        """Start releasing in a thread of its own."""
+        """Start releasing, and renewing the lease, in threads of their own."""
         self._thread.start()
+        self._heartbeat.start()
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread (after ``stop`` was set), then give the lease up."""
+    def join(self, timeout: float = 30.0) -> None:
+        """After ``stop``: end the pass, forget what was answered, give the lease up.
+
+        Rows whose replies the broker acknowledged are forgotten (answers in flight waited
+        for up to ``timeout``): a row left to the next holder would be answered twice.
+        """
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in (self._thread, self._heartbeat):
+            if thread.is_alive():
+                thread.join(max(deadline - time.monotonic(), 0.0))
+        while True:
+            self._forget_answered()
+            with self._lock:
+                settled = not self._answering
+            if settled or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)  # acknowledgements arrive on the producer's thread
         try:
             self._store.drop_flow_lease(self._owner)
         except Exception:  # a store outage at shutdown: the lease expires by itself
             log.warning("flow_lease_not_dropped", exc_info=True)
+
+    def _keep_lease(self) -> None:
+        while not self._stop.wait(LEASE_TTL.total_seconds() / 4):
+            if not self._holding:
+                continue
+            try:
+                self._holding = self._store.take_flow_lease(self._owner, LEASE_TTL)
+            except Exception:  # a store outage: the next beat tries again
+                log.warning("flow_lease_not_renewed", exc_info=True)
 
     def run(self) -> None:
         """Pass after pass until the worker stops; a failing pass is logged and retried."""
@@ -138,7 +167,8 @@ class Releaser:
             How long to wait before the next pass (less when a rate slot comes sooner).
         """
         self._forget_answered()
-        if not self._store.take_flow_lease(self._owner, LEASE_TTL):
+        self._holding = self._store.take_flow_lease(self._owner, LEASE_TTL)
+        if not self._holding:
             self._read_counts(every=COUNTS_EVERY)
             return TICK
         counts = self._read_counts(every=0.0)
@@ -147,16 +177,26 @@ class Releaser:
             return TICK
         now = self._store.store_now()
         plan = _Plan(self._limits, self._queued, now, self._store.rate_next(dags))
-        for dag_id in dags:
-            for row in self._store.due_deferred(self._take(plan, dag_id), dag_id=dag_id):
-                if self._stop.is_set() or not (row.released or plan.take(dag_id)):
-                    break
+        queues = {
+            dag: deque(self._store.due_deferred(self._take(plan, dag), dag_id=dag)) for dag in dags
+        }
+        # one request per DAG in turn, the one waiting longest first: a room shared by every
+        # DAG (AIRFLOW_MAX_QUEUED_RUNS) never goes to the first DAG by name alone
+        while queues and not self._stop.is_set():
+            for dag_id in sorted(queues, key=lambda dag: queues[dag][0].seq if queues[dag] else 0):
+                queue = queues[dag_id]
+                row = queue.popleft() if queue else None
+                if row is None or not (row.released or plan.take(dag_id)):
+                    del queues[dag_id]
+                    continue
                 if (row.key, row.at) in self._answering:
                     continue
                 if not self._store.take_flow_lease(self._owner, LEASE_TTL):
+                    self._holding = False
                     return TICK  # the lease moved on: its new holder releases
                 if self._release(row):
                     self._made_run(plan, dag_id)
+                self._forget_answered()
         return plan.wait()
 
     def _take(self, plan: _Plan, dag_id: str) -> int:
@@ -172,8 +212,12 @@ class Releaser:
     def _made_run(self, plan: _Plan, dag_id: str) -> None:
         """Count a run just made: Airflow's queued count and the DAG's next rate slot."""
         self._queued.made(dag_id)
-        following = plan.made(dag_id)
-        if following is not None:
+        limit = self._limits.limit_for(dag_id)
+        if limit is not None and limit.rate is not None:
+            # one interval from when the run was made, on the store's clock: no catch-up, so
+            # never more than the rate's count in any of its periods (review of 96b7b2d)
+            following = self._store.store_now() + limit.rate.interval
+            plan.next_slot(dag_id, following)
             self._store.set_rate_next(dag_id, following, self._owner)
 
     def _release(self, row: DeferredRequest) -> bool:
@@ -195,8 +239,13 @@ class Releaser:
                 return False
             if isinstance(outcome, Deferred):  # pragma: no cover -- released requests never are
                 return False
+            if not self._holds_lease():
+                # the lease ran out during the call: its new holder releases the row again
+                # (the run names this request: triggered once, by that holder)
+                log.info("release_abandoned", reason="flow lease lost during the release")
+                return False
             self._answer(record, outcome, row)
-        return outcome.status is Status.TRIGGERED
+        return outcome.status in MAKES_A_RUN
 
     def _answer(self, record: InboundRecord, outcome: Outcome, row: DeferredRequest) -> None:
         with self._lock:
@@ -299,18 +348,10 @@ class _Plan:
             self._every_dag -= 1
         return True
 
-    def made(self, dag_id: str) -> datetime | None:
-        """A run of ``dag_id`` was made: its next rate slot, or None when it has no rate."""
-        limit = self._limits.limit_for(dag_id)
-        if limit is None or limit.rate is None:
-            return None
-        last = self._rate_next.get(dag_id)
-        # a slot missed by less than one interval is caught up; an idle DAG starts from now
-        start = last if last is not None and last > self._now - limit.rate.interval else self._now
-        following = start + limit.rate.interval
-        self._rate_next[dag_id] = following
-        self._wait = min(self._wait, (following - self._now).total_seconds())
-        return following
+    def next_slot(self, dag_id: str, at: datetime) -> None:
+        """The DAG's next rate slot is ``at``: the next pass comes no later."""
+        self._rate_next[dag_id] = at
+        self._wait = min(self._wait, (at - self._now).total_seconds())
 
     def wait(self) -> float:
         """Seconds until the next pass."""

@@ -56,6 +56,7 @@ from consumer.pipeline.trigger import trigger
 from consumer.record import InboundRecord
 from consumer.run_id import run_id_for
 from consumer.store import EntryStatus, IdempotencyStore, RequestOrigin, StoredEntry
+from consumer.store.deferred import DeferralReason
 from consumer.store.holds import StoreHold
 
 if TYPE_CHECKING:
@@ -167,12 +168,12 @@ class Pipeline:
         entry = admitted.entry if admitted.current else hold(lambda: self.store.get(key), "read")
         origin = self._origin(record, request)
         entry, seen = self._claim(admitted, entry, origin)
+        if not released and (deferred := self._defer(admitted, seen)) is not None:
+            return deferred
         if entry is not None and seen in ANSWERED:
             return self._answered(admitted, entry, seen, owned)
         if not owned():  # the pending mark stays: the new owner resumes the request
             raise StoppingError("partition revoked before the Airflow call")
-        if not released and (deferred := self._defer(admitted)) is not None:
-            return deferred
         return self._trigger(admitted, seen, origin, owned)
 
     def _trigger(
@@ -255,11 +256,21 @@ class Pipeline:
         origin = self._origin(record, request)
         return self._rerunner().rerun(record, request, entry, origin, owned, made_by_it=made_by_it)
 
-    def _defer(self, admitted: Admitted) -> Deferred | None:
-        """Park a request that must wait (a limited DAG, a ``not_before`` ahead); None: go."""
+    def _defer(self, admitted: Admitted, seen: Seen) -> Deferred | None:
+        """Park a request that must wait (a limited DAG, a ``not_before`` ahead); None: go.
+
+        Only requests that would reach Airflow wait: answers from the store never do, but a
+        re-run (a clear queues the run again) does. A request whose key another request
+        holds waits behind it when that one may be deferred (a ``not_before`` of the same
+        fingerprint now past): the releaser lets them go in arrival order.
+        """
         flow, request = self.flow, admitted.request
-        reason = None if flow is None else wait_reason(request, flow.limits, datetime.now(UTC))
-        if flow is None or reason is None:
+        if flow is None or (seen in ANSWERED and (request.rerun is None or seen is Seen.REUSED)):
+            return None
+        reason = wait_reason(request, flow.limits, datetime.now(UTC))
+        if reason is None and seen is Seen.CLAIMED and request.not_before is not None:
+            reason = DeferralReason.NOT_BEFORE
+        if reason is None:
             return None
         row = parked(admitted.record, request, admitted.fingerprint, reason)
         if self.store_hold.call(lambda: self.store.defer(row), "defer"):

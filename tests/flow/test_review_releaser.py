@@ -24,7 +24,7 @@ from consumer.airflow.runs import TriggerResult
 from consumer.flow.config import FlowLimits
 from consumer.flow.parking import Deferred, Flow
 from consumer.flow.queued import EVERY_DAG
-from consumer.flow.releaser import Releaser, _Plan
+from consumer.flow.releaser import Releaser
 from consumer.flow.waiting import Waiting
 from consumer.limits import DEFAULT_LIMITS
 from consumer.outcome import Outcome
@@ -46,6 +46,7 @@ class FakeAirflow:
     """Runs by id; a POST of an existing run id is Airflow's 409 (the run, not created)."""
 
     def __init__(self) -> None:
+        """Set the fake up."""
         self.runs: dict[str, Mapping[str, Any]] = {}
         self.posts: list[str] = []
         self.on_post: Callable[[], None] | None = None  # run once, inside the next POST
@@ -58,6 +59,7 @@ class FakeAirflow:
         logical_date: datetime | None = None,
         note: str | None = None,
     ) -> TriggerResult:
+        """Fake ``trigger``."""
         self.posts.append(run_id)
         hook, self.on_post = self.on_post, None
         if hook is not None:
@@ -79,9 +81,11 @@ class FakeAirflow:
         )
 
     def probe_trigger(self) -> bool:
+        """Fake ``probe_trigger``."""
         return True
 
     def close(self) -> None:
+        """Fake ``close``."""
         pass
 
 
@@ -89,12 +93,15 @@ class FakeQueued:
     """Airflow's queued counts, fixed by the test (``made`` is ignored: a draining scheduler)."""
 
     def __init__(self, counts: dict[str, int] | None = None) -> None:
+        """Set the fake up."""
         self.counts = counts or {}
 
     def count(self, dag_id: str = EVERY_DAG) -> int | None:
+        """Fake ``count``."""
         return self.counts.get(dag_id, 0)
 
     def made(self, dag_id: str) -> None:
+        """Fake ``made``."""
         pass
 
 
@@ -108,6 +115,7 @@ class FakeAnswerer:
     on_answer: Callable[[], None] | None = None
 
     def answer(self, record: InboundRecord, outcome: Outcome, claim: Any, **_: Any) -> None:
+        """Fake ``answer``."""
         self.answers.append((record, outcome))
         if self.on_answer is not None:
             self.on_answer()
@@ -138,6 +146,7 @@ def replica(
     queued: FakeQueued | None = None,
     clearing: Any = None,
 ) -> Replica:
+    """One replica (store, pipeline, releaser) on the shared database and Airflow."""
     store = SqliteStore(path, RETENTION, clock=clock)
     stop = threading.Event()
     waiting = Waiting(1000)
@@ -176,6 +185,7 @@ def submit(pipeline: Pipeline, value: str, offset: int) -> Outcome | Deferred:
 
 
 def answers_of(*replicas: Replica) -> list[tuple[int, str]]:
+    """Every (offset, status) these replicas answered."""
     return [
         (record.offset, outcome.status) for r in replicas for record, outcome in r.answerer.answers
     ]
@@ -187,7 +197,9 @@ def answers_of(*replicas: Replica) -> list[tuple[int, str]]:
 def test_a_release_outliving_the_lease_is_not_released_again_by_the_next_holder(
     tmp_path: Path,
 ) -> None:
-    """Replica 1 renews the lease, then its POST takes longer than LEASE_TTL (20 s; one
+    """A release outliving the lease is not released again by the next holder.
+
+    Replica 1 renews the lease, then its POST takes longer than LEASE_TTL (20 s; one
     retry budget is AIRFLOW_RETRY_BUDGET, 2 min, with a 30 s read timeout; a hold at the
     gate renews nothing until a budget fails). Replica 2 takes the expired lease, finds
     the row still there and releases it too: its POST creates the run, replica 1's meets
@@ -214,7 +226,9 @@ def test_a_release_outliving_the_lease_is_not_released_again_by_the_next_holder(
 def test_rows_answered_before_a_long_release_are_not_answered_again_by_the_next_holder(
     tmp_path: Path,
 ) -> None:
-    """Same root: replica 1 answered row 1 (acknowledged, but forgotten only at its next
+    """Rows answered before a long release are not answered again by the next holder.
+
+    Same root: replica 1 answered row 1 (acknowledged, but forgotten only at its next
     pass), then row 2's POST outlives the lease. Replica 2 takes the lease and releases
     row 1 again: its entry is TRIGGERED by this very record (OWN), answered again.
     """
@@ -244,7 +258,9 @@ def test_rows_answered_before_a_long_release_are_not_answered_again_by_the_next_
 
 
 def test_a_clean_stop_forgets_every_row_whose_reply_was_acknowledged(tmp_path: Path) -> None:
-    """SIGTERM during a pass: the loop ends at ``stop`` with no last ``_forget_answered``
+    """A clean stop forgets every row whose reply was acknowledged.
+
+    SIGTERM during a pass: the loop ends at ``stop`` with no last ``_forget_answered``
     (it runs only at the start of a pass) and ``join`` drops the lease. The rows answered
     in the last pass stay; the next holder answers them again (OWN: ``triggered`` again).
     Not the named limit (a replica killed between the acknowledgement and forgetting): a
@@ -272,7 +288,9 @@ def test_a_clean_stop_forgets_every_row_whose_reply_was_acknowledged(tmp_path: P
 def test_the_shared_queued_bound_does_not_starve_a_dag_behind_another_by_name(
     tmp_path: Path,
 ) -> None:
-    """With AIRFLOW_MAX_QUEUED_RUNS every DAG is limited and shares one room per pass.
+    """The shared queued bound does not starve a dag behind another by name.
+
+    With AIRFLOW_MAX_QUEUED_RUNS every DAG is limited and shares one room per pass.
     DAGs are visited in name order and each takes what room is left, so while ``a_flood``
     has a backlog, ``b_steady`` gets nothing, even its request that waited first (the
     scheduler drains one queued run per pass: room 1 each pass).
@@ -296,27 +314,31 @@ def test_the_shared_queued_bound_does_not_starve_a_dag_behind_another_by_name(
 # -- 4. rate: the catch-up lets two runs through one interval --------------------------------
 
 
-def test_a_rate_of_one_an_hour_never_lets_two_runs_through_within_an_hour() -> None:
-    """``Rate.interval``: "never more than ``count`` in any period". A slot missed by less
-    than one interval is caught up from the missed slot, not from the run: 1/hour, a run at
+def test_a_rate_of_one_an_hour_never_lets_two_runs_through_within_an_hour(
+    tmp_path: Path,
+) -> None:
+    """A rate of one an hour never lets two runs through within an hour.
+
+    ``Rate.interval``: "never more than ``count`` in any period". A slot missed by less
+    than one interval was caught up from the missed slot, not from the run: 1/hour, a run at
     10:00 (next slot 11:00), an idle DAG until 11:59 (run; next slot 12:00), a request at
     12:00 (run). Two runs one minute apart.
     """
+    clock = ManualClock(datetime(2026, 1, 1, 10, tzinfo=UTC))
     limits = FlowLimits.build([{"dags": ["r"], "rate": "1/hour"}])
-    queued = FakeQueued()
-    t0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
-    runs: list[datetime] = []
-    rate_next: dict[str, datetime] = {}
-    for now in (t0, t0 + timedelta(hours=1, minutes=59), t0 + timedelta(hours=2)):
-        plan = _Plan(limits, queued, now, dict(rate_next))  # type: ignore[arg-type]
-        if plan.room("r") and plan.take("r"):
-            runs.append(now)
-            following = plan.made("r")
-            assert following is not None
-            rate_next["r"] = following
+    airflow = FakeAirflow()
+    first = replica(tmp_path / "s.db", airflow, "replica-1", clock=clock, limits=limits)
+    for offset, at in (
+        (1, timedelta(0)),
+        (2, timedelta(hours=1, minutes=59)),
+        (3, timedelta(minutes=1)),
+    ):
+        clock.advance(at)
+        value = f'{{"idempotency_key": "k{offset}", "dag_id": "r"}}'
+        assert isinstance(submit(first.pipeline, value, offset), Deferred)
+        first.releaser.release_once()
 
-    gaps = [later - earlier for earlier, later in zip(runs, runs[1:], strict=False)]
-    assert all(gap >= timedelta(hours=1) for gap in gaps), f"runs at {runs}"
+    assert [record.offset for record, _ in first.answerer.answers] == [1, 2], "k3 waits"
 
 
 # -- 5. not_before: a duplicate overtakes the request it duplicates --------------------------
@@ -325,7 +347,9 @@ def test_a_rate_of_one_an_hour_never_lets_two_runs_through_within_an_hour() -> N
 def test_a_duplicate_of_a_not_before_request_is_answered_duplicate_not_triggered(
     tmp_path: Path,
 ) -> None:
-    """A waits for its ``not_before``. Its time comes; before the releaser's pass (up to a
+    """A duplicate of a not before request is answered duplicate not triggered.
+
+    A waits for its ``not_before``. Its time comes; before the releaser's pass (up to a
     TICK, or as long as the lease holder is busy with other rows, or 20 s after a holder
     died) B, a re-send of A (same key and body), arrives: its DAG is not limited and its
     ``not_before`` has passed, so it is not deferred; CLAIMED, it POSTs and makes the run
@@ -341,7 +365,7 @@ def test_a_duplicate_of_a_not_before_request_is_answered_duplicate_not_triggered
 
     resent = submit(first.pipeline, value, 2)
     first.releaser.release_once()
-    (original,) = [outcome for _, outcome in first.answerer.answers]
+    (original,) = [outcome for record, outcome in first.answerer.answers if record.offset == 1]
 
     assert len(airflow.runs) == 1
     assert (original.status, getattr(resent, "status", "deferred")) != ("duplicate", "triggered")
@@ -358,18 +382,22 @@ class FakeClearing:
     cleared: list[str] = field(default_factory=list)
 
     def clock(self, dag_id: str, run_id: str) -> Clocked:
+        """Fake ``clock``."""
         ended = datetime(2026, 1, 1, tzinfo=UTC)
         return Clocked(RunClock("success", ended, ended), 1)
 
     def ensure_cleared(
         self, dag_id: str, run_id: str, before: RunClock, *, only_failed: bool, owned: Any
     ) -> Clocked:
+        """Fake ``ensure_cleared``."""
         self.cleared.append(run_id)
         return Clocked(RunClock("queued", datetime.now(UTC), None), 1, cleared=True)
 
 
 def test_a_rerun_of_a_limited_dag_waits_for_its_limit_like_a_new_run(tmp_path: Path) -> None:
-    """A re-run (issue 29) clears the key's run: Airflow queues it again. Its key has a
+    """A rerun of a limited dag waits for its limit like a new run.
+
+    A re-run (issue 29) clears the key's run: Airflow queues it again. Its key has a
     final entry, so ``execute`` answers it in ``_answered`` before ``_defer`` is asked: a
     flood of re-runs of a DAG at ``max_queued_runs`` puts every cleared run in the queue.
     """

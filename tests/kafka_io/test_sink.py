@@ -177,10 +177,10 @@ def test_a_sink_made_while_no_broker_answers_waits_for_one(kafka: KafkaCluster) 
 def test_a_broker_that_answers_again_mid_probe_is_not_taken_for_kafka_0_9(
     kafka: KafkaCluster,
 ) -> None:
-    """Nemesis seed 1313 (second run): a replica exited with "Transactional/Idempotent
-    producer requires >= Kafka 0.11 Brokers".
+    """A broker answering again mid-probe is not taken for Kafka 0.9 (nemesis seed 1313).
 
-    kafka-python asks a broker its version with ApiVersions; when that goes unanswered (a
+    A replica exited with "Transactional/Idempotent producer requires >= Kafka 0.11
+    Brokers": kafka-python asks a broker its version with ApiVersions; when that goes unanswered (a
     paused broker) it falls back to probes of 0.x requests, and a broker that answers again
     then is taken for Kafka 0.9. Here the broker answers again while those probes run.
     """
