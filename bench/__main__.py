@@ -13,7 +13,9 @@ beside plain requests); and the
 long ones, run when named: ``replay-large`` (with the raw and acked passthroughs and the
 duplicate floor: the worker's stages without its bookkeeping), ``backlog``, ``backlog-rss``,
 ``pg-replay-large`` (a seeded large duplicate replay on PostgreSQL), ``tracked`` (requests
-with ``track``: their runs ended by the bench, timed to the ``completed`` replies).
+with ``track``: their runs ended by the bench, timed to the ``completed`` replies),
+``flood`` and ``flood-pg2`` (a flood of one DAG limited to 20 queued runs beside a steady
+5/s for another; SQLite, and PostgreSQL with two replicas).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import ceiling, report, steady, store_latency, tracked
+from bench import ceiling, flood, flood_report, report, steady, store_latency, tracked
 from bench.options import CONTENDERS, parse
 from bench.result import Result, describe
 from bench.rig import PAUSED_DAG, UNPAUSED_DAG, Rig, keys_for
@@ -302,6 +304,34 @@ def run_tracked(rig: Rig, n: int) -> Result:
     return result
 
 
+def run_floods(rig: Rig, args: argparse.Namespace, chosen: set[str]) -> list[Result]:
+    """The ``flood`` contenders, printed like the others; a failure keeps the rest."""
+    results: list[Result] = []
+    for contender, replicas in (("flood", 1), ("flood-pg2", 2)):
+        if contender not in chosen:
+            continue
+        store_url = rig.store_database(contender) if replicas > 1 else None
+        store = "PostgreSQL store, 2 replicas" if store_url else "SQLite store"
+        plan = flood.Plan(
+            f"flood, {store}",
+            args.flood_n,
+            args.flood_drain,
+            args.flood_baseline,
+            replicas=replicas,
+            store_url=store_url,
+        )
+        try:
+            result: Result = flood.run(rig, plan)
+            print(f"{result.name}: {flood_report.describe(result)}", flush=True)
+        except (RuntimeError, OSError, psycopg.Error) as exc:
+            print(f"{plan.name}: failed: {exc}", flush=True)
+            result = Result(plan.name, flood.FAMILY, plan.n, 0, 0.0, errors=plan.n)
+            result.note = f"failed: {exc}"
+        results.append(result)
+        ceiling.settle(rig)
+    return results
+
+
 def steady_loads(rig: Rig, args: argparse.Namespace, base: float) -> list[Result]:
     """Each share of ``base``: direct POSTs at that rate, then the worker at that rate."""
     print(f"steady loads (open loop, {args.open_seconds:.0f} s each, ceiling {base:.1f}/s):")
@@ -335,7 +365,7 @@ def unpaused_contender(rig: Rig, n: int) -> Contender:
 def closing_contenders(
     rig: Rig, args: argparse.Namespace, chosen: set[str], base: float | None, results: list[Result]
 ) -> None:
-    """After the Kafka contenders: steady loads, store latency, tracked runs, unpaused last.
+    """After the Kafka contenders: steady, store latency, tracked runs, floods, unpaused last.
 
     Appends to ``results`` as each ends, so that a crash still leaves the figures before it.
     """
@@ -348,6 +378,7 @@ def closing_contenders(
             results.append(result)
     if "tracked" in chosen:
         results.append(run_tracked(rig, args.tracked_n))
+    results += run_floods(rig, args, chosen)
     if "unpaused" in chosen:
         results.append(run_one(rig, unpaused_contender(rig, args.n)))
 

@@ -23,8 +23,17 @@ DEFAULT_CONTENDERS = (
 )
 # the long ones, run when named: a large duplicate replay against a raw passthrough of the
 # same size, a backlog of new keys with MAX_IN_FLIGHT=256, a duplicate backlog for RSS,
-# a large duplicate replay on a seeded PostgreSQL store, completion tracking of many runs
-LARGE_CONTENDERS = ("replay-large", "backlog", "backlog-rss", "pg-replay-large", "tracked")
+# a large duplicate replay on a seeded PostgreSQL store, completion tracking of many runs,
+# a flood of one limited DAG beside a steady load (SQLite; PostgreSQL with two replicas)
+LARGE_CONTENDERS = (
+    "replay-large",
+    "backlog",
+    "backlog-rss",
+    "pg-replay-large",
+    "tracked",
+    "flood",
+    "flood-pg2",
+)
 CONTENDERS = DEFAULT_CONTENDERS + LARGE_CONTENDERS
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -47,6 +56,22 @@ def parse(argv: list[str] | None = None, *, description: str | None = None) -> a
     parser.add_argument("--rss-n", type=int, default=200_000, help="backlog-rss requests (200,000)")
     parser.add_argument(
         "--tracked-n", type=int, default=10_000, help="tracked requests of `tracked` (10,000)"
+    )
+    parser.add_argument(
+        "--flood-n", type=int, default=5000, help="flood requests of `flood` (5,000)"
+    )
+    parser.add_argument(
+        "--flood-drain",
+        type=float,
+        default=3.0,
+        help="flood runs the bench ends per second, as a scheduler would; under the "
+        "worker's release rate, or the limit is never reached (3)",
+    )
+    parser.add_argument(
+        "--flood-baseline",
+        type=float,
+        default=60.0,
+        help="seconds of the steady load alone before the flood (60 s)",
     )
     parser.add_argument("--airflow", choices=("3", "2"), default="3", help="Airflow major (3)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder")

@@ -16,13 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import steady, tracked
+from bench import flood_report, steady, tracked
 from bench.result import Result
 
 MIB = 1024 * 1024
-OWN_TABLES = frozenset({"store-latency", tracked.FAMILY})  # reported apart from the main table
+OWN_TABLES = frozenset(
+    {"store-latency", tracked.FAMILY, flood_report.FAMILY}
+)  # reported apart from the main table
 KNEE_TICKS = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-BURSTS_ONLY = frozenset({"store-latency", "steady", "steady-direct", tracked.FAMILY})  # no CDF
+# not in the burst latency CDF
+BURSTS_ONLY = frozenset(
+    {"store-latency", "steady", "steady-direct", tracked.FAMILY, flood_report.FAMILY}
+)
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,8 @@ def plot(results: list[Result], out: Path, stem: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 -- after choosing the headless backend
 
+    if all(r.family in OWN_TABLES for r in results):  # only floods, tracking: nothing to sweep
+        return flood_report.plot(plt, results, out, stem)
     files = [out / f"{stem}-throughput.png", out / f"{stem}-latency.png"]
     ceiling = [r for r in results if r.family == "ceiling"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -315,7 +322,7 @@ def plot(results: list[Result], out: Path, stem: str) -> list[Path]:
     knee = out / f"{stem}-knee.png"
     if plot_knee(plt, results, knee):
         files.append(knee)
-    return files
+    return files + flood_report.plot(plt, results, out, stem)
 
 
 def plot_knee(plt: Any, results: list[Result], path: Path) -> bool:
@@ -392,6 +399,7 @@ def write(results: list[Result], context: Context, out: Path) -> Path:
         *steady_table(results),
         *store_table(results),
         *tracked.table(results),
+        *flood_report.table(results),
         "## Plots",
         "",
         *(f"![{p.stem}]({p.name})" for p in images),
