@@ -12,7 +12,7 @@ from consumer.airflow.gate import AirflowGate
 from consumer.airflow.limit import AdaptiveLimit, ConcurrencyLimit, FixedLimit
 from consumer.answering import Answerer
 from consumer.errors import AirflowUnavailableError, KafkaUnreachableError
-from consumer.flow.config import FlowLimits
+from consumer.flow.backlog import flow_limits
 from consumer.flow.parking import Flow
 from consumer.flow.queued import QueuedRuns
 from consumer.flow.releaser import Releaser
@@ -71,9 +71,7 @@ def build_worker(
     # spec §3: keys past DEDUP_RETENTION are deleted, so the store's size stays bounded
     RetentionPurger(store, stop, metrics=metrics).start()
     waiting, wake = Waiting(settings.max_deferred), threading.Event()
-    flow_limits = FlowLimits.build(
-        settings.dag_limits, settings.airflow_max_queued_runs, settings.max_deferred
-    )
+    limits_of_flow = flow_limits(settings)
     pipeline = Pipeline(
         limits=Limits(
             max_message_bytes=settings.max_message_bytes,
@@ -95,7 +93,7 @@ def build_worker(
         store_hold=StoreHold(stop, observe=metrics.observe_store_call),
         router=_router(settings, metrics),
         trace_context=settings.trace_context,
-        flow=Flow(flow_limits, waiting, wake.set),
+        flow=Flow(limits_of_flow, waiting, wake.set),
     )
     connection = connection_options(settings)
 
@@ -144,7 +142,7 @@ def build_worker(
                 settings, stop=stop, purpose=CallPurpose.FLOW, count_calls=count_calls
             ).transport
         ),
-        limits=flow_limits,
+        limits=limits_of_flow,
         waiting=waiting,
         owner=worker_name,
         stop=stop,

@@ -22,9 +22,7 @@ NEAR_FULL = 0.8  # of MAX_DEFERRED: back-pressure is near (doctor warns)
 
 def flow_limits(settings: Settings) -> FlowLimits:
     """The flow limits the worker applies under ``settings`` (as ``assembly`` builds them)."""
-    return FlowLimits.build(
-        settings.dag_limits, settings.airflow_max_queued_runs, settings.max_deferred
-    )
+    return FlowLimits.build(settings.dag_limits, settings.airflow_max_queued_runs)
 
 
 def limit_of(limits: FlowLimits, dag_id: str) -> dict[str, Any]:

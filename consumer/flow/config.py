@@ -88,27 +88,20 @@ class DagLimit(BaseModel):
 
 @dataclass(frozen=True)
 class FlowLimits:
-    """Every flow setting: per-DAG limits, the all-DAG queued bound, the deferral bound."""
+    """What limits DAGs: the per-DAG limits and the all-DAG queued bound."""
 
     dag_limits: tuple[DagLimit, ...] = ()
     airflow_max_queued_runs: int | None = None
-    max_deferred: int = DEFAULT_MAX_DEFERRED
 
     @classmethod
     def build(
         cls,
         entries: Sequence[DagLimit | dict[str, Any]],
         airflow_max_queued_runs: int | None = None,
-        max_deferred: int = DEFAULT_MAX_DEFERRED,
     ) -> FlowLimits:
         """The limits from the config file's entries (dicts are validated here)."""
         limits = tuple(DagLimit.model_validate(entry) for entry in entries)
-        return cls(limits, airflow_max_queued_runs, max_deferred)
-
-    @property
-    def active(self) -> bool:
-        """Whether any DAG is limited at all (otherwise only ``not_before`` defers)."""
-        return bool(self.dag_limits) or self.airflow_max_queued_runs is not None
+        return cls(limits, airflow_max_queued_runs)
 
     def limit_for(self, dag_id: str) -> DagLimit | None:
         """The first entry whose globs match ``dag_id``, or None."""

@@ -49,7 +49,3 @@ class QueuedRuns:
             if name in self._counts:
                 count, read_at = self._counts[name]
                 self._counts[name] = (count + 1, read_at)
-
-    def close(self) -> None:
-        """Close the transport's session."""
-        self._transport.close()

@@ -39,14 +39,14 @@ def test_the_limit_of_a_dag_is_its_first_matching_entry_plus_the_all_dag_bound()
 
 
 def test_the_limits_come_from_the_settings_as_the_worker_builds_them() -> None:
-    """dag_limits, AIRFLOW_MAX_QUEUED_RUNS and MAX_DEFERRED of the settings."""
+    """dag_limits and AIRFLOW_MAX_QUEUED_RUNS of the settings (MAX_DEFERRED is no limit)."""
     settings = load_settings(
         dag_limits=[{"dags": ["a"], "max_queued_runs": 2}],
         airflow_max_queued_runs=9,
-        max_deferred=7,
     )
     limits = flow_limits(settings)
-    assert (limits.airflow_max_queued_runs, limits.max_deferred) == (9, 7)
+    assert limits.airflow_max_queued_runs == 9
+    assert limits.dag_limits[0].max_queued_runs == 2
     assert describe_limit(limits, "a") == "max_queued_runs 2, AIRFLOW_MAX_QUEUED_RUNS 9"
 
 

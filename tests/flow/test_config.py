@@ -46,7 +46,7 @@ def test_the_first_matching_entry_applies() -> None:
     assert LIMITS.limit_for("etl_special") == LIMITS.dag_limits[0]
     assert LIMITS.limited("reports_daily")
     assert not LIMITS.limited("ETL_x")
-    assert not FlowLimits().active
+    assert not FlowLimits().limited("anything")
     assert FlowLimits(airflow_max_queued_runs=50).limited("anything")
 
 
